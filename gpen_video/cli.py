@@ -1,0 +1,84 @@
+"""The ``gpen-video`` command: parse arguments, call the library, map errors to exit codes.
+
+No processing happens here. ``gpen-video INPUT OUTPUT [options]`` is the ``run`` command; the
+other commands are named first (``gpen-video bench …``). Each command lives in
+``gpen_video/commands/NAME.py`` with ``configure(parser)`` and ``execute(args) -> int``; modules
+are imported only when their command is used, so ``--help`` is fast.
+
+Set ``GPEN_VIDEO_DEBUG=1`` to get a traceback instead of the one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from gpen_video.errors import EXIT_FAILURE, EXIT_INTERRUPTED, GpenVideoError
+
+# name -> (module, one-line summary). ``run`` is used when the first argument names no command.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("gpen_video.commands.run", "restore the faces in a video (the default command)"),
+    "download": ("gpen_video.commands.download", "download official weights into the cache"),
+    "bench": ("gpen_video.commands.bench", "measure fps per GPU and per stage"),
+    "engine": ("gpen_video.commands.engine", "build TensorRT engines ahead of time"),
+    "stitch": ("gpen_video.commands.stitch", "join rendered segments and mux the source audio"),
+    "farm": ("gpen_video.commands.farm", "render in chunks on a Ray cluster"),
+}
+
+
+def _epilog() -> str:
+    lines = ["other commands (gpen-video COMMAND --help):"]
+    lines += [f"  {name:<10}{summary}" for name, (_, summary) in COMMANDS.items() if name != "run"]
+    lines.append("exit codes: 0 done, 1 other failure, 2 usage or bad input, 75 transient "
+                 "(retry), 130 interrupted")
+    return "\n".join(lines)
+
+
+def build_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
+    """The parser of command ``name`` and its module."""
+    module_name, summary = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    prog = "gpen-video" if name == "run" else f"gpen-video {name}"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=summary,
+        epilog=_epilog() if name == "run" else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.configure(parser)
+    return parser, module
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script. Returns the process exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    name = args_list[0] if args_list and args_list[0] in COMMANDS else "run"
+    if name != "run" or (args_list and args_list[0] == "run"):
+        args_list = args_list[1:]
+    debug = os.environ.get("GPEN_VIDEO_DEBUG") == "1"
+    try:
+        parser, module = build_parser(name)
+        args = parser.parse_args(args_list)
+        return int(module.execute(args) or 0)
+    except GpenVideoError as exc:
+        if debug:
+            raise
+        print(f"gpen-video: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("gpen-video: interrupted; nothing was written to the output path", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: say so in one line unless debugging
+        if debug:
+            raise
+        print(
+            f"gpen-video: internal error: {type(exc).__name__}: {exc} "
+            "(run again with GPEN_VIDEO_DEBUG=1 for a traceback, and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE

@@ -1,0 +1,1 @@
+"""One module per ``gpen-video`` command: ``configure(parser)`` and ``execute(args) -> int``."""

@@ -1,0 +1,144 @@
+"""``gpen-video INPUT OUTPUT [options]``: restore the faces in a video.
+
+Parses the command line into :class:`gpen_video.options.RunOptions` and hands it to
+:func:`gpen_video.pipeline.run`. Nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gpen_video.errors import UsageError
+from gpen_video.options import (
+    BlendOptions,
+    DetectOptions,
+    EncodeOptions,
+    ModelOptions,
+    RangeOptions,
+    RestoreOptions,
+    RunOptions,
+    SmoothOptions,
+    TemporalOptions,
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", type=Path, help="source video")
+    parser.add_argument("output", type=Path, help="restored video (written only when complete)")
+    parser.add_argument("-y", "--overwrite", action="store_true", help="replace OUTPUT if it exists")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="GPEN-BFR-512",
+                       help="GPEN-BFR-256|512|1024|2048 (downloaded on first use) or a .pth path")
+    model.add_argument("--random-weights", action="store_true",
+                       help="the real architecture with random weights: for plumbing and speed "
+                            "tests only, the output is not a restoration")
+    model.add_argument("--no-download", action="store_true",
+                       help="never download weights; fail if they are not cached")
+
+    restore = parser.add_argument_group("restorer")
+    restore.add_argument("--backend", default="auto",
+                         choices=["auto", "torch", "onnxruntime", "tensorrt"])
+    restore.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    restore.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    restore.add_argument("--batch", type=int, default=8, help="faces per forward pass")
+
+    faces = parser.add_argument_group("faces")
+    faces.add_argument("--detector", default="resnet50", choices=["resnet50", "mobile0.25"])
+    faces.add_argument("--detector-weights", type=Path, default=None,
+                       help="local RetinaFace weights file (offline use)")
+    faces.add_argument("--faces", default="all", choices=["all", "largest"])
+    faces.add_argument("--min-face", type=int, default=0, metavar="PX",
+                       help="skip faces smaller than this (crop size in source pixels)")
+    faces.add_argument("--smooth", default="rts", choices=["rts", "kalman", "none"],
+                       help="temporal smoothing of each face's alignment")
+
+    blend = parser.add_argument_group("blending")
+    blend.add_argument("--strength", type=float, default=1.0, help="0 = original, 1 = restored")
+    blend.add_argument("--color-match", action="store_true",
+                       help="match restored colours to the source face")
+    blend.add_argument("--temporal", default="flow", choices=["flow", "off"],
+                       help="temporal smoothing of restored pixels")
+
+    encode = parser.add_argument_group("encoding (default: follow the source)")
+    encode.add_argument("--codec", default=None,
+                        choices=["h264", "hevc", "prores", "dnxhr", "ffv1", "png", "tiff", "exr",
+                                 "dpx"])
+    encode.add_argument("--crf", type=int, default=None)
+    encode.add_argument("--preset", default=None)
+    encode.add_argument("--pix-fmt", default=None)
+
+    span = parser.add_argument_group("frame range (0-based frame numbers, inclusive)")
+    span.add_argument("--frames", default=None, metavar="A-B", help="output only frames A..B")
+    span.add_argument("--start", type=int, default=None)
+    span.add_argument("--end", type=int, default=None)
+    span.add_argument("--overlap", type=int, default=0,
+                      help="frames decoded before the range to warm the tracker")
+
+    report = parser.add_argument_group("reporting")
+    report.add_argument("--progress", default="bar", choices=["bar", "plain", "json", "none"])
+    report.add_argument("-v", "--verbose", action="count", default=0)
+    report.add_argument("-q", "--quiet", action="store_true")
+
+
+def parse_frames(text: str) -> tuple[int, int | None]:
+    """``"A-B"`` → (A, B); ``"A-"`` → (A, None); ``"A"`` → (A, A).
+
+    Raises:
+        UsageError: not of that form, or B < A.
+    """
+    head, sep, tail = text.partition("-")
+    try:
+        start = int(head)
+        end = (int(tail) if tail else None) if sep else start
+    except ValueError:
+        raise UsageError(f"--frames {text!r}: expected A-B with frame numbers, e.g. 1001-1100")
+    if start < 0 or (end is not None and end < start):
+        raise UsageError(f"--frames {text!r}: need 0 <= A <= B")
+    return start, end
+
+
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    """Build the run's options from parsed arguments."""
+    model_path = Path(args.model) if args.model.endswith((".pth", ".pt")) else None
+    start, end = args.start, args.end
+    if args.frames is not None:
+        if start is not None or end is not None:
+            raise UsageError("use either --frames or --start/--end, not both")
+        start, end = parse_frames(args.frames)
+    if not 0.0 <= args.strength <= 1.0:
+        raise UsageError(f"--strength {args.strength}: must be between 0 and 1")
+    if args.batch < 1:
+        raise UsageError(f"--batch {args.batch}: must be at least 1")
+    return RunOptions(
+        input=args.input,
+        output=args.output,
+        overwrite=args.overwrite,
+        faces=args.faces,
+        progress="none" if args.quiet else args.progress,
+        model=ModelOptions(
+            name=args.model if model_path is None else model_path.stem,
+            checkpoint_path=model_path,
+            download=not args.no_download,
+            random_weights=args.random_weights,
+        ),
+        restore=RestoreOptions(backend=args.backend, device=args.device,
+                               precision=args.precision, batch=args.batch),
+        detect=DetectOptions(network=args.detector, weights=args.detector_weights,
+                             min_face=args.min_face, device=args.device),
+        smooth=SmoothOptions(method=args.smooth),
+        blend=BlendOptions(strength=args.strength, color_match=args.color_match),
+        temporal=TemporalOptions(mode=args.temporal),
+        encode=EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset,
+                             pix_fmt=args.pix_fmt),
+        range=RangeOptions(start=start, end=end, overlap=args.overlap),
+    )
+
+
+def execute(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
+    from gpen_video import pipeline
+
+    pipeline.run(options)
+    return 0

@@ -1,0 +1,120 @@
+"""Settings for every stage, as frozen dataclasses.
+
+There are no globals: the CLI (or a library caller) builds one :class:`RunOptions` and passes the
+parts down; each stage receives only its own dataclass. Defaults here are the product's defaults.
+Each stage owns its dataclass; add fields there, with a comment saying what they mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which GPEN network and where its weights come from."""
+
+    name: str = "GPEN-BFR-512"  # a registry name (gpen_video.models.weights) or a .pth path
+    checkpoint_path: Path | None = None  # explicit weights file; no download when given
+    cache_dir: Path | None = None  # where downloads go; default $GPEN_VIDEO_HOME or user cache
+    download: bool = True  # allow downloading registry weights that are not cached yet
+    random_weights: bool = False  # real architecture, random weights: for plumbing and speed only
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """How the restorer runs."""
+
+    backend: str = "auto"  # auto | torch | onnxruntime | tensorrt
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16 (auto: fp32 on CPU, fp16 on GPU)
+    batch: int = 8  # faces per forward pass, gathered across frames
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Face detection (facexlib RetinaFace)."""
+
+    network: str = "resnet50"  # resnet50 | mobile0.25
+    weights: Path | None = None  # explicit detector weights; no download when given
+    score_threshold: float = 0.9  # official GPEN value
+    nms_threshold: float = 0.4  # official GPEN value
+    max_side: int = 640  # frames are downscaled so their longer side is at most this
+    batch: int = 4  # frames per detector forward
+    every: int = 1  # detect on every Nth frame; the tracker predicts in between
+    min_face: int = 0  # ignore faces whose inter-ocular distance ×2.5 is below this (px)
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class TrackOptions:
+    """Multi-face tracking and shot cuts."""
+
+    min_iou: float = 0.3  # assignment gate on box IoU
+    confirm_hits: int = 3  # detections before a track is reported
+    max_misses: int = 8  # frames without a detection before a track ends (gaps are filled)
+    cut_threshold: float = 30.0  # mean abs difference (0-255) of downscaled frames that is a cut
+
+
+@dataclass(frozen=True)
+class SmoothOptions:
+    """Temporal smoothing of each track's alignment."""
+
+    method: str = "rts"  # rts | kalman | none
+    lag_seconds: float = 0.5  # fixed-lag look-ahead of the RTS smoother
+
+
+@dataclass(frozen=True)
+class BlendOptions:
+    """Paste-back of restored faces."""
+
+    strength: float = 1.0  # 0 = original, 1 = fully restored
+    color_match: bool = False  # match the restored crop's colour statistics to the source crop
+    ramp_frames: int = 5  # alpha ramp at track start and end
+
+
+@dataclass(frozen=True)
+class TemporalOptions:
+    """Temporal smoothing of restored pixels."""
+
+    mode: str = "flow"  # flow | off
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """Output encoding. ``None`` means: follow the source."""
+
+    codec: str | None = None  # h264 | hevc | prores | dnxhr | ffv1 | png | tiff | exr | dpx
+    crf: int | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+
+
+@dataclass(frozen=True)
+class RangeOptions:
+    """Which frames to output. Frame numbers are 0-based indices in decode order, inclusive."""
+
+    start: int | None = None
+    end: int | None = None  # clamped to the last frame of the clip
+    overlap: int = 0  # frames decoded before ``start`` to warm the tracker, not output
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """One ``gpen-video INPUT OUTPUT`` job."""
+
+    input: Path
+    output: Path
+    overwrite: bool = False
+    faces: str = "all"  # all | largest
+    progress: str = "bar"  # bar | plain | json | none
+    model: ModelOptions = field(default_factory=ModelOptions)
+    restore: RestoreOptions = field(default_factory=RestoreOptions)
+    detect: DetectOptions = field(default_factory=DetectOptions)
+    track: TrackOptions = field(default_factory=TrackOptions)
+    smooth: SmoothOptions = field(default_factory=SmoothOptions)
+    blend: BlendOptions = field(default_factory=BlendOptions)
+    temporal: TemporalOptions = field(default_factory=TemporalOptions)
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    range: RangeOptions = field(default_factory=RangeOptions)
