@@ -22,6 +22,7 @@ from gpen_video.errors import EXIT_FAILURE, EXIT_INTERRUPTED, GpenVideoError
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("gpen_video.commands.run", "restore the faces in a video (the default command)"),
     "download": ("gpen_video.commands.download", "download official weights into the cache"),
+    "export": ("gpen_video.commands.export", "export a GPEN checkpoint to ONNX (dynamic batch)"),
     "bench": ("gpen_video.commands.bench", "measure fps per GPU and per stage"),
     "engine": ("gpen_video.commands.engine", "build TensorRT engines ahead of time"),
     "stitch": ("gpen_video.commands.stitch", "join rendered segments and mux the source audio"),
