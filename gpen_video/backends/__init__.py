@@ -1,0 +1,130 @@
+"""Restorers: one interface, thin backends, discovered lazily.
+
+Public API:
+
+* :class:`~gpen_video.backends.base.Restorer` — ``restore(batch)`` with ``batch`` an
+  ``N×3×S×S`` float32 RGB array or tensor in ``[0, 1]`` (numpy in → numpy out, torch in → torch
+  out); ``load()``/``close()``/context manager; :attr:`spec` (:class:`InputSpec`: crop size,
+  dtype, range, max batch).
+* :func:`create_restorer` — build one from :class:`~gpen_video.options.ModelOptions` and
+  :class:`~gpen_video.options.RestoreOptions`.
+* :func:`available_backends` — the names that can run here.
+
+Backends (name → module, imported only when used):
+
+* ``identity`` — returns its input; for geometry tests and for timing everything but the model.
+* ``torch`` — GPEN in PyTorch, CPU or CUDA, fp32/fp16/bf16.
+* ``onnxruntime``, ``tensorrt`` — plug in by adding ``gpen_video/backends/<name>_backend.py``
+  with a ``Restorer`` subclass and an entry in :data:`BACKENDS`.
+
+``auto`` picks, in order: ``tensorrt`` (CUDA and TensorRT present), then ``torch``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING
+
+from gpen_video.backends.base import InputSpec, Restorer
+from gpen_video.errors import BackendUnavailable, UsageError
+
+if TYPE_CHECKING:
+    from gpen_video.options import ModelOptions, RestoreOptions
+
+# name -> (module, class, third-party modules it needs)
+BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "identity": ("gpen_video.backends.identity", "IdentityRestorer", ()),
+    "torch": ("gpen_video.backends.torch_backend", "TorchRestorer", ("torch",)),
+    "onnxruntime": ("gpen_video.backends.onnxruntime_backend", "OnnxRuntimeRestorer",
+                    ("onnxruntime",)),
+    "tensorrt": ("gpen_video.backends.tensorrt_backend", "TensorRTRestorer", ("tensorrt",)),
+}
+
+_AUTO_ORDER = ("tensorrt", "torch")
+
+__all__ = ["BACKENDS", "InputSpec", "Restorer", "available_backends", "backend_class",
+           "create_restorer"]
+
+
+def _present(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def available_backends() -> list[str]:
+    """Backend names whose code and dependencies are installed (not whether a GPU is there)."""
+    return [name for name, (module, _, deps) in BACKENDS.items()
+            if _present(module) and all(_present(d) for d in deps)]
+
+
+def backend_class(name: str) -> type[Restorer]:
+    """The :class:`Restorer` subclass registered as ``name``.
+
+    Raises:
+        UsageError: unknown name (the message lists the known ones).
+        BackendUnavailable: known but not installed here (lists the ones that are).
+    """
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}: choose one of auto, {', '.join(BACKENDS)}")
+    module_name, class_name, deps = BACKENDS[name]
+    missing = [d for d in deps if not _present(d)]
+    if missing or not _present(module_name):
+        what = f"needs {', '.join(missing)}" if missing else "is not built into this version"
+        extra = {"onnxruntime": " (pip install 'gpen-video[onnx]')",
+                 "tensorrt": " (pip install 'gpen-video[tensorrt]')"}.get(name, "")
+        raise BackendUnavailable(
+            f"backend {name!r} {what}{extra}; available here: {', '.join(available_backends())}"
+        )
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def _auto_backend(device: str) -> str:
+    if device not in ("cpu",):
+        try:
+            import torch
+
+            has_cuda = torch.cuda.is_available()
+        except ImportError:
+            has_cuda = False
+        if has_cuda and "tensorrt" in available_backends():
+            return "tensorrt"
+    return "torch"
+
+
+def create_restorer(model: "ModelOptions", restore: "RestoreOptions",
+                    size: int | None = None) -> Restorer:
+    """Build (not load) the restorer the options ask for.
+
+    ``size`` is the crop size for the ``identity`` backend (default: the model's size from the
+    weights registry, else 512).
+
+    Raises:
+        UsageError, BackendUnavailable: see :func:`backend_class`; bad device/precision.
+    """
+    name = restore.backend
+    if name == "auto":
+        name = _auto_backend(restore.device)
+    cls = backend_class(name)
+    if name == "identity":
+        if size is None:
+            from gpen_video.models.weights import REGISTRY
+
+            spec = REGISTRY.get(model.name)
+            size = spec.gpen.size if spec is not None and spec.gpen is not None else 512
+        return cls(size=size, max_batch=restore.batch)
+    if name == "torch":
+        return cls(
+            model.name,
+            device=restore.device,
+            precision=restore.precision,
+            max_batch=restore.batch,
+            checkpoint_path=model.checkpoint_path,
+            cache_dir=model.cache_dir,
+            download=model.download,
+            random_weights=model.random_weights,
+        )
+    # later backends take the same keywords
+    return cls(model=model, restore=restore)

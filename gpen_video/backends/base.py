@@ -1,0 +1,181 @@
+"""The one :class:`Restorer` interface every backend implements.
+
+Conventions (the whole product relies on them):
+
+* A batch is ``N×3×S×S``, RGB, ``float32``, values in ``[0, 1]``, NCHW, C-contiguous. ``S`` is
+  the restorer's :attr:`InputSpec.size` (the crop size of the model: 256, 512, …). The crop is
+  the aligned face as made by :func:`gpen_video.faces` alignment (pixel centres at integer
+  coordinates, bilinear warp).
+* ``restore(batch)`` accepts a ``numpy.ndarray`` or a ``torch.Tensor`` and returns the same kind:
+  numpy in → numpy out (float32, same shape); torch in → torch out (float32, on the restorer's
+  device when it has one). Output values are clipped to ``[0, 1]``.
+* The base class owns the lifecycle (``load()``/``close()``, context manager, lazy load on first
+  ``restore``), the input checks, chunking to :attr:`InputSpec.max_batch`, and the conversion
+  between numpy and torch. A backend implements only ``_load_impl``, ``_restore_impl`` and,
+  optionally, ``_close_impl`` — ``_restore_impl`` gets an already checked batch in the backend's
+  :attr:`Restorer.native` kind and returns the same kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from gpen_video.errors import UsageError
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What :meth:`Restorer.restore` accepts."""
+
+    size: int  # S: crops are S×S
+    channels: int = 3  # RGB
+    dtype: str = "float32"
+    value_range: tuple[float, float] = (0.0, 1.0)
+    layout: str = "NCHW"
+    max_batch: int | None = None  # larger batches are split by the base class; None: no limit
+
+
+class Restorer:
+    """Base class: lifecycle and checks here, the model in ``_impl`` methods of a subclass.
+
+    Subclasses set :attr:`name` and :attr:`native` (``"numpy"``, ``"torch"``, or ``"any"``: the
+    kind of array ``_restore_impl`` takes and returns; ``"any"`` gets the caller's kind unchanged)
+    and pass their :class:`InputSpec` to ``__init__``.
+    """
+
+    name: ClassVar[str] = "base"
+    native: ClassVar[str] = "numpy"
+
+    def __init__(self, spec: InputSpec) -> None:
+        self.spec = spec
+        self._loaded = False
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def load(self) -> "Restorer":
+        """Build/load the model (idempotent). Raises what the backend's ``_load_impl`` raises."""
+        if not self._loaded:
+            self._load_impl()
+            self._loaded = True
+        return self
+
+    def close(self) -> None:
+        """Release the model and its device memory (idempotent)."""
+        if self._loaded:
+            self._close_impl()
+            self._loaded = False
+
+    def __enter__(self) -> "Restorer":
+        return self.load()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def device(self) -> str:
+        """Where the model runs (``"cpu"``, ``"cuda:0"``)."""
+        return "cpu"
+
+    def describe(self) -> str:
+        """One line for logs and the run summary."""
+        return f"{self.name} ({self.device}, {self.spec.size}px)"
+
+    # ---------------------------------------------------------------- restore
+    def restore(self, batch: Any) -> Any:
+        """Restore a batch of aligned faces.
+
+        Args:
+            batch: ``N×3×S×S`` float32 RGB in ``[0, 1]`` (numpy array or torch tensor).
+
+        Returns:
+            The restored faces, same shape and kind as ``batch``, float32 in ``[0, 1]``.
+
+        Raises:
+            UsageError: wrong shape, dtype or value range.
+        """
+        is_torch = _is_torch(batch)
+        self._check(batch, is_torch)
+        self.load()
+        native = self._to_native(batch, is_torch)
+        limit = self.spec.max_batch
+        if limit is None or native.shape[0] <= limit:
+            out = self._restore_impl(native)
+        else:
+            parts = [self._restore_impl(native[i:i + limit])
+                     for i in range(0, native.shape[0], limit)]
+            out = _concat(parts, self.native)
+        return self._from_native(out, is_torch)
+
+    def _check(self, batch: Any, is_torch: bool) -> None:
+        s = self.spec.size
+        shape = tuple(batch.shape)
+        if len(shape) != 4 or shape[1] != self.spec.channels or shape[2] != s or shape[3] != s:
+            raise UsageError(f"{self.name} restorer expects N×3×{s}×{s} RGB crops, got {shape}")
+        if shape[0] == 0:
+            raise UsageError(f"{self.name} restorer got an empty batch")
+        dtype = str(batch.dtype).replace("torch.", "")
+        if dtype != self.spec.dtype:
+            raise UsageError(f"{self.name} restorer expects {self.spec.dtype} crops, got {dtype}")
+        lo, hi = self.spec.value_range
+        tol = 1e-3
+        bmin, bmax = (float(batch.min()), float(batch.max()))
+        if not (bmin >= lo - tol and bmax <= hi + tol):  # also catches NaN
+            raise UsageError(
+                f"{self.name} restorer expects values in [{lo}, {hi}], got [{bmin:.4g}, {bmax:.4g}]"
+                " (divide 8-bit pixels by 255)"
+            )
+
+    def _to_native(self, batch: Any, is_torch: bool) -> Any:
+        if self.native == "any":
+            return batch
+        if self.native == "numpy":
+            if is_torch:
+                return batch.detach().cpu().numpy()
+            return np.ascontiguousarray(batch)
+        import torch
+
+        if is_torch:
+            return batch
+        return torch.from_numpy(np.ascontiguousarray(batch))
+
+    def _from_native(self, out: Any, want_torch: bool) -> Any:
+        if self.native == "any":
+            return out
+        if self.native == "numpy":
+            if want_torch:
+                import torch
+
+                return torch.from_numpy(np.ascontiguousarray(out))
+            return out
+        if want_torch:
+            return out
+        return out.detach().cpu().numpy()
+
+    # ---------------------------------------------------------------- backend parts
+    def _load_impl(self) -> None:
+        """Build or load the model. Raise a :class:`~gpen_video.errors.GpenVideoError`."""
+
+    def _close_impl(self) -> None:
+        """Free what ``_load_impl`` made."""
+
+    def _restore_impl(self, batch: Any) -> Any:  # pragma: no cover - abstract
+        """``batch``: checked ``N×3×S×S`` float32 [0, 1] in :attr:`native` kind; same out."""
+        raise NotImplementedError
+
+
+def _is_torch(batch: Any) -> bool:
+    return type(batch).__module__.startswith("torch")
+
+
+def _concat(parts: list[Any], native: str) -> Any:
+    if not _is_torch(parts[0]):
+        return np.concatenate(parts, axis=0)
+    import torch
+
+    return torch.cat(parts, dim=0)
