@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from gpen_video.models.config import GpenConfig
-from gpen_video.models.gpen import GPEN, ModulatedConv2d, gpen_channels, upfirdn2d
+from gpen_video.models.gpen import (
+    GPEN,
+    ModulatedConv2d,
+    gpen_channels,
+    upfirdn2d,
+    upfirdn2d_reference,
+)
 from gpen_video.models.load import build_gpen, expected_shapes, infer_config, load_gpen
 from gpen_video.models.weights import REGISTRY
 
@@ -200,10 +206,19 @@ def _upfirdn2d_loops(x: torch.Tensor, kernel: torch.Tensor, up: int, down: int,
     return out[:, :, ::down, ::down]
 
 
-@pytest.mark.parametrize("up,down,pad", [(1, 1, (1, 1)), (2, 1, (2, 1)), (1, 2, (2, 2))])
+# GPEN's three uses (blur after the upsampling conv, skip upsample, encoder blur), then cases
+# that take the step-by-step path: asymmetric pad, cropping, upsampling with other padding.
+UPFIRDN_CASES = [(1, 1, (1, 1)), (2, 1, (2, 1)), (1, 2, (2, 2)), (1, 1, (2, 1)), (1, 1, (-1, 0)),
+                 (2, 1, (1, 2)), (2, 2, (2, 1))]
+
+
+@pytest.mark.parametrize("up,down,pad", UPFIRDN_CASES)
 def test_upfirdn2d_matches_textbook_definition(up: int, down: int, pad: tuple[int, int]) -> None:
     torch.manual_seed(1)
     x = torch.randn(2, 3, 7, 7, dtype=torch.float64)
     kernel = torch.rand(4, 4, dtype=torch.float64)  # asymmetric: catches a missing flip
-    got = upfirdn2d(x, kernel, 3, up=up, down=down, pad=pad)
-    assert torch.allclose(got, _upfirdn2d_loops(x, kernel, up, down, pad), atol=1e-12)
+    expected = _upfirdn2d_loops(x, kernel, up, down, pad)
+    for impl in (upfirdn2d, upfirdn2d_reference):
+        got = impl(x, kernel, 3, up=up, down=down, pad=pad)
+        assert got.shape == expected.shape, impl.__name__
+        assert torch.allclose(got, expected, atol=1e-12), impl.__name__

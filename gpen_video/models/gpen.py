@@ -65,7 +65,7 @@ def make_blur_kernel(taps: tuple[int, ...] | list[int], gain: float = 1.0) -> Te
 
 def upfirdn2d(
     x: Tensor,  # N×C×H×W
-    kernel: Tensor,  # kh×kw
+    kernel: Tensor,  # K×K
     channels: int,  # C, static (ONNX needs the depthwise weight's shape at export)
     up: int = 1,
     down: int = 1,
@@ -73,13 +73,40 @@ def upfirdn2d(
 ) -> Tensor:
     """Upsample by zero insertion, pad, filter with ``kernel`` (true convolution), subsample.
 
-    The same operation as StyleGAN2's ``upfirdn2d`` with equal factors and padding on both axes:
-    ``pad = (before, after)`` applies to H and W alike (a negative value crops). The filter runs
-    per channel (depthwise), so no batch dimension is folded into groups.
+    StyleGAN2's ``upfirdn2d`` with equal factors and padding on both axes: ``pad = (before,
+    after)`` applies to H and W alike (negative values crop). The filter runs per channel
+    (depthwise), so no batch dimension is folded into groups.
+
+    The cases GPEN uses go through single convolutions, whose output sizes ONNX shape inference
+    can see: symmetric padding is the conv's own ``padding``; 2× upsampling is one transposed
+    conv (stride ``up``, the unflipped kernel, padding K−1−before), which is the same sum as
+    zero-stuff → pad → convolve. Anything else takes :func:`upfirdn2d_reference`.
 
     Returns:
-        N×C×H'×W' with H' = (H·up + before + after − kh) // down + 1.
+        N×C×H'×W' with H' = (H·up + before + after − K) // down + 1.
     """
+    before, after = pad
+    k = kernel.shape[-1]
+    if up == 1 and before == after >= 0:
+        weight = torch.flip(kernel, (0, 1)).to(x.dtype)[None, None].expand(channels, 1, k, k)
+        return F.conv2d(x, weight, stride=down, padding=before, groups=channels)
+    out_pad = up + after - before - 1
+    if up > 1 and down == 1 and 0 <= k - 1 - before and 0 <= out_pad < up:
+        weight = kernel.to(x.dtype)[None, None].expand(channels, 1, k, k)
+        return F.conv_transpose2d(x, weight, stride=up, padding=k - 1 - before,
+                                  output_padding=out_pad, groups=channels)
+    return upfirdn2d_reference(x, kernel, channels, up, down, pad)
+
+
+def upfirdn2d_reference(
+    x: Tensor,  # N×C×H×W
+    kernel: Tensor,  # K×K
+    channels: int,
+    up: int = 1,
+    down: int = 1,
+    pad: tuple[int, int] = (0, 0),
+) -> Tensor:
+    """:func:`upfirdn2d` spelled out step by step (any factors and padding)."""
     if up > 1:
         # Put every sample at the top-left of an up×up cell of zeros.
         n, c, h, w = x.shape

@@ -257,6 +257,8 @@ def _torch_load(path: Path) -> object:
     if size == 0:
         raise WeightsError(f"{path} is empty (0 bytes): an interrupted download? get the file "
                            "again")
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # neither torch.save format
+        raise WeightsError(_why_unreadable(path, size, head, None))
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -271,12 +273,14 @@ def _torch_load(path: Path) -> object:
     raise WeightsError(_why_unreadable(path, size, head, cause)) from None
 
 
-def _why_unreadable(path: Path, size: int, head: bytes, exc: BaseException) -> str:
+def _why_unreadable(path: Path, size: int, head: bytes, exc: BaseException | None) -> str:
+    """One line on why ``path`` could not be read, from its first bytes and torch's error."""
     if head.startswith(b"PK\x03\x04"):
         if not zipfile.is_zipfile(path):
             return (f"{path} is truncated or damaged (an incomplete zip archive of {size} bytes): "
                     "download it again")
-        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        detail = str(exc).strip()
+        first = detail.splitlines()[0][:120] if detail else type(exc).__name__
         return f"{path} is a zip archive but not a PyTorch checkpoint ({first})"
     if head[:1] == b"\x80":  # pickle protocol >= 2: the legacy torch.save format
         return (f"{path} is truncated or damaged (the checkpoint ends early at {size} bytes): "
@@ -313,7 +317,7 @@ def _reject_other_models(state: Mapping[str, Tensor], path: Path) -> None:
     """Recognise files of other models that users pass by mistake, and say which they are."""
     keys = list(state)
     if any(k.split(".")[0] in ("ClassHead", "BboxHead", "LandmarkHead", "ssh1") for k in keys):
-        raise WeightsError(f"{path} is a RetinaFace detector file, not GPEN: give it to "
+        raise WeightsError(f"{path}: this is a RetinaFace detector file, not GPEN; give it to "
                            "--detector-weights, and give --model a GPEN-BFR-*.pth file")
     if any(k.startswith(("stylegan_decoder.", "conv_body_first.")) for k in keys):
         raise WeightsError(f"{path} is a GFPGAN checkpoint, not GPEN: give --model a "
