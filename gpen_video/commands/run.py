@@ -39,7 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     restore = parser.add_argument_group("restorer")
     restore.add_argument("--backend", default="auto",
-                         choices=["auto", "torch", "onnxruntime", "tensorrt"])
+                         choices=["auto", "torch", "onnxruntime", "tensorrt", "identity"],
+                         help="identity: paste the aligned faces back unrestored (geometry "
+                              "checks, timing everything but the network)")
     restore.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     restore.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     restore.add_argument("--batch", type=int, default=8, help="faces per forward pass")
@@ -126,7 +128,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         restore=RestoreOptions(backend=args.backend, device=args.device,
                                precision=args.precision, batch=args.batch),
         detect=DetectOptions(network=args.detector, weights=args.detector_weights,
-                             min_face=args.min_face, device=args.device),
+                             min_face=args.min_face, device=args.device,
+                             download=not args.no_download),
         smooth=SmoothOptions(method=args.smooth),
         blend=BlendOptions(strength=args.strength, color_match=args.color_match),
         temporal=TemporalOptions(mode=args.temporal),
