@@ -95,6 +95,7 @@ class EncodeOptions:
 class RangeOptions:
     """Which frames to output. Frame numbers are 0-based indices in decode order, inclusive."""
 
+    start_number: int | None = None  # image sequences: first file number (None: first frame's)
     start: int | None = None
     end: int | None = None  # clamped to the last frame of the clip
     overlap: int = 0  # frames decoded before ``start`` to warm the tracker, not output

@@ -1,0 +1,323 @@
+"""Encoder choice as pure functions: source description + output path + options → EncoderSpec.
+
+Nothing here opens a file or encodes a frame, so every rule is testable in microseconds
+(``tests/test_media_codecs.py``). :class:`gpen_video.media.sink.VideoSink` applies the spec.
+
+Rules (the product's defaults; ``EncodeOptions`` fields override them):
+
+* The codec follows the source: H.264 → libx264 CRF 18, HEVC → libx265 CRF 18, ProRes → ProRes
+  of the same profile, DNxHR → DNxHR of the same profile (DNxHD → DNxHR HQ/HQX), FFV1 → FFV1,
+  anything else → H.264 CRF 18. If the output container cannot hold the source's codec (ProRes
+  into .mp4), the default falls back to H.264 and says so in ``notes``; an explicit ``--codec``
+  the container cannot hold is a :class:`UsageError`.
+* The pixel format follows the source: same chroma subsampling and bit depth when the encoder
+  takes them, else the nearest it takes (noted). Deep sources stay deep.
+* An output path whose file name holds a printf pattern (``out_%06d.png``) is an image
+  sequence: codec from ``--codec`` or the extension (png, tiff, exr, dpx).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpen_video.errors import UsageError
+from gpen_video.options import EncodeOptions
+
+# --codec name → FFmpeg encoder
+ENCODERS: dict[str, str] = {
+    "h264": "libx264",
+    "hevc": "libx265",
+    "prores": "prores_ks",
+    "dnxhr": "dnxhd",
+    "ffv1": "ffv1",
+    "png": "png",
+    "tiff": "tiff",
+    "exr": "exr",
+    "dpx": "dpx",
+}
+IMAGE_CODECS = frozenset({"png", "tiff", "exr", "dpx"})
+DEFAULT_CRF = 18
+
+# Pixel formats each encoder accepts (FFmpeg 8.1; tests check this table against the build).
+ENCODER_PIX_FMTS: dict[str, tuple[str, ...]] = {
+    "libx264": ("yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le",
+                "gray", "gray10le"),
+    "libx265": ("yuv420p", "yuv422p", "yuv444p", "gbrp", "yuv420p10le", "yuv422p10le",
+                "yuv444p10le", "gbrp10le", "yuv420p12le", "yuv422p12le", "yuv444p12le",
+                "gbrp12le", "gray", "gray10le", "gray12le"),
+    "prores_ks": ("yuv422p10le", "yuv444p10le"),
+    "dnxhd": ("yuv422p", "yuv422p10le", "yuv444p10le", "gbrp10le"),
+    "ffv1": ("yuv420p", "yuv422p", "yuv444p", "yuv440p", "yuv411p", "yuv410p",
+             "yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv420p12le", "yuv422p12le",
+             "yuv444p12le", "yuv420p16le", "yuv422p16le", "yuv444p16le", "gbrp10le", "gbrp12le",
+             "gbrp16le", "gray", "gray10le", "gray12le", "gray16le"),
+    "png": ("rgb24", "rgb48be"),
+    "tiff": ("rgb24", "rgb48le"),
+    "exr": ("gbrpf32le",),
+    "dpx": ("rgb24", "rgb48le", "gbrp10le", "gbrp12le"),
+}
+
+# Output file suffix → (FFmpeg muxer, codec families it holds).
+CONTAINERS: dict[str, tuple[str, frozenset[str]]] = {
+    ".mp4": ("mp4", frozenset({"h264", "hevc", "ffv1", "png"})),
+    ".m4v": ("mp4", frozenset({"h264", "hevc", "ffv1", "png"})),
+    ".mov": ("mov", frozenset({"h264", "hevc", "prores", "dnxhr", "png", "tiff", "exr", "dpx"})),
+    ".qt": ("mov", frozenset({"h264", "hevc", "prores", "dnxhr", "png", "tiff", "exr", "dpx"})),
+    ".mkv": ("matroska", frozenset({"h264", "hevc", "prores", "ffv1"})),
+}
+IMAGE_SUFFIXES: dict[str, str] = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".exr": "exr",
+                                  ".dpx": "dpx"}
+
+# ProRes: decoder profile name → prores_ks ``profile`` option, pixel format
+PRORES_PROFILES: dict[str, tuple[str, str]] = {
+    "proxy": ("proxy", "yuv422p10le"),
+    "lt": ("lt", "yuv422p10le"),
+    "standard": ("standard", "yuv422p10le"),
+    "hq": ("hq", "yuv422p10le"),
+    "4444": ("4444", "yuv444p10le"),
+    "xq": ("4444xq", "yuv444p10le"),
+    "4444 xq": ("4444xq", "yuv444p10le"),
+    "4444xq": ("4444xq", "yuv444p10le"),
+}
+# ProRes bit budget per macroblock for re-encoding: 1.5x the profile's full-HD target in
+# prores_ks, which lets the quantiser reach its floor on ordinary footage, so a decode →
+# encode generation costs MAE ≈ 0.04 (0-255 scale; 720p real clip and the test pattern) instead
+# of 0.05-0.17 at the default budget, for +2-30 % file size. The profile (fourcc) is unchanged.
+PRORES_BITS_PER_MB: dict[str, int] = {"proxy": 450, "lt": 1080, "standard": 1575, "hq": 2350,
+                                      "4444": 3525, "4444xq": 5288}
+# DNxHR: decoder profile name → dnxhd ``profile`` option, pixel format
+DNXHR_PROFILES: dict[str, tuple[str, str]] = {
+    "dnxhr lb": ("dnxhr_lb", "yuv422p"),
+    "dnxhr sq": ("dnxhr_sq", "yuv422p"),
+    "dnxhr hq": ("dnxhr_hq", "yuv422p"),
+    "dnxhr hqx": ("dnxhr_hqx", "yuv422p10le"),
+    "dnxhr 444": ("dnxhr_444", "yuv444p10le"),
+}
+# Source decoder name → codec family (families we can also encode)
+SOURCE_FAMILIES: dict[str, str] = {
+    "h264": "h264", "hevc": "hevc", "prores": "prores", "dnxhd": "dnxhr", "ffv1": "ffv1",
+    "png": "png", "tiff": "tiff", "exr": "exr", "dpx": "dpx",
+}
+
+_PATTERN_RE = re.compile(r"%0?\d*d")
+
+
+@dataclass(frozen=True)
+class SourceVideoInfo:
+    """What codec choice needs to know about the source video stream."""
+
+    codec: str  # FFmpeg decoder name: h264, hevc, prores, dnxhd, ...
+    profile: str | None  # decoder profile name: "High", "HQ", "DNXHR HQX", ...
+    pix_fmt: str  # decoded pixel format, e.g. yuv420p, yuv422p10le
+    bit_depth: int  # bits per component of pix_fmt (8, 10, 12, 16)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How to encode the output video. Built by :func:`choose_encoder`; applied by the sink."""
+
+    family: str  # h264 | hevc | prores | dnxhr | ffv1 | png | tiff | exr | dpx
+    encoder: str  # FFmpeg encoder name (libx264, prores_ks, ...)
+    pix_fmt: str  # encoder input pixel format
+    options: dict[str, str] = field(default_factory=dict)  # encoder AVOptions
+    container: str = "mp4"  # FFmpeg muxer (mp4, mov, matroska, image2)
+    image_sequence: bool = False
+    notes: tuple[str, ...] = ()  # what differs from the source and why (shown as warnings)
+
+    @property
+    def rgb_input(self) -> bool:
+        """True if the encoder takes RGB (no YUV matrix involved)."""
+        return self.pix_fmt.startswith(("rgb", "gbr", "bgr"))
+
+
+def is_image_sequence(path: str | Path) -> bool:
+    """True if the file name holds a printf frame-number pattern (``%d``, ``%06d``)."""
+    return bool(_PATTERN_RE.search(Path(path).name))
+
+
+def output_container(path: str | Path) -> str:
+    """FFmpeg muxer name for an output path (``image2`` for sequences).
+
+    Raises:
+        UsageError: unknown suffix (lists the known ones).
+    """
+    path = Path(path)
+    if is_image_sequence(path):
+        return "image2"
+    suffix = path.suffix.lower()
+    if suffix not in CONTAINERS:
+        known = ", ".join(sorted(CONTAINERS)) + " or an image pattern like out_%06d.png"
+        raise UsageError(f"output {path.name!r}: unknown file type {suffix or '(none)'}; "
+                         f"use {known}")
+    return CONTAINERS[suffix][0]
+
+
+def pix_fmt_layout(pix_fmt: str) -> tuple[str, int]:
+    """``yuv422p10le`` → (``"422"``, 10); RGB → (``"rgb"``, depth); gray → (``"gray"``, depth).
+
+    Pure name parsing; depth is 8 when no number is given.
+    """
+    name = pix_fmt.lower()
+    depth_match = re.search(r"p(\d+)(le|be)?$|(\d+)(le|be)$", name)
+    depth = 8
+    if depth_match:
+        depth = int(depth_match.group(1) or depth_match.group(3))
+    if name in ("rgb48le", "rgb48be", "rgba64le", "rgba64be", "bgr48le", "bgr48be"):
+        depth = 16
+    if name.startswith("yuvj"):
+        name = "yuv" + name[4:]
+    if name.startswith(("gray", "ya")):
+        return "gray", depth
+    if name.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "0rgb", "0bgr")):
+        return "rgb", depth
+    if name.startswith(("nv12", "nv21", "p010", "p016", "p012")):
+        return "420", 8 if name.startswith(("nv12", "nv21")) else depth
+    if name.startswith(("nv16", "nv20", "p210", "p216", "y210", "yuyv422", "uyvy422")):
+        return "422", depth if not name.startswith(("nv16", "yuyv", "uyvy")) else 8
+    if name.startswith(("nv24", "nv42", "p410", "p416")):
+        return "444", depth
+    m = re.match(r"yuva?(4\d\d)", name)
+    if m:
+        return m.group(1), depth
+    return "420", depth
+
+
+def _nearest_pix_fmt(encoder: str, layout: str, depth: int) -> str:
+    """Best pixel format of ``encoder`` for a source ``layout``/``depth``: same chroma and the
+    smallest depth ≥ the source's (else the deepest), preferring YUV for YUV sources."""
+    accepted = ENCODER_PIX_FMTS[encoder]
+    candidates = [(pix_fmt_layout(f), f) for f in accepted]
+
+    def score(item: tuple[tuple[str, int], str]) -> tuple[int, int, int]:
+        (lay, dep), _ = item
+        chroma_rank = 0 if lay == layout else (1 if lay in ("444", "rgb") else 2)
+        if layout == "rgb" and lay == "444":
+            chroma_rank = 1
+        if layout == "gray" and lay != "gray":
+            chroma_rank = 1 if lay == "420" else 2
+        depth_rank = 0 if dep >= depth else 1
+        return (chroma_rank, depth_rank, dep if dep >= depth else -dep)
+
+    return min(candidates, key=score)[1]
+
+
+def default_family(source: SourceVideoInfo) -> str:
+    """The codec family that follows the source (h264 for anything we do not encode)."""
+    return SOURCE_FAMILIES.get(source.codec, "h264")
+
+
+def choose_encoder(source: SourceVideoInfo, output: str | Path,
+                   options: EncodeOptions | None = None) -> EncoderSpec:
+    """The encoder, pixel format and options for writing ``source`` to ``output``.
+
+    Raises:
+        UsageError: unknown codec or suffix, a codec the container cannot hold, a pixel format
+            the encoder does not take, or ``crf``/``preset`` for a codec without them.
+    """
+    options = options or EncodeOptions()
+    output = Path(output)
+    container = output_container(output)
+    sequence = container == "image2"
+    notes: list[str] = []
+
+    if options.codec is not None and options.codec not in ENCODERS:
+        raise UsageError(f"--codec {options.codec!r}: choose one of {', '.join(ENCODERS)}")
+
+    if sequence:
+        from_suffix = IMAGE_SUFFIXES.get(output.suffix.lower())
+        family = options.codec or from_suffix
+        if family not in IMAGE_CODECS:
+            raise UsageError(
+                f"output {output.name!r} is an image sequence: use a .png, .tif, .exr or .dpx "
+                f"pattern (or --codec png|tiff|exr|dpx)")
+        if from_suffix is not None and from_suffix != family:
+            raise UsageError(f"--codec {family} does not match the file type of {output.name!r}")
+    else:
+        holds = CONTAINERS[output.suffix.lower()][1]
+        if options.codec is not None:
+            family = options.codec
+            if family not in holds:
+                good = sorted(s for s, (_, fams) in CONTAINERS.items() if family in fams)
+                hint = (f"use a {' or '.join(good)} file" if good
+                        else "write an image sequence like out_%06d." + family)
+                raise UsageError(f"{output.suffix} cannot hold {family}: {hint}")
+        else:
+            family = default_family(source)
+            if family not in holds:
+                notes.append(f"{output.suffix} cannot hold {family} (the source's codec): "
+                             f"writing H.264 instead; use .mov or .mkv to keep {family}")
+                family = "h264"
+
+    encoder = ENCODERS[family]
+    layout, depth = pix_fmt_layout(source.pix_fmt)
+    depth = max(depth, source.bit_depth)
+    codec_options: dict[str, str] = {}
+
+    if options.crf is not None and family not in ("h264", "hevc"):
+        raise UsageError(f"--crf applies to h264 and hevc, not {family}")
+    if options.preset is not None and family not in ("h264", "hevc"):
+        raise UsageError(f"--preset applies to h264 and hevc, not {family}")
+
+    profile = (source.profile or "").strip().lower()
+    if family in ("h264", "hevc"):
+        codec_options["crf"] = str(DEFAULT_CRF if options.crf is None else options.crf)
+        if options.preset is not None:
+            codec_options["preset"] = options.preset
+        if family == "hevc":
+            codec_options["x265-params"] = "log-level=error"
+        pix_fmt = _nearest_pix_fmt(encoder, layout, depth)
+    elif family == "prores":
+        if source.codec == "prores" and profile in PRORES_PROFILES:
+            name, pix_fmt = PRORES_PROFILES[profile]
+        elif layout in ("444", "rgb"):
+            name, pix_fmt = "4444", "yuv444p10le"
+        else:
+            name, pix_fmt = "hq", "yuv422p10le"
+        codec_options["profile"] = name
+        codec_options["bits_per_mb"] = str(PRORES_BITS_PER_MB[name])
+        codec_options["vendor"] = "apl0"  # what Apple's tools write; some NLEs check it
+    elif family == "dnxhr":
+        if source.codec == "dnxhd" and profile in DNXHR_PROFILES:
+            name, pix_fmt = DNXHR_PROFILES[profile]
+        else:
+            if layout in ("444", "rgb"):
+                name, pix_fmt = "dnxhr_444", "yuv444p10le"
+            elif depth > 8:
+                name, pix_fmt = "dnxhr_hqx", "yuv422p10le"
+            else:
+                name, pix_fmt = "dnxhr_hq", "yuv422p"
+            if source.codec == "dnxhd":
+                notes.append(f"DNxHD ({source.profile}) is written as DNxHR {name[6:].upper()}: "
+                             "DNxHD's fixed bitrates are tied to broadcast frame sizes")
+        codec_options["profile"] = name
+    elif family == "ffv1":
+        pix_fmt = (source.pix_fmt if source.pix_fmt in ENCODER_PIX_FMTS["ffv1"]
+                   else _nearest_pix_fmt(encoder, layout, depth))
+        codec_options["level"] = "3"  # multithreaded slices, per-slice CRCs
+        codec_options["slicecrc"] = "1"
+    elif family == "exr":
+        pix_fmt = "gbrpf32le"
+    elif family == "dpx":
+        pix_fmt = {8: "rgb24", 10: "gbrp10le", 12: "gbrp12le"}.get(depth, "rgb48le")
+    else:  # png, tiff
+        pix_fmt = ENCODER_PIX_FMTS[encoder][0 if depth <= 8 else 1]
+
+    if options.pix_fmt is not None:
+        if options.pix_fmt not in ENCODER_PIX_FMTS[encoder]:
+            raise UsageError(f"--pix-fmt {options.pix_fmt}: {family} takes "
+                             f"{', '.join(ENCODER_PIX_FMTS[encoder])}")
+        pix_fmt = options.pix_fmt
+    else:
+        out_layout, out_depth = pix_fmt_layout(pix_fmt)
+        src_norm = source.pix_fmt.replace("yuvj", "yuv")
+        if pix_fmt != src_norm and not (out_layout == "rgb" and sequence):
+            if out_depth < depth:
+                notes.append(f"{family} cannot store {source.pix_fmt}: writing {pix_fmt} "
+                             f"({depth}-bit source, {out_depth}-bit output)")
+            elif out_layout != layout and layout != "rgb":
+                notes.append(f"{family} cannot store {source.pix_fmt}: writing {pix_fmt}")
+
+    return EncoderSpec(family=family, encoder=encoder, pix_fmt=pix_fmt, options=codec_options,
+                       container=container, image_sequence=sequence, notes=tuple(notes))

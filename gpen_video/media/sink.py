@@ -1,0 +1,506 @@
+"""Streaming encode with PyAV that keeps everything but the pixels: :class:`VideoSink`.
+
+What the output keeps from its :class:`~gpen_video.media.source.VideoSource`:
+
+* every written frame's pts and duration (VFR kept; the encoder's guess at the last frame's
+  duration is replaced by the source's), in the source's time base;
+* pixel format / bit depth / chroma (see :mod:`gpen_video.media.codecs`), colour range,
+  primaries, transfer and matrix tags, sample aspect ratio;
+* the display matrix, byte for byte, set on the stream before the header (and so before any
+  packet) is written; frames are turned back to the coded orientation before encoding;
+* the timecode (advanced to the first written frame when a range starts later), container and
+  stream metadata (language, handler, title, creation time; not the old encoder's name);
+* every audio and subtitle track, packet-copied bit for bit with language and disposition when
+  the output container takes the codec, else audio is transcoded (AAC in .mp4, PCM in .mov and
+  .mkv) with a warning, and subtitles the container cannot hold are skipped with a warning.
+  With a frame range, only packets whose start lies in the range's time span are copied.
+
+Audio is read by a second demuxer on the source file and muxed by timestamp just ahead of the
+video, so memory stays bounded whatever the length (no video is held back).
+
+Output safety: the file is written to a hidden temporary name beside the target and renamed
+into place only by :meth:`VideoSink.close` after the last packet; any exception, :meth:`abort`
+or garbage collection without ``close`` deletes it, so the target path never holds a partial
+file. Image sequences (``out_%06d.png``) are written to a temporary folder and moved likewise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+import numpy as np
+
+from gpen_video.errors import GpenVideoError, OutputError
+from gpen_video.media import paths
+from gpen_video.media.codecs import EncoderSpec, choose_encoder
+from gpen_video.media.colour import RANGE_FULL
+from gpen_video.media.source import Frame, VideoSource, _open_input
+from gpen_video.media.timecode import add_frames
+from gpen_video.options import EncodeOptions
+
+log = logging.getLogger("gpen_video.media")
+
+# Container-level tags that describe the old file, not the content.
+_DROP_CONTAINER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder"}
+# Stream tags that describe the old encoding (re-created by the muxer when still true).
+_DROP_STREAM_TAGS = {"encoder", "vendor_id", "timecode", "duration", "bps", "number_of_frames",
+                     "number_of_bytes", "_statistics_writing_app",
+                     "_statistics_writing_date_utc", "_statistics_tags"}
+_AUDIO_LEAD = Fraction(1, 2)  # audio muxed up to this far ahead of the current video packet
+
+
+def _filter_tags(tags: dict[str, str], drop: set[str]) -> dict[str, str]:
+    return {k: v for k, v in tags.items() if k.lower() not in drop and v is not None}
+
+
+def _packet_time(packet: av.Packet) -> Fraction | None:
+    ts = packet.dts if packet.dts is not None else packet.pts
+    if ts is None or packet.time_base is None:
+        return None
+    return ts * packet.time_base
+
+
+class _Track:
+    """One copied (or transcoded) audio/subtitle track."""
+
+    def __init__(self, in_stream: av.stream.Stream, out_stream: av.stream.Stream,
+                 transcode: bool) -> None:
+        self.in_stream = in_stream
+        self.out_stream = out_stream
+        self.transcode = transcode
+        self.packets = 0
+
+
+class _StreamCopier:
+    """Audio and subtitle tracks of the source, read by their own demuxer and muxed by time."""
+
+    def __init__(self, source: VideoSource, out: av.container.OutputContainer, container: str,
+                 window: tuple[Fraction, Fraction] | None, audio: bool, subtitles: bool) -> None:
+        self._out = out
+        self._window = window
+        self._tracks: dict[int, _Track] = {}
+        self._in = _open_input(source.path)
+        self._pending: av.Packet | None = None
+        self.done = False
+        self.notes: list[str] = []
+        for stream in self._in.streams:
+            wanted = (stream.type == "audio" and audio) or (stream.type == "subtitle"
+                                                            and subtitles)
+            if not wanted or stream.codec_context is None:
+                stream.discard = av.stream.Discard.all
+                continue
+            track = self._add_track(stream, container, source.path.name)
+            if track is None:
+                stream.discard = av.stream.Discard.all
+            else:
+                self._tracks[stream.index] = track
+        if not self._tracks:
+            self._finish()
+            return
+        self._demuxer = self._in.demux(*[t.in_stream for t in self._tracks.values()])
+        if window is not None and window[0] > 1:
+            # seek a second early (packets before the range are skipped by time below)
+            self._in.seek(int((window[0] - 1) * av.time_base), backward=True, any_frame=False)
+
+    def _add_track(self, stream: av.stream.Stream, container: str, name: str) -> _Track | None:
+        label = f"{stream.type} track #{stream.index} ({stream.codec_context.name}"
+        label += f", {stream.language})" if stream.language else ")"
+        transcode = False
+        try:
+            out_stream = self._out.add_stream_from_template(stream)
+        except ValueError:
+            if stream.type != "audio":
+                self._note(f"{name}: {label} cannot be stored in a {container} file: skipped "
+                           "(use .mkv to keep it)")
+                return None
+            target = "aac" if container == "mp4" else _pcm_codec(stream)
+            self._note(f"{name}: {label} cannot be stored in a {container} file: transcoding "
+                       f"it to {target}")
+            cc = stream.codec_context
+            out_stream = self._out.add_stream(target, rate=cc.sample_rate)
+            out_stream.codec_context.layout = cc.layout
+            if target == "aac":
+                out_stream.codec_context.bit_rate = max(128_000, 96_000 * cc.channels)
+            transcode = True
+        out_stream.metadata.update(_filter_tags(dict(stream.metadata), _DROP_STREAM_TAGS))
+        out_stream.disposition = int(stream.disposition)
+        return _Track(stream, out_stream, transcode)
+
+    def _note(self, text: str) -> None:
+        log.warning(text)
+        self.notes.append(text)
+
+    def _keep(self, packet: av.Packet, track: _Track) -> bool:
+        if self._window is None:
+            return True
+        start, end = self._window
+        t = packet.pts if packet.pts is not None else packet.dts
+        t = t * packet.time_base
+        if track.in_stream.type == "subtitle":
+            duration = (packet.duration or 0) * packet.time_base
+            return t < end and t + duration > start
+        return start <= t < end
+
+    def pump(self, until: Fraction | None) -> None:
+        """Mux packets whose time is ≤ ``until`` seconds (all remaining ones for None)."""
+        while not self.done:
+            packet = self._pending
+            self._pending = None
+            if packet is None:
+                try:
+                    packet = next(self._demuxer)
+                except StopIteration:
+                    self._finish()
+                    return
+                except av.error.FFmpegError as exc:
+                    log.warning("audio/subtitle read stopped early: %s", exc)
+                    self._finish()
+                    return
+            if packet.size == 0 and packet.dts is None:
+                continue  # PyAV's end-of-stream marker
+            t = _packet_time(packet)
+            if until is not None and t is not None and t > until:
+                self._pending = packet
+                return
+            if self._window is not None and t is not None and t > self._window[1] + 5:
+                self._finish()
+                return
+            self._write(packet)
+
+    def _write(self, packet: av.Packet) -> None:
+        track = self._tracks[packet.stream.index]
+        if packet.dts is None or not self._keep(packet, track):
+            return  # no dts: cannot be muxed (DESIGN §9); outside the range
+        if track.transcode:
+            for frame in track.in_stream.decode(packet):
+                self._out.mux(track.out_stream.encode(frame))
+        else:
+            packet.stream = track.out_stream
+            self._out.mux(packet)
+        track.packets += 1
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        for track in self._tracks.values():
+            if track.transcode:
+                try:
+                    for frame in track.in_stream.decode(None):
+                        self._out.mux(track.out_stream.encode(frame))
+                except av.error.EOFError:
+                    pass
+                self._out.mux(track.out_stream.encode(None))
+
+    def close(self) -> None:
+        try:
+            self._in.close()
+        except Exception:  # noqa: BLE001 - closing a reader is best effort
+            pass
+
+
+def _pcm_codec(stream: av.stream.Stream) -> str:
+    """PCM that holds the source's decoded samples exactly."""
+    name = stream.codec_context.format.name if stream.codec_context.format else "s16"
+    if name.startswith(("flt", "dbl")):
+        return "pcm_f32le"
+    if name.startswith("s32"):
+        return "pcm_s32le"
+    return "pcm_s16le"
+
+
+class VideoSink:
+    """Encode processed frames of ``source`` to ``path``, keeping everything else (module doc).
+
+    Usage::
+
+        with VideoSource("in.mov") as source, VideoSink("out.mov", source, EncodeOptions()) as sink:
+            for frame in source:
+                sink.write(frame.with_image(process(frame.image)))
+
+    ``write`` takes a :class:`Frame` from ``source`` (its image replaced, or a separate
+    ``image``); the image must have the source frame's shape and dtype (upright H×W×3 RGB,
+    uint8 or full-scale uint16). Frames with ``in_range=False`` are ignored. Frames must be
+    written in presentation order.
+
+    Raises (constructor):
+        OutputError: the output is the input, exists without ``overwrite``, or its folder is
+            missing or not writable.
+        UsageError: a codec/pixel format/option that does not fit (see ``choose_encoder``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], source: VideoSource,
+                 options: EncodeOptions | None = None, overwrite: bool = False, *,
+                 audio: bool = True, subtitles: bool = True) -> None:
+        self.path = Path(path)
+        self.source = source
+        self.options = options or EncodeOptions()
+        self.overwrite = overwrite
+        self.spec: EncoderSpec = choose_encoder(source.video_info, self.path, self.options)
+        self.notes: list[str] = list(self.spec.notes)
+        for note in self.spec.notes:
+            log.warning("%s: %s", self.path.name, note)
+        paths.check_output(self.path, source.path, overwrite, self.spec.image_sequence)
+        self.frames_written = 0
+        self._temp: Path | None = None
+        self._out: av.container.OutputContainer | None = None
+        self._copier: _StreamCopier | None = None
+        self._durations: deque[int] = deque()  # display durations of frames not yet muxed
+        self._held: av.Packet | None = None  # the newest packet, muxed one behind
+        self._first_pts: int | None = None
+        self._end_pts: int | None = None  # where the last written frame ends
+        self._shift: int | None = None  # first frame's pts - first packet's dts
+        self._last_pts: int | None = None
+        self._closed = False
+        try:
+            self._open(audio, subtitles)
+        except BaseException:
+            self._discard()
+            raise
+
+    # ------------------------------------------------------------------ setup
+
+    @property
+    def start_number(self) -> int:
+        """First file number of an image sequence (``EncodeOptions.start_number``, else the
+        first output frame's index in the source)."""
+        if self.options.start_number is not None:
+            return self.options.start_number
+        return self.source.range.start if self.source.range is not None else 0
+
+    def _open(self, audio: bool, subtitles: bool) -> None:
+        source, spec = self.source, self.spec
+        if spec.image_sequence:
+            first_name = self.path.parent / (self.path.name % self.start_number)
+            if first_name.exists() and not self.overwrite:
+                raise OutputError(f"output {first_name} already exists: use -y (--overwrite) "
+                                  "to replace it")
+            self._temp = paths.temp_dir_for(self.path)
+            self._out = av.open(str(self._temp / self.path.name), "w", format="image2",
+                                options={"start_number": str(self.start_number)})
+        else:
+            self._temp = paths.temp_file_for(self.path)
+            try:
+                self._out = av.open(str(self._temp), "w", format=spec.container)
+            except (av.error.FFmpegError, OSError) as exc:
+                raise OutputError(f"cannot write {self.path}: {exc}") from None
+            self._out.metadata.update(_filter_tags(source.metadata, _DROP_CONTAINER_TAGS))
+
+        stream = self._out.add_stream(spec.encoder, rate=source.fps, options=dict(spec.options))
+        stream.width = source.coded_width
+        stream.height = source.coded_height
+        stream.pix_fmt = spec.pix_fmt
+        cc = stream.codec_context
+        cc.time_base = source.time_base
+        stream.time_base = source.time_base
+        cc.thread_count = 0
+        if not spec.rgb_input:
+            tags = source.colour
+            cc.color_range = RANGE_FULL if (tags.range == 0 and source.pix_fmt.startswith(
+                "yuvj")) else tags.range
+            cc.color_primaries = tags.primaries
+            cc.color_trc = tags.transfer
+            cc.colorspace = tags.matrix
+        if source.sample_aspect_ratio:
+            cc.sample_aspect_ratio = source.sample_aspect_ratio
+        if not spec.image_sequence:
+            if source.display_matrix is not None:
+                stream.set_display_matrix(source.display_matrix)
+            stream.metadata.update(_filter_tags(source.stream_metadata, _DROP_STREAM_TAGS))
+            timecode = self.output_timecode
+            if timecode:
+                stream.metadata["timecode"] = timecode
+            window = None
+            if source.range is not None:
+                window = (source.range.start_time, source.range.end_time)
+                if source.range.start == 0:
+                    window = (Fraction(-10**9), window[1])  # keep priming before frame 0
+            if audio or subtitles:
+                self._copier = _StreamCopier(source, self._out, spec.container, window, audio,
+                                             subtitles)
+                self.notes.extend(self._copier.notes)
+        self._stream = stream
+        self._rgb_src_range = source.colour.sws_range(source.pix_fmt)
+        self._sws_matrix = source.colour.sws_matrix(source.coded_height)
+
+    @property
+    def output_timecode(self) -> str | None:
+        """The source's timecode advanced to the first written frame (None if it has none)."""
+        tc = self.source.timecode
+        if not tc:
+            return None
+        offset = self.source.range.start if self.source.range is not None else 0
+        try:
+            return add_frames(tc, offset, self.source.fps) if offset else tc
+        except GpenVideoError:
+            log.warning("%s: timecode %r not understood; copied unchanged", self.path.name, tc)
+            return tc
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, frame: Frame, image: np.ndarray | None = None) -> bool:
+        """Encode ``image`` (default ``frame.image``) with ``frame``'s timing.
+
+        Returns False (and writes nothing) for frames outside the output range.
+
+        Raises:
+            ValueError: the image's shape or dtype differs from the source frames', or frames
+                arrive out of order.
+            OutputError: the encoder or disk failed (the partial output is deleted).
+        """
+        if self._closed:
+            raise ValueError("write() after close()")
+        if not frame.in_range:
+            return False
+        image = frame.image if image is None else image
+        expected = (self.source.height, self.source.width, 3)
+        if image.shape != expected or image.dtype != self.source.image_dtype:
+            raise ValueError(f"image must be {expected} {self.source.image_dtype} (upright RGB "
+                             f"like the source frames), got {image.shape} {image.dtype}")
+        if self._last_pts is not None and frame.pts <= self._last_pts:
+            raise ValueError(f"frames must be written in presentation order: pts {frame.pts} "
+                             f"after {self._last_pts}")
+        self._last_pts = frame.pts
+        av_frame = self._to_av_frame(image)
+        av_frame.pts = frame.pts
+        av_frame.time_base = frame.time_base
+        self._durations.append(frame.duration)
+        if self._first_pts is None:
+            self._first_pts = frame.pts
+        self._end_pts = frame.pts + frame.duration
+        try:
+            self._mux_video(self._stream.encode(av_frame))
+        except (av.error.FFmpegError, OSError) as exc:
+            self._discard()
+            raise OutputError(f"writing {self.path} failed: {exc}") from None
+        self.frames_written += 1
+        return True
+
+    def _to_av_frame(self, image: np.ndarray) -> av.VideoFrame:
+        """Upright RGB → coded orientation → encoder pixel format, tagged like the source."""
+        coded = np.ascontiguousarray(self.source.orientation.to_coded(image))
+        rgb = av.VideoFrame.from_ndarray(coded, format=self.source.rgb_format)
+        spec, tags = self.spec, self.source.colour
+        if spec.rgb_input:
+            out = rgb.reformat(format=spec.pix_fmt, threads=0)
+        else:
+            out = rgb.reformat(format=spec.pix_fmt, src_color_range=RANGE_FULL,
+                               dst_colorspace=self._sws_matrix,
+                               dst_color_range=self._rgb_src_range, threads=0)
+            out.color_range = self._rgb_src_range if tags.range == 0 and \
+                self.source.pix_fmt.startswith("yuvj") else tags.range
+            out.colorspace = tags.matrix
+            out.color_primaries = tags.primaries
+            out.color_trc = tags.transfer
+        return out
+
+    def _mux_video(self, packets: list[av.Packet]) -> None:
+        """Mux encoded packets, one behind (the last one's duration is fixed in ``close``).
+
+        Packet durations: the k-th packet in decode order gets the k-th written frame's
+        display duration (what x264 and FFmpeg do: dts deltas follow the sorted pts), and the
+        final packet gets whatever makes the track end where the last frame ends (MP4 derives
+        the track's end from the last packet in decode order, which with B-frames is not the
+        last frame shown).
+        """
+        for packet in packets:
+            if self._durations:
+                packet.duration = self._durations.popleft()
+            if self._shift is None and packet.dts is not None and self._first_pts is not None:
+                self._shift = self._first_pts - packet.dts
+            held, self._held = self._held, packet
+            if held is not None:
+                self._mux_one(held)
+
+    def _mux_one(self, packet: av.Packet) -> None:
+        if self._copier is not None and not self._copier.done:
+            t = _packet_time(packet)
+            self._copier.pump(None if t is None else t + _AUDIO_LEAD)
+        self._out.mux(packet)
+
+    def _mux_last(self) -> None:
+        packet, self._held = self._held, None
+        if packet is None:
+            return
+        if packet.dts is not None and self._shift is not None and self._end_pts is not None:
+            duration = self._end_pts - packet.dts - self._shift
+            if duration > 0:
+                packet.duration = duration
+        self._mux_one(packet)
+
+    # ------------------------------------------------------------------ finishing
+
+    def close(self) -> Path:
+        """Flush the encoder, copy the remaining audio, and move the output into place.
+
+        Returns the output path. Idempotent.
+
+        Raises:
+            OutputError: no frame was written, the disk failed, or the target appeared
+                meanwhile without ``overwrite`` (nothing is left at the target either way).
+        """
+        if self._closed:
+            return self.path
+        try:
+            if self.frames_written == 0:
+                raise OutputError(f"no frames were written to {self.path}: nothing to save")
+            self._mux_video(self._stream.encode(None))
+            self._mux_last()
+            if self._copier is not None:
+                self._copier.pump(None)
+                self._copier.close()
+            self._out.close()
+            self._out = None
+            if self.spec.image_sequence:
+                paths.finalize_sequence(self._temp, self.path.parent, self.overwrite)
+            else:
+                paths.finalize_file(self._temp, self.path, self.overwrite)
+            self._temp = None
+        except GpenVideoError:
+            self._discard()
+            raise
+        except (av.error.FFmpegError, OSError) as exc:
+            self._discard()
+            raise OutputError(f"writing {self.path} failed: {exc}") from None
+        except BaseException:
+            self._discard()
+            raise
+        self._closed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Stop without output: close everything and delete the temporary file."""
+        self._discard()
+
+    def _discard(self) -> None:
+        self._closed = True
+        if self._copier is not None:
+            self._copier.close()
+            self._copier = None
+        if self._out is not None:
+            try:
+                self._out.close()
+            except Exception:  # noqa: BLE001 - the file is deleted next anyway
+                pass
+            self._out = None
+        paths.remove_quietly(self._temp)
+        self._temp = None
+
+    def __enter__(self) -> VideoSink:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self._discard()
