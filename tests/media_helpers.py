@@ -201,6 +201,19 @@ def frame_times(path: Path) -> list[Fraction]:
         return [f.pts * f.time_base for f in c.decode(s)]
 
 
+def video_packet_times(path: Path) -> list[tuple[Fraction, Fraction]]:
+    """(pts, duration) in seconds of every video packet, sorted by pts (no decoding).
+
+    Durations are the container's per-packet ones (for MP4, decode-order sample durations),
+    so compare them only between files with the same frame-type structure.
+    """
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        out = [(p.pts * p.time_base, (p.duration or 0) * p.time_base)
+               for p in c.demux(s) if p.dts is not None and not p.is_discard]
+    return sorted(out)
+
+
 def video_end(path: Path) -> Fraction:
     """End of the video track in seconds: its start plus its duration, as the container says
     (for MP4/MOV the sum of sample durations, so the last frame's duration counts)."""
