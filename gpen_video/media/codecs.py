@@ -112,6 +112,8 @@ class SourceVideoInfo:
     profile: str | None  # decoder profile name: "High", "HQ", "DNXHR HQX", ...
     pix_fmt: str  # decoded pixel format, e.g. yuv420p, yuv422p10le
     bit_depth: int  # bits per component of pix_fmt (8, 10, 12, 16)
+    width: int = 0  # coded size (0: unknown; only used for encoder size limits)
+    height: int = 0
 
 
 @dataclass(frozen=True)
@@ -279,6 +281,9 @@ def choose_encoder(source: SourceVideoInfo, output: str | Path,
         codec_options["bits_per_mb"] = str(PRORES_BITS_PER_MB[name])
         codec_options["vendor"] = "apl0"  # what Apple's tools write; some NLEs check it
     elif family == "dnxhr":
+        if 0 < source.width < 256 or 0 < source.height < 120:
+            raise UsageError(f"DNxHR needs at least 256x120 pixels; the source is "
+                             f"{source.width}x{source.height}: use --codec prores or ffv1")
         if source.codec == "dnxhd" and profile in DNXHR_PROFILES:
             name, pix_fmt = DNXHR_PROFILES[profile]
         else:

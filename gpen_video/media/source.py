@@ -44,6 +44,7 @@ from gpen_video.options import RangeOptions
 log = logging.getLogger("gpen_video.media")
 
 ErrorPolicy = Literal["conceal", "strict"]
+_ONE_PACKET_PER_FRAME = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "mxf"}
 _PROBE_PACKETS = 400  # packets read at most to find the first decodable frame
 
 
@@ -245,6 +246,10 @@ class VideoSource:
             sar = stream.sample_aspect_ratio
             self.sample_aspect_ratio: Fraction | None = Fraction(sar) if sar else None
             self.container_format: str = container.format.name
+            # Containers that store exactly one packet per frame: a packet that yields no
+            # frame is a lost frame (concealed). Elsewhere (MPEG-TS fields, AVI packed B-frames)
+            # only packets that raised a decode error are.
+            self._one_packet_per_frame: bool = container.format.name in _ONE_PACKET_PER_FRAME
             self.metadata: dict[str, str] = dict(container.metadata)
             self.stream_metadata: dict[str, str] = dict(stream.metadata)
             self.declared_frames: int = int(stream.frames or 0)
@@ -358,7 +363,8 @@ class VideoSource:
     def video_info(self) -> SourceVideoInfo:
         """What :func:`gpen_video.media.codecs.choose_encoder` needs."""
         return SourceVideoInfo(codec=self.codec_name, profile=self.profile,
-                               pix_fmt=self.pix_fmt, bit_depth=self.bit_depth)
+                               pix_fmt=self.pix_fmt, bit_depth=self.bit_depth,
+                               width=self.coded_width, height=self.coded_height)
 
     @property
     def default_duration(self) -> int:
@@ -580,9 +586,9 @@ class VideoSource:
                     packet_duration = 0
                     if expected and expected[0][0] == pts:
                         packet_duration = heapq.heappop(expected)[1]
-                    if lost and error_budget:
-                        take = lost[-error_budget:]
-                        error_budget -= len(take)
+                    if lost and (error_budget or self._one_packet_per_frame):
+                        take = lost if self._one_packet_per_frame else lost[-error_budget:]
+                        error_budget = max(0, error_budget - len(take))
                         for lost_pts, lost_duration in take:
                             yield from self._emit_lost(state, lost_pts, lost_duration, index_of,
                                                        first, last, av_frame)
@@ -590,8 +596,11 @@ class VideoSource:
                     yield from self._emit(state, av_frame, pts, duration, index_of, first, last)
                     if last is not None and state.index >= last:
                         return
-            if error_budget and expected:
-                for lost_pts, lost_duration in sorted(expected)[:error_budget]:
+            if expected and (error_budget or self._one_packet_per_frame):
+                leftover = sorted(expected)
+                if not self._one_packet_per_frame:
+                    leftover = leftover[:error_budget]
+                for lost_pts, lost_duration in leftover:
                     yield from self._emit_lost(state, lost_pts, lost_duration, index_of, first,
                                                last, None)
             if (counting and rng is None and self.declared_frames
@@ -648,6 +657,10 @@ class VideoSource:
         state.next_pts = pts + duration
         if index < first or (last is not None and index > last):
             return
+        if self._errors == "strict":
+            raise InputError(f"input {self.path}: frame {index} "
+                             f"({float(pts * self.time_base):.3f} s) is damaged and cannot be "
+                             "decoded")
         log.warning("%s: frame %d (%.3f s) could not be decoded (damaged packet); repeating the "
                     "previous frame in its place", self.path.name, index,
                     float(pts * self.time_base))
