@@ -30,6 +30,8 @@ class RestoreOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | fp16 | bf16 (auto: fp32 on CPU, fp16 on GPU)
     batch: int = 8  # faces per forward pass, gathered across frames
+    max_batch: int | None = None  # TensorRT profile max (default max(32, batch)); see engine/
+    engine_dir: Path | None = None  # cached ONNX/TensorRT engines; default engine/paths.py
 
 
 @dataclass(frozen=True)

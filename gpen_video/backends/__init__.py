@@ -17,13 +17,15 @@ Backends (name → module, imported only when used):
 * ``onnxruntime``, ``tensorrt`` — plug in by adding ``gpen_video/backends/<name>_backend.py``
   with a ``Restorer`` subclass and an entry in :data:`BACKENDS`.
 
-``auto`` picks, in order: ``tensorrt`` (CUDA and TensorRT present), then ``torch``.
+``auto`` picks, in order: ``tensorrt`` (CUDA and TensorRT present), then ``torch`` on CUDA, then
+``torch`` on the CPU, and logs which and why (:func:`auto_choice`).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 from typing import TYPE_CHECKING
 
 from gpen_video.backends.base import InputSpec, Restorer
@@ -74,7 +76,8 @@ def backend_class(name: str) -> type[Restorer]:
     if missing or not _present(module_name):
         what = f"needs {', '.join(missing)}" if missing else "is not built into this version"
         extra = {"onnxruntime": " (pip install 'gpen-video[onnx]')",
-                 "tensorrt": " (pip install 'gpen-video[tensorrt]')"}.get(name, "")
+                 "tensorrt": " (pip install 'gpen-video[tensorrt]'; --backend torch works "
+                             "without it)"}.get(name, "")
         raise BackendUnavailable(
             f"backend {name!r} {what}{extra}; available here: {', '.join(available_backends())}"
         )
@@ -82,16 +85,34 @@ def backend_class(name: str) -> type[Restorer]:
 
 
 def _auto_backend(device: str) -> str:
-    if device not in ("cpu",):
-        try:
-            import torch
+    return auto_choice(device)[0]
 
-            has_cuda = torch.cuda.is_available()
-        except ImportError:
-            has_cuda = False
-        if has_cuda and "tensorrt" in available_backends():
-            return "tensorrt"
-    return "torch"
+
+def auto_choice(device: str) -> tuple[str, str]:
+    """``--backend auto``: (backend name, one log line saying which and why).
+
+    Order: TensorRT (installed and a CUDA GPU) → torch on CUDA → torch on the CPU.
+    """
+    text = (device or "auto").strip().lower()
+    if text == "cpu":
+        return "torch", "backend auto: torch on cpu (--device cpu: TensorRT and CUDA not tried)"
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    has_trt = _present("tensorrt") and _present(BACKENDS["tensorrt"][0])
+    trt_why = ("TensorRT skipped: not installed, pip install 'gpen-video[tensorrt]'"
+               if not has_trt else "TensorRT skipped: it needs a CUDA GPU")
+    if has_cuda and has_trt:
+        return "tensorrt", "backend auto: tensorrt on cuda (TensorRT installed and a CUDA GPU)"
+    if has_cuda:
+        return "torch", f"backend auto: torch on cuda ({trt_why})"
+    if text != "auto":  # an explicit CUDA device that is not there: torch will say so
+        return "torch", f"backend auto: torch on {text} ({trt_why}; torch sees no CUDA GPU)"
+    return "torch", (f"backend auto: torch on cpu ({trt_why}; CUDA skipped: torch sees no "
+                     "CUDA GPU)")
 
 
 def create_restorer(model: "ModelOptions", restore: "RestoreOptions",
@@ -106,7 +127,8 @@ def create_restorer(model: "ModelOptions", restore: "RestoreOptions",
     """
     name = restore.backend
     if name == "auto":
-        name = _auto_backend(restore.device)
+        name, why = auto_choice(restore.device)
+        logging.getLogger("gpen_video.backends").info(why)
     cls = backend_class(name)
     if name == "identity":
         if size is None:

@@ -1,0 +1,173 @@
+"""``tensorrt``: GPEN as a TensorRT 10 engine on a CUDA GPU — FP16 (gated), BF16 or FP32.
+
+On first use the engine for (weights, TensorRT version, GPU, precision, batch profile) is built
+and checked by the quality gate — a one-time cost of minutes, announced in the log — then cached
+in the engine folder (:mod:`gpen_video.engine.build`); later runs load it in a second.
+``gpen-video engine build`` does the same ahead of time (a render farm builds once per GPU type).
+
+Precision: ``auto`` is ``fp16``. An FP16 or BF16 engine is used only if it passed the gate
+(worst-crop PSNR ≥ 40 dB against FP32 torch on real faces); otherwise loading fails with a
+message suggesting ``--precision bf16|fp32``.
+
+Input and output: the :class:`~gpen_video.backends.base.Restorer` conventions. A CUDA tensor
+stays on the GPU (restored on the engine's compute stream, ordered with the caller's stream by
+events); numpy or CPU tensors go through pinned buffers with uploads and downloads overlapping
+the compute of neighbouring chunks (:class:`~gpen_video.engine.runtime.EngineRunner`). Batches
+above the engine's max are split here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gpen_video.backends.base import InputSpec, Restorer
+from gpen_video.engine.gate import GATE_PSNR_DB
+from gpen_video.engine.profile import profile_for_restore
+from gpen_video.engine.trt import import_tensorrt
+from gpen_video.errors import BackendUnavailable, UsageError
+from gpen_video.options import ModelOptions, RestoreOptions
+
+
+def resolve_engine_precision(precision: str) -> str:
+    """``auto`` → ``fp16``; ``fp32``/``fp16``/``bf16`` as they are.
+
+    Raises:
+        UsageError: anything else.
+    """
+    text = (precision or "auto").lower()
+    if text == "auto":
+        return "fp16"
+    if text not in ("fp32", "fp16", "bf16"):
+        raise UsageError(f"--precision {precision!r}: choose one of auto, fp32, fp16, bf16")
+    return text
+
+
+class TensorRTRestorer(Restorer):
+    """GPEN as a gated TensorRT engine.
+
+    Args:
+        model: which GPEN (name or file, weights source) — :class:`ModelOptions`; or an
+            ``nn.Module`` GPEN.
+        restore: device (a CUDA device), precision, ``batch`` (→ the profile's opt),
+            ``max_batch``/``engine_dir`` if the options carry them.
+        engine_dir, gate_images, threshold_db, max_batch: explicit overrides.
+
+    Raises (at construction): BackendUnavailable — no TensorRT (one line: how to install it,
+    and that ``--backend torch`` works), or no CUDA device. (From :meth:`load`): GateRejected,
+    WeightsError, DownloadError, UsageError.
+    """
+
+    name = "tensorrt"
+    native = "any"
+
+    def __init__(self, model: Any = None, restore: RestoreOptions | None = None, *,
+                 engine_dir: Path | None = None, gate_images: Path | None = None,
+                 threshold_db: float = GATE_PSNR_DB, max_batch: int | None = None,
+                 _serialized: bytes | None = None, _size: int | None = None,
+                 _label: str | None = None) -> None:
+        import_tensorrt()  # the one clear line, before anything else
+        from gpen_video.backends.torch_backend import resolve_device
+
+        restore = restore or RestoreOptions()
+        self._model = model if model is not None else ModelOptions()
+        self._device = resolve_device(restore.device)
+        if not self._device.startswith("cuda"):
+            raise BackendUnavailable("the tensorrt backend runs on CUDA GPUs only; with "
+                                     "--device cpu use --backend torch")
+        self._precision = resolve_engine_precision(restore.precision)
+        self._profile = profile_for_restore(restore.batch,
+                                            max_batch or getattr(restore, "max_batch", None))
+        self._engine_dir = engine_dir or getattr(restore, "engine_dir", None)
+        self._gate_images = gate_images
+        self._threshold_db = threshold_db
+        self._serialized = _serialized
+        self._label = _label or self._model_label()
+        self._runner = None
+        self.engine_path: Path | None = None
+        size = _size or self._model_size()
+        # batches are chunked by the runner itself (to overlap copies and compute)
+        super().__init__(InputSpec(size=size or 0, max_batch=None))
+
+    @classmethod
+    def from_serialized(cls, data: bytes, size: int, device: str = "cuda:0",
+                        label: str = "engine") -> "TensorRTRestorer":
+        """A restorer around engine bytes already built (the quality gate's candidate)."""
+        return cls(restore=RestoreOptions(backend="tensorrt", device=device),
+                   _serialized=data, _size=size, _label=label)
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    def describe(self) -> str:
+        return f"tensorrt ({self._device}, {self._precision}, {self.spec.size}px, {self._label})"
+
+    def _model_label(self) -> str:
+        if isinstance(self._model, ModelOptions):
+            return Path(str(self._model.name)).stem
+        return "gpen"
+
+    def _model_size(self) -> int | None:
+        if isinstance(self._model, ModelOptions):
+            from gpen_video.models.weights import REGISTRY
+
+            spec = REGISTRY.get(self._model.name)
+            return spec.gpen.size if spec is not None and spec.gpen is not None else None
+        config = getattr(self._model, "config", None)
+        return int(config.size) if config is not None else None
+
+    def _load_impl(self) -> None:
+        from gpen_video.engine.runtime import EngineRunner
+
+        data = self._serialized
+        if data is None:
+            data = self._engine_bytes()
+        runner = EngineRunner(data, self._device)
+        if self.spec.size and runner.size != self.spec.size:
+            raise UsageError(f"the engine is for {runner.size}px crops, not {self.spec.size}px")
+        self.spec = InputSpec(size=runner.size, max_batch=None)
+        self._runner = runner
+
+    def _engine_bytes(self) -> bytes:
+        from gpen_video.engine.build import EngineRequest, ensure_engine
+
+        net = self._network()
+        request = EngineRequest(precision=self._precision, profile=self._profile,
+                                device=self._device, label=self._label,
+                                engine_dir=self._engine_dir, gate_images=self._gate_images,
+                                threshold_db=self._threshold_db)
+        built = ensure_engine(net, request)
+        self.engine_path = built.path
+        return built.path.read_bytes()
+
+    def _network(self) -> Any:
+        if not isinstance(self._model, ModelOptions):
+            return self._model
+        from gpen_video.models.load import load_gpen
+
+        m = self._model
+        source = m.checkpoint_path if m.checkpoint_path is not None else m.name
+        return load_gpen(source, cache_dir=m.cache_dir, download=m.download,
+                         random_weights=m.random_weights)
+
+    def _close_impl(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+        self._runner = None
+
+    def _restore_impl(self, batch: Any) -> Any:
+        import torch
+
+        runner = self._runner
+        if isinstance(batch, np.ndarray):
+            return runner.run_host(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+        if batch.is_cuda:
+            return runner.run_device(batch.contiguous())
+        return runner.run_host(batch.contiguous())

@@ -1,0 +1,121 @@
+"""``gpen-video engine build|list``: build TensorRT engines ahead of time, list the cache.
+
+``build`` does what the ``tensorrt`` backend does on first use, without a video: export the
+dynamic-batch ONNX (cached), build the engine for this GPU, precision and batch profile, run the
+quality gate against FP32 torch on real face crops, and cache the plan with its gate report.
+Without TensorRT it exits 2 with one line saying how to install it. ``list`` shows the cached
+engines and their gate results (no GPU needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gpen_video.errors import UsageError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    build = sub.add_parser("build", help="build (and gate) a TensorRT engine for this GPU")
+    build.add_argument("--model", default="GPEN-BFR-512",
+                       help="GPEN-BFR-256|512|1024|2048 or the path of a GPEN .pth file")
+    build.add_argument("--random-weights", action="store_true",
+                       help="the architecture with random weights (plumbing and speed only)")
+    build.add_argument("--seed", type=int, default=0, help="seed of --random-weights")
+    build.add_argument("--precision", default="fp16", choices=["fp16", "bf16", "fp32"],
+                       help="fp16 is accepted only if it passes the quality gate")
+    build.add_argument("--batch", type=int, default=None,
+                       help="batch the engine is tuned for (profile opt; default 8)")
+    build.add_argument("--max-batch", type=int, default=None,
+                       help="largest batch the engine takes (profile max; default 32)")
+    build.add_argument("--device", default="cuda:0", help="the GPU to build for (cuda:N)")
+    build.add_argument("--engine-dir", type=Path, default=None,
+                       help="engine cache folder (default: engines/ of a checkout, else the "
+                            "user cache; $GPEN_VIDEO_ENGINES overrides)")
+    build.add_argument("--gate-images", type=Path, default=None,
+                       help="folder with the quality gate's face crops "
+                            "($GPEN_VIDEO_GATE_IMAGES; default: shared/testdata/images)")
+    build.add_argument("--gate-psnr", type=float, default=None,
+                       help="quality gate threshold in dB (default 40)")
+    build.add_argument("--force", action="store_true",
+                       help="rebuild even if a plan (or a rejection) is cached")
+    build.add_argument("--cache-dir", type=Path, default=None, help="weights cache folder")
+    build.add_argument("--no-download", action="store_true",
+                       help="never download weights; fail if they are not cached")
+    listing = sub.add_parser("list", help="list cached engines and their quality-gate results")
+    listing.add_argument("--engine-dir", type=Path, default=None, help="engine cache folder")
+
+
+def execute(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        return _list(args)
+    return _build(args)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from gpen_video.engine.trt import import_tensorrt
+
+    import_tensorrt()  # exit 2 with the one line, before loading any weights
+    from gpen_video.backends.torch_backend import resolve_device
+    from gpen_video.engine.build import EngineRequest, ensure_engine
+    from gpen_video.engine.gate import GATE_PSNR_DB
+    from gpen_video.engine.profile import select_profile
+    from gpen_video.models.load import load_gpen
+
+    profile = select_profile(args.batch, args.max_batch)
+    device = resolve_device(args.device)
+    if not device.startswith("cuda"):
+        raise UsageError(f"--device {args.device}: TensorRT engines are built on a CUDA GPU")
+    net = load_gpen(args.model, cache_dir=args.cache_dir, download=not args.no_download,
+                    random_weights=args.random_weights, seed=args.seed)
+    label = Path(str(args.model)).stem
+    if args.random_weights:
+        label += f"-random{args.seed}"
+    request = EngineRequest(precision=args.precision, profile=profile, device=device,
+                            label=label, engine_dir=args.engine_dir,
+                            gate_images=args.gate_images,
+                            threshold_db=args.gate_psnr if args.gate_psnr is not None
+                            else GATE_PSNR_DB, force=args.force)
+    built = ensure_engine(net, request, log=print)
+    state = "built" if built.built else "already cached"
+    print(f"{built.path} ({state}; {built.report.summary()})")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from gpen_video.engine.paths import default_engine_dir
+
+    folder = Path(args.engine_dir) if args.engine_dir is not None else default_engine_dir()
+    rows = describe_engines(folder)
+    if not rows:
+        print(f"no engines in {folder}")
+        return 0
+    for row in rows:
+        print(row)
+    return 0
+
+
+def describe_engines(folder: Path) -> list[str]:
+    """One line per cached engine (or rejected build) in ``folder``: file, gate verdict, PSNR."""
+    lines = []
+    for report in sorted(folder.glob("*.json")):
+        if report.name.endswith(".rejected.json"):
+            plan, verdict = report.name[:-len(".rejected.json")] + ".plan", "rejected"
+        else:
+            plan, verdict = report.with_suffix(".plan").name, "ok"
+            if not (folder / plan).is_file():
+                continue
+        try:
+            record = json.loads(report.read_text())
+            psnr = record["psnr_db"]
+            psnr_text = f"{float(psnr):.1f} dB" if psnr not in ("inf",) else "identical"
+            extra = record.get("extra", {})
+            detail = (f"{extra.get('precision', '?')}, gate {psnr_text} "
+                      f"(threshold {record['threshold_db']:g} dB)")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not one of ours
+        lines.append(f"{verdict:<9}{plan}  {detail}")
+    return lines

@@ -1,0 +1,268 @@
+"""Engines as explicit, cached steps: GPEN → ONNX (cached) → TensorRT plan (cached, gated).
+
+:func:`build_serialized` is the TensorRT 10 builder: parse the dynamic-batch ONNX, one
+optimisation profile (min/opt/max batch), precision flags, FP32 pinning
+(:mod:`gpen_video.engine.precision`), the shared timing cache
+(:mod:`gpen_video.engine.timing_cache`), ``build_serialized_network``.
+
+:func:`ensure_engine` is what ``gpen-video engine build`` and the ``tensorrt`` backend's first
+use call: find the plan for the key (:mod:`gpen_video.engine.key`) in the engine folder, or build
+it under the plan's file lock (one builder per key across processes), run the FP16/BF16 quality
+gate (:mod:`gpen_video.engine.gate`) against the FP32 torch model on the same GPU, and write
+``<plan>.plan`` + ``<plan>.json`` (the key and the gate's numbers) only when it passes. A rejected
+build leaves ``<plan>.rejected.json`` with its numbers, so later runs fail at once with the same
+advice instead of rebuilding (``--force`` rebuilds).
+
+FP16 is tried with the :data:`~gpen_video.engine.precision.FP16_POLICIES` in order (style path in
+FP32; then also ≤ 32 px layers) until one passes the gate. BF16 keeps the style path in FP32.
+FP32 engines are built with TF32 off.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gpen_video.engine.gate import (GATE_IMAGES, GATE_PSNR_DB, GateReport, load_gate_faces,
+                                    require_pass, run_gate)
+from gpen_video.engine.key import EngineKey, cuda_device_info, timing_cache_name
+from gpen_video.engine.locking import atomic_write_bytes, lock_for
+from gpen_video.engine.onnx_cache import cached_onnx, file_sha256
+from gpen_video.engine.paths import engine_dir
+from gpen_video.engine.precision import FP16_POLICIES, PinPolicy, keep_fp32
+from gpen_video.engine.profile import Profile
+from gpen_video.engine.timing_cache import TimingCacheFile
+from gpen_video.engine.trt import import_tensorrt
+from gpen_video.errors import BackendUnavailable, GpenVideoError
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger("gpen_video.engine")
+
+WORKSPACE_BYTES = 8 << 30  # builder scratch memory limit (tactics needing more are skipped)
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """Which engine to get, and how to judge it."""
+
+    precision: str = "fp16"  # fp32 | fp16 | bf16
+    profile: Profile = Profile()
+    device: str = "cuda:0"
+    label: str = "gpen"  # model name, for file names and messages
+    engine_dir: Path | None = None
+    gate_images: Path | None = None
+    threshold_db: float = GATE_PSNR_DB
+    force: bool = False  # rebuild even when a plan (or a rejection) is cached
+
+
+@dataclass(frozen=True)
+class BuiltEngine:
+    path: Path  # the .plan file
+    key: EngineKey
+    report: GateReport
+    built: bool  # False: it came from the cache
+
+
+def _notice(line: str) -> None:
+    # WARNING so it shows without logging configured: the user must know why nothing moves
+    logger.warning(line)
+
+
+def ensure_engine(net: "torch.nn.Module", request: EngineRequest,
+                  log: Callable[[str], None] = _notice) -> BuiltEngine:
+    """The gated engine of ``net`` for ``request``: from the cache, or built now.
+
+    Raises:
+        BackendUnavailable: no TensorRT, no CUDA GPU, or a precision this TensorRT lacks.
+        GateRejected: the engine (now or earlier, same key) failed the quality gate.
+        UsageError: the gate's face crops are missing.
+        GpenVideoError: TensorRT could not parse or build the network.
+    """
+    trt = import_tensorrt()
+    device = cuda_device_info(request.device)
+    folder = engine_dir(request.engine_dir)
+    size = int(net.config.size)
+    onnx_path = cached_onnx(net, folder, label=request.label, log=log)
+    key = EngineKey(onnx_sha256=file_sha256(onnx_path), tensorrt_version=trt.__version__,
+                    device=device, precision=request.precision, profile=request.profile,
+                    size=size)
+    plan = folder / key.filename(request.label)
+    report_path = plan.with_suffix(".json")
+    rejected_path = plan.with_suffix(".rejected.json")
+
+    cached = _cached(plan, report_path, rejected_path, request)
+    if cached is not None:
+        return BuiltEngine(plan, key, cached, built=False)
+    with lock_for(plan):
+        cached = _cached(plan, report_path, rejected_path, request)  # built while we waited?
+        if cached is not None:
+            return BuiltEngine(plan, key, cached, built=False)
+        faces = load_gate_faces(size, request.gate_images)  # fail before minutes of building
+        log(f"building the TensorRT {request.precision} engine for {request.label} "
+            f"({size} px, batch {request.profile.min}/{request.profile.opt}/"
+            f"{request.profile.max}) on {device.name}: a one-time cost, typically several "
+            f"minutes; later runs load it from {plan}")
+        data, report = _build_and_gate(onnx_path, net, key, request, faces, folder, log)
+        if not report.passed:
+            report.write(rejected_path)
+            require_pass(report, request.precision)  # raises
+        atomic_write_bytes(plan, data)
+        report.write(report_path)
+        rejected_path.unlink(missing_ok=True)
+        log(f"engine ready: {plan.name} ({report.summary()})")
+        return BuiltEngine(plan, key, report, built=True)
+
+
+def _cached(plan: Path, report_path: Path, rejected_path: Path,
+            request: EngineRequest) -> GateReport | None:
+    if request.force:
+        return None
+    if plan.is_file() and report_path.is_file():
+        report = GateReport.read(report_path)
+        if report.passed and report.threshold_db >= request.threshold_db:
+            return report
+    if rejected_path.is_file():
+        report = GateReport.read(rejected_path)
+        if report.threshold_db <= request.threshold_db:
+            require_pass(report, request.precision)  # raises: same key, same verdict
+    return None
+
+
+def _build_and_gate(onnx_path: Path, net: Any, key: EngineKey, request: EngineRequest,
+                    faces: Any, folder: Path, log: Callable[[str], None]
+                    ) -> tuple[bytes, GateReport]:
+    from gpen_video.backends.tensorrt_backend import TensorRTRestorer
+    from gpen_video.backends.torch_backend import TorchRestorer
+
+    timing = TimingCacheFile(folder / timing_cache_name(key.tensorrt_version, key.device))
+    reference = TorchRestorer(net, device=request.device, precision="fp32", size=key.size)
+    policies: tuple[PinPolicy | None, ...]
+    if request.precision == "fp16":
+        policies = FP16_POLICIES
+    elif request.precision == "bf16":
+        policies = (FP16_POLICIES[0],)
+    else:
+        policies = (None,)
+    data, report = b"", None
+    try:
+        for policy in policies:
+            start = time.perf_counter()
+            data, info = build_serialized(onnx_path, request.precision, request.profile,
+                                          key.size, policy=policy, timing_cache=timing)
+            info["build_seconds"] = round(time.perf_counter() - start, 1)
+            info["key"] = key.as_dict()
+            candidate = TensorRTRestorer.from_serialized(data, size=key.size,
+                                                         device=request.device,
+                                                         label=f"{request.label} "
+                                                               f"{request.precision}")
+            try:
+                report = run_gate(candidate, reference, faces, request.threshold_db,
+                                  images=GATE_IMAGES, extra=info)
+            finally:
+                candidate.close()
+            log(f"{request.precision} engine"
+                f"{f' (FP32 kept for: {policy.name})' if policy else ''}: {report.summary()}")
+            if report.passed:
+                break
+    finally:
+        reference.close()
+    assert report is not None
+    return data, report
+
+
+def build_serialized(onnx_path: Path | str, precision: str, profile: Profile, size: int, *,
+                     policy: PinPolicy | None = None,
+                     timing_cache: TimingCacheFile | None = None,
+                     workspace_bytes: int = WORKSPACE_BYTES) -> tuple[bytes, dict]:
+    """Build a serialised TensorRT engine (the plan's bytes) from a dynamic-batch ONNX file.
+
+    Returns the bytes and a record of what was asked for (precision, policy, pinned layers).
+
+    Raises:
+        BackendUnavailable: no TensorRT, or no BF16 support in this TensorRT.
+        GpenVideoError: the parser or the builder failed (their messages included).
+    """
+    trt = import_tensorrt()
+    trt_logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(trt_logger)
+    network = builder.create_network(0)  # TensorRT 10: always explicit batch, weakly typed
+    parser = trt.OnnxParser(network, trt_logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise GpenVideoError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    input_name = network.get_input(0).name
+    trt_profile = builder.create_optimization_profile()
+    trt_profile.set_shape(input_name, *profile.shapes(size))
+    config.add_optimization_profile(trt_profile)
+
+    pinned = 0
+    if precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)
+    elif precision in ("fp16", "bf16"):
+        flag = getattr(trt.BuilderFlag, precision.upper(), None)
+        if flag is None:
+            raise BackendUnavailable(f"TensorRT {trt.__version__} has no {precision} builder flag;"
+                                     " use --precision fp16 or fp32")
+        config.set_flag(flag)
+        config.clear_flag(trt.BuilderFlag.TF32)  # what stays FP32 stays true FP32
+        if policy is not None:
+            pinned = pin_fp32_layers(trt, network, size, policy)
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    else:
+        raise GpenVideoError(f"unknown engine precision {precision!r}")
+
+    cache = None
+    if timing_cache is not None:
+        cache = config.create_timing_cache(timing_cache.read())
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise GpenVideoError(f"TensorRT failed to build the {precision} engine from {onnx_path} "
+                             "(see the TensorRT messages above); try --precision fp32, or a "
+                             "smaller --max-batch if the GPU ran out of memory")
+    if timing_cache is not None and cache is not None:
+        timing_cache.update(lambda current: _merge_timing(config, current))
+    info = {"precision": precision, "policy": policy.name if policy else None,
+            "fp32_layers": pinned, "layers": network.num_layers,
+            "tensorrt": trt.__version__}
+    return bytes(serialized), info
+
+
+def pin_fp32_layers(trt: Any, network: Any, size: int, policy: PinPolicy) -> int:
+    """Mark the layers :func:`~gpen_video.engine.precision.keep_fp32` selects as FP32.
+
+    Only layers whose outputs are all floating point (shape and index layers are left alone)
+    and that are not constants (weights follow their consumer). Returns how many were pinned.
+    """
+    floats = {trt.float32, trt.float16}
+    if hasattr(trt, "bfloat16"):
+        floats.add(trt.bfloat16)
+    count = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type == trt.LayerType.CONSTANT or layer.num_outputs == 0:
+            continue
+        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        if any(o.dtype not in floats for o in outputs):
+            continue
+        if keep_fp32(layer.name, [tuple(o.shape) for o in outputs], size, policy):
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
+            count += 1
+    return count
+
+
+def _merge_timing(config: Any, current: bytes) -> bytes:
+    """What is on disk (``current``) plus what this build learnt, as bytes."""
+    merged = config.create_timing_cache(current)
+    merged.combine(config.get_timing_cache(), False)
+    return bytes(merged.serialize())

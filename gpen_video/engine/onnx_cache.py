@@ -1,0 +1,121 @@
+"""The dynamic-batch ONNX export of a GPEN, cached by what determines its content.
+
+The export itself is :func:`gpen_video.models.export.export_onnx` (one exporter in the product);
+this module only decides the file name and makes concurrent processes export it once.
+
+Cache key: sha256 of the weights (every tensor of the state dict: name, dtype, shape, bytes), the
+architecture (:class:`~gpen_video.models.config.GpenConfig`), the opset, the torch version
+(the exporter) and :data:`EXPORT_RECIPE` (bumped when the export code changes its graph).
+File: ``<label>-<size>px-opset<N>-<key[:16]>.onnx`` in the engine folder; found by its key
+whatever the label it was first saved under.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gpen_video.engine.locking import lock_for
+from gpen_video.engine.paths import engine_dir
+
+if TYPE_CHECKING:
+    import torch
+
+EXPORT_RECIPE = 1
+
+
+def weights_digest(model: "torch.nn.Module") -> str:
+    """Hex sha256 of every tensor of ``model``'s state dict (name, dtype, shape, fp32 bytes).
+
+    Tensors are hashed as contiguous CPU float32 (integers as they are), so the digest does not
+    depend on the device or the dtype the model happens to be in.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach()
+        if t.is_floating_point():
+            t = t.to(dtype=torch.float32)
+        t = t.to("cpu").contiguous()
+        digest.update(name.encode())
+        digest.update(str(t.dtype).encode())
+        digest.update(repr(tuple(t.shape)).encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def onnx_cache_key(weights_sha256: str, config: object, opset: int) -> str:
+    """Hex sha256 of everything that determines the exported file (see the module docstring)."""
+    import torch
+
+    record = {
+        "weights": weights_sha256,
+        "config": asdict(config) if hasattr(config, "__dataclass_fields__") else repr(config),
+        "opset": int(opset),
+        "torch": ".".join(torch.__version__.split("+")[0].split(".")[:2]),
+        "recipe": EXPORT_RECIPE,
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-.") or "gpen"
+
+
+def cached_onnx(
+    model: "torch.nn.Module",
+    cache_dir: Path | str | None = None,
+    opset: int | None = None,
+    label: str = "gpen",
+    log=None,
+) -> Path:
+    """The ONNX file of ``model`` in the engine folder, exported now if it is not there.
+
+    Args:
+        model: a GPEN (its ``config`` names the architecture).
+        cache_dir: engine folder (default :func:`gpen_video.engine.paths.default_engine_dir`).
+        opset: ONNX opset (default the exporter's).
+        label: readable part of the file name (the model name).
+        log: a callable taking one line (e.g. ``logger.info``), told when an export happens.
+
+    Raises:
+        OutputError: the folder cannot be written. BackendUnavailable: ``onnx`` is missing.
+    """
+    from gpen_video.models.export import DEFAULT_OPSET, export_onnx
+
+    opset = DEFAULT_OPSET if opset is None else int(opset)
+    folder = engine_dir(cache_dir)
+    config = model.config
+    key = onnx_cache_key(weights_digest(model), config, opset)
+    suffix = f"-{config.size}px-opset{opset}-{key[:16]}.onnx"
+    found = _find(folder, suffix)
+    if found is not None:
+        return found
+    path = folder / f"{_slug(label)}{suffix}"
+    with lock_for(folder / f"export{suffix}"):
+        found = _find(folder, suffix)  # another process may have exported it while we waited
+        if found is not None:
+            return found
+        if log is not None:
+            log(f"exporting {label} to ONNX (dynamic batch, opset {opset}): {path}")
+        export_onnx(model, path, opset=opset)
+    return path
+
+
+def _find(folder: Path, suffix: str) -> Path | None:
+    """A cached export with this key, whatever label it was first saved under."""
+    return next((p for p in sorted(folder.glob(f"*{suffix}")) if p.is_file()), None)
+
+
+def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

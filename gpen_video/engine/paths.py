@@ -1,0 +1,48 @@
+"""Where cached ONNX files, TensorRT engines and timing caches are kept.
+
+Order: an explicit folder; ``$GPEN_VIDEO_ENGINES``; the ``engines/`` folder of a source checkout
+(beside the ``gpen_video`` package, recognised by its ``README.md``, when writable);
+``$GPEN_VIDEO_HOME/engines``; ``$XDG_CACHE_HOME/gpen-video/engines`` (``~/.cache/…``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gpen_video.errors import OutputError
+
+_CHECKOUT_ENGINES = Path(__file__).resolve().parents[2] / "engines"
+
+
+def default_engine_dir() -> Path:
+    """The engine cache folder when none is given (see the module docstring). Not created."""
+    env = os.environ.get("GPEN_VIDEO_ENGINES")
+    if env:
+        return Path(env).expanduser()
+    checkout = _CHECKOUT_ENGINES
+    if (checkout / "README.md").is_file() and os.access(checkout, os.W_OK):
+        return checkout
+    home = os.environ.get("GPEN_VIDEO_HOME")
+    if home:
+        return Path(home).expanduser() / "engines"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "gpen-video" / "engines"
+
+
+def engine_dir(explicit: Path | str | None = None) -> Path:
+    """``explicit`` or :func:`default_engine_dir`, created if missing.
+
+    Raises:
+        OutputError: the folder cannot be created or is not writable.
+    """
+    folder = Path(explicit).expanduser() if explicit is not None else default_engine_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the engine cache folder {folder}: "
+                          f"{exc.strerror or exc}; pass another with --engine-dir") from None
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"the engine cache folder {folder} is not writable; pass another with "
+                          "--engine-dir (or set GPEN_VIDEO_ENGINES)")
+    return folder

@@ -1,0 +1,164 @@
+"""Which layers an FP16 TensorRT engine keeps in FP32.
+
+GPEN's numerically fragile parts are small: the style path (the mapping network, the per-layer
+modulation linears, the demodulation sums ``Σ (W·s)²`` and their ``rsqrt``) works on N×C vectors,
+not on images, and the lowest resolutions (4 … 32 px) carry the whole face's structure in few
+pixels. Keeping them in FP32 costs little time (they are a small share of the FLOPs) and is the
+documented remedy for FP16 GPEN ports that degrade visibly.
+
+Policies, tried in order until the quality gate passes (:data:`FP16_POLICIES`):
+
+1. ``style``: every layer whose float outputs are vectors — rank ≤ 2 (N×C), or N×C×1×1 — or
+   that belongs to the mapping network, ``final_linear`` or a ``modulation`` linear.
+2. ``style+lowres``: the above, plus every layer working at ≤ 32 px.
+
+Layers are recognised by their output shapes and, where a shape is not known before the build
+(dynamic spatial sizes), by the module scope in their name, which the ONNX exporter writes
+(``/generator/convs.4/conv/Conv``) and TensorRT's ONNX parser keeps as the layer name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PinPolicy:
+    """Keep the style path in FP32, and every layer at ≤ ``low_res`` px (0: none)."""
+
+    name: str
+    low_res: int = 0
+
+
+FP16_POLICIES: tuple[PinPolicy, ...] = (PinPolicy("style", 0), PinPolicy("style+lowres", 32))
+
+_VECTOR_SCOPES = ("/generator/style/", "/final_linear/", "/modulation/")
+
+
+def resolution_from_name(name: str, size: int) -> int | None:
+    """The resolution (px) of the GPEN module a node or layer name belongs to, if it says.
+
+    ``/ecdK/…`` → ``size / 2^K``; ``/generator/conv1/``, ``to_rgb1``, ``input`` → 4;
+    ``/generator/convs.K/`` → ``8·2^(K//2)``; ``/generator/to_rgbs.J/`` → ``8·2^J``.
+    """
+    if m := re.search(r"/ecd(\d+)/", name):
+        return size >> int(m.group(1))
+    if re.search(r"/generator/(conv1|to_rgb1|input)(/|$)", name):
+        return 4
+    if m := re.search(r"/generator/convs\.(\d+)/", name):
+        return 8 << (int(m.group(1)) // 2)
+    if m := re.search(r"/generator/to_rgbs\.(\d+)/", name):
+        return 8 << int(m.group(1))
+    return None
+
+
+def is_vector(shape: Sequence[int] | None) -> bool:
+    """N×C (rank ≤ 2) or N×C×1×1: a per-sample, per-channel vector, not an image."""
+    if shape is None:
+        return False
+    if len(shape) <= 2:
+        return True
+    return len(shape) == 4 and shape[2] == 1 and shape[3] == 1
+
+
+def keep_fp32(name: str, output_shapes: Iterable[Sequence[int] | None], size: int,
+              policy: PinPolicy) -> bool:
+    """Whether the layer ``name`` with float outputs of ``output_shapes`` stays in FP32.
+
+    Shapes may contain -1 (dynamic) or be None (unknown); the name decides then.
+    """
+    shapes = list(output_shapes)
+    if any(scope in name for scope in _VECTOR_SCOPES):
+        return True
+    if shapes and all(is_vector(s) for s in shapes):
+        return True
+    if policy.low_res <= 0:
+        return False
+    for s in shapes:
+        if s is not None and len(s) == 4 and s[2] > 0 and s[3] > 0:
+            return max(s[2], s[3]) <= policy.low_res
+    res = resolution_from_name(name, size)
+    return res is not None and res <= policy.low_res
+
+
+@dataclass(frozen=True)
+class PinPlan:
+    """The result of a policy on an ONNX graph: pinned nodes and the conv work they hold."""
+
+    policy: PinPolicy
+    pinned: frozenset[str]  # node names
+    nodes: int  # float-producing nodes considered
+    conv_macs: int  # multiply-accumulates of every Conv/ConvTranspose at batch 1
+    conv_macs_pinned: int
+
+    @property
+    def pinned_share(self) -> float:
+        return self.conv_macs_pinned / self.conv_macs if self.conv_macs else 0.0
+
+
+def plan_onnx(onnx_path: Path | str, policy: PinPolicy) -> PinPlan:
+    """Apply ``policy`` to every node of an exported GPEN, with the real tensor shapes.
+
+    Shapes come from one onnxruntime run at batch 1 on the CPU with every intermediate tensor
+    exposed (static shape inference loses GPEN's spatial sizes after its computed pads). For
+    checking the policy and reporting its cost without a GPU; use small models (it keeps every
+    activation of the run in memory).
+
+    Raises:
+        BackendUnavailable: onnx or onnxruntime is missing.
+    """
+    import numpy as np
+
+    from gpen_video.errors import BackendUnavailable
+
+    try:
+        import onnx
+        import onnxruntime as ort
+    except ImportError:
+        raise BackendUnavailable("plan_onnx needs onnx and onnxruntime: "
+                                 "pip install 'gpen-video[onnx]'") from None
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    dims = graph.input[0].type.tensor_type.shape.dim
+    size = int(dims[2].dim_value)
+    consts = {i.name: tuple(i.dims) for i in graph.initializer}
+    float_outputs = [o for n in graph.node if n.op_type not in ("Constant", "Shape")
+                     for o in n.output if o]
+    existing = {o.name for o in graph.output}
+    for name in float_outputs:
+        if name not in existing:
+            graph.output.append(onnx.ValueInfoProto(name=name))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    x = np.zeros((1, 3, size, size), np.float32)
+    values = dict(zip(names, session.run(names, {graph.input[0].name: x})))
+    pinned: set[str] = set()
+    considered = 0
+    macs = macs_pinned = 0
+    for node in graph.node:
+        outs = [values.get(o) for o in node.output if o]
+        outs = [v for v in outs if v is not None and np.issubdtype(v.dtype, np.floating)]
+        if not outs:
+            continue
+        considered += 1
+        keep = keep_fp32(node.name, [v.shape for v in outs], size, policy)
+        if keep:
+            pinned.add(node.name)
+        if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1:
+            w = consts.get(node.input[1])
+            if w is None and node.input[1] in values:
+                w = values[node.input[1]].shape
+            if w is not None:
+                k = int(np.prod(w[1:]))  # Conv: Cin/groups·kh·kw; ConvTranspose: Cout·kh·kw
+                per = values[node.input[0]] if node.op_type == "ConvTranspose" else outs[0]
+                n_macs = int(np.prod(per.shape)) * k  # per output (Conv) / input (Transpose) value
+                macs += n_macs
+                macs_pinned += n_macs if keep else 0
+    return PinPlan(policy, frozenset(pinned), considered, macs, macs_pinned)

@@ -1,0 +1,240 @@
+"""Face geometry on the GPU (or any torch device): batched crops and paste-back.
+
+The same operations as :func:`gpen_video.blend.crop_face` and :class:`gpen_video.blend.Blender`,
+written in torch so that frames uploaded once stay on the GPU: every face crop of a batch comes
+from **one** ``grid_sample`` call, every restored face (and its soft mask) is warped back over its
+region of interest by **one** more, compositing happens on the device, and only finished frames
+come back. On the CPU it runs too (that is how it is tested against the OpenCV path).
+
+Conventions (those of :mod:`gpen_video.blend`):
+
+* Frames: ``T×H×W×3`` RGB tensors, ``uint8`` or ``uint16`` (full 16-bit scale), channels last,
+  as decoded. Crops and restored faces: ``N×3×S×S`` float32 RGB in ``[0, 1]`` (a restorer batch).
+* ``M`` (2×3, per face) maps frame pixel coordinates ``(x, y)`` to crop coordinates ``(u, v)``;
+  **pixel centres are at integer coordinates** (OpenCV ``warpAffine``): the crop is
+  ``crop[v, u] = frame(M⁻¹·(u, v))``, bilinear.
+
+From pixel matrices to ``affine_grid``/``grid_sample`` (``align_corners=False``): torch's
+normalised coordinate ``x_n ∈ [-1, 1]`` spans the image's outer **edges**, so pixel ``i`` of ``n``
+(centre at ``i``) sits at ``x_n = (2i + 1)/n − 1``, i.e.
+
+    to_norm(n)  = [[2/n, 0, 1/n − 1], …]        pixel → normalised
+    to_pixel(n) = [[n/2, 0, (n − 1)/2], …]      normalised → pixel
+
+``affine_grid`` wants θ mapping *output* normalised coordinates to *input* normalised ones, so
+for a crop (output S×S, input the W×H frame) ``θ = to_norm(W, H) · M⁻¹ · to_pixel(S, S)``, and
+for the paste (output a region box of Wb×Hb at frame offset (x0, y0), input the S×S crop)
+``θ = to_norm(S, S) · M · shift(x0, y0) · to_pixel(Wb, Hb)``. (``align_corners=True`` would
+instead put ±1 on the corner pixels' centres — a different scale by n/(n−1), the classic
+half-pixel bug.)
+
+Borders: crops sample outside the frame as ``cv2.BORDER_REFLECT101`` does. For bilinear sampling
+that equals folding the sample coordinate about the first and last pixel centres
+(``x_n = ±(1 − 1/n)``), which is done on the grid before sampling. The paste samples outside
+the crop as zero (``BORDER_CONSTANT``, ``padding_mode="zeros"``), and the mask is zero near the
+crop border anyway.
+
+Many frames in one call: the frames are stacked into one ``3×(T·H)×W`` image and each face's
+normalised ``y`` is moved into its frame's band (``y ← (y + 1 + 2t)/T − 1``); folding first keeps
+every sample inside its own frame. Precision: float32 grids, ≲ 0.01 px of position error even for
+32 stacked 4K frames.
+
+Compositing is :class:`~gpen_video.blend.Blender`'s: coverage ``1 − Π(1 − aᵢ)``, colour
+``Σ aᵢcᵢ / Σ aᵢ``, in float32, rounded once (half to even) to the frame's dtype; pixels with
+coverage 0 are left bit-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gpen_video.blend import Blender, MaskShape, Region
+
+_MAX = {torch.uint8: 255.0, torch.uint16: 65535.0}
+
+
+def to_norm(width: int, height: int) -> np.ndarray:
+    """3×3: pixel coordinates (centres at integers) → ``align_corners=False`` normalised."""
+    return np.array([[2.0 / width, 0.0, 1.0 / width - 1.0],
+                     [0.0, 2.0 / height, 1.0 / height - 1.0],
+                     [0.0, 0.0, 1.0]])
+
+
+def to_pixel(width: int, height: int) -> np.ndarray:
+    """3×3: ``align_corners=False`` normalised → pixel coordinates (inverse of :func:`to_norm`)."""
+    return np.array([[width / 2.0, 0.0, (width - 1) / 2.0],
+                     [0.0, height / 2.0, (height - 1) / 2.0],
+                     [0.0, 0.0, 1.0]])
+
+
+def _as3x3(matrix: np.ndarray) -> np.ndarray:
+    return np.vstack([np.asarray(matrix, dtype=np.float64).reshape(2, 3), [0.0, 0.0, 1.0]])
+
+
+def crop_theta(matrix: np.ndarray, frame_hw: tuple[int, int], size: int) -> np.ndarray:
+    """2×3 θ for ``affine_grid`` (``align_corners=False``) that samples the ``size``² crop of a
+    ``frame_hw`` frame given the frame → crop pixel matrix ``matrix``."""
+    h, w = frame_hw
+    theta = to_norm(w, h) @ np.linalg.inv(_as3x3(matrix)) @ to_pixel(size, size)
+    return theta[:2]
+
+
+def paste_theta(matrix: np.ndarray, region: Region, box_hw: tuple[int, int],
+                size: int) -> np.ndarray:
+    """2×3 θ that samples the ``size``² crop at ``M·(x, y)`` for the pixels of a ``box_hw``
+    box whose top-left pixel is ``region``'s (x0, y0)."""
+    hb, wb = box_hw
+    shift = np.array([[1.0, 0.0, region.x0], [0.0, 1.0, region.y0], [0.0, 0.0, 1.0]])
+    theta = to_norm(size, size) @ _as3x3(matrix) @ shift @ to_pixel(wb, hb)
+    return theta[:2]
+
+
+def fold_reflect101(coord: Tensor, n: int) -> Tensor:
+    """Fold normalised coordinates into ``[-(1 − 1/n), 1 − 1/n]`` by reflection about the first
+    and last pixel centres: bilinear sampling then equals ``cv2.BORDER_REFLECT101``."""
+    if n <= 1:
+        return torch.zeros_like(coord)
+    lo = -1.0 + 1.0 / n
+    period = 2.0 * (2.0 - 2.0 / n)  # there and back between the two centres
+    t = torch.remainder(coord - lo, period)
+    half = period / 2.0
+    return lo + torch.where(t > half, period - t, t)
+
+
+def frames_to_tensor(frames: Sequence[np.ndarray] | np.ndarray, device: str | torch.device
+                     ) -> Tensor:
+    """Upload ``T`` frames (``H×W×3`` uint8/uint16 numpy) as one ``T×H×W×3`` tensor."""
+    stacked = np.ascontiguousarray(np.stack(list(frames)) if not isinstance(frames, np.ndarray)
+                                   or frames.ndim == 3 else frames)
+    if stacked.ndim == 3:
+        stacked = stacked[None]
+    return torch.from_numpy(stacked).to(device, non_blocking=True)
+
+
+class GpuGeometry:
+    """Batched crops and paste-back on one torch device for ``size``-px crops.
+
+    Build once per run (it holds the mask on the device). Region selection and the mask shape
+    are :class:`~gpen_video.blend.Blender`'s, so both paths touch the same pixels.
+    """
+
+    def __init__(self, size: int, device: str | torch.device = "cpu", strength: float = 1.0,
+                 shape: MaskShape | None = None) -> None:
+        self.size = int(size)
+        self.device = torch.device(device)
+        self.blender = Blender(self.size, strength, shape or MaskShape())
+        self.mask = torch.from_numpy(self.blender.mask).to(self.device)
+
+    # ------------------------------------------------------------------ crops
+    def crops(self, frames: Tensor, frame_index: Sequence[int], matrices: np.ndarray) -> Tensor:
+        """The aligned crops of ``N`` faces, ``N×3×S×S`` float32 RGB in ``[0, 1]``.
+
+        Args:
+            frames: ``T×H×W×3`` uint8/uint16 (or float in [0, 1]) on this device.
+            frame_index: for each face, the frame (0 … T−1) it is in.
+            matrices: ``N×2×3`` frame → crop pixel matrices.
+
+        One ``grid_sample`` call for all faces of all frames.
+        """
+        n = len(frame_index)
+        s = self.size
+        if n == 0:
+            return torch.empty((0, 3, s, s), device=self.device)
+        t_count, h, w, _ = frames.shape
+        scale = 1.0 / _MAX.get(frames.dtype, 1.0)
+        planar = frames.to(torch.float32).permute(3, 0, 1, 2).reshape(1, 3, t_count * h, w)
+        theta = torch.from_numpy(np.stack([crop_theta(m, (h, w), s) for m in matrices]))
+        grid = F.affine_grid(theta.to(self.device, torch.float32), [n, 3, s, s],
+                             align_corners=False)
+        gx = fold_reflect101(grid[..., 0], w)
+        gy = fold_reflect101(grid[..., 1], h)
+        band = torch.as_tensor(list(frame_index), device=self.device,
+                               dtype=torch.float32).view(n, 1, 1)
+        gy = (gy + 1.0 + 2.0 * band) / t_count - 1.0
+        grid = torch.stack([gx, gy], dim=-1).reshape(1, n * s, s, 2)
+        out = F.grid_sample(planar, grid, mode="bilinear", padding_mode="border",
+                            align_corners=False)  # 1×3×(N·S)×S
+        out = out.view(3, n, s, s).permute(1, 0, 2, 3)
+        return (out * scale).contiguous() if scale != 1.0 else out.contiguous()
+
+    # ------------------------------------------------------------------ paste
+    def paste(self, frames: Tensor, restored: Tensor, frame_index: Sequence[int],
+              matrices: np.ndarray, alphas: Sequence[float] | None = None) -> Tensor:
+        """Composite restored faces into ``frames`` **in place**; returns ``frames``.
+
+        Args:
+            frames: ``T×H×W×3`` uint8/uint16 on this device.
+            restored: ``N×3×S×S`` float32 in ``[0, 1]`` (a restorer's output).
+            frame_index, matrices: as for :meth:`crops`.
+            alphas: per-face factor (track ramps), default 1.
+
+        Only pixels whose coverage is > 0 change; all others keep their exact value.
+        """
+        if frames.dtype not in _MAX:
+            raise ValueError(f"frames are T×H×W×3 uint8/uint16, got {frames.dtype}")
+        _, h, w, _ = frames.shape
+        n = len(frame_index)
+        alphas = [1.0] * n if alphas is None else [float(a) for a in alphas]
+        strength = self.blender.strength
+        faces = []
+        for i in range(n):
+            if alphas[i] <= 0.0 or strength <= 0.0:
+                continue
+            region = self.blender.region(matrices[i], (h, w))
+            if not region.empty:
+                faces.append((i, region))
+        if not faces:
+            return frames
+        hb = max(r.y1 - r.y0 for _, r in faces)
+        wb = max(r.x1 - r.x0 for _, r in faces)
+        s = self.size
+        theta = torch.from_numpy(np.stack([paste_theta(matrices[i], r, (hb, wb), s)
+                                           for i, r in faces]))
+        grid = F.affine_grid(theta.to(self.device, torch.float32), [len(faces), 4, hb, wb],
+                             align_corners=False)
+        index = torch.as_tensor([i for i, _ in faces], device=self.device)
+        rgba = torch.cat([restored.to(self.device, torch.float32).index_select(0, index),
+                          self.mask.expand(len(faces), 1, s, s)], dim=1)
+        warped = F.grid_sample(rgba, grid, mode="bilinear", padding_mode="zeros",
+                               align_corners=False)  # F×4×Hb×Wb, one call for every face
+        factor = torch.tensor([alphas[i] * strength for i, _ in faces], device=self.device,
+                              dtype=torch.float32).view(-1, 1, 1)
+        coverage = (warped[:, 3] * factor).clamp_(0.0, 1.0)
+        by_frame: dict[int, list[int]] = {}
+        for k, (i, _) in enumerate(faces):
+            by_frame.setdefault(int(frame_index[i]), []).append(k)
+        for t, members in by_frame.items():
+            self._composite(frames[t], [(faces[k][1], warped[k, :3], coverage[k])
+                                        for k in members])
+        return frames
+
+    def _composite(self, frame: Tensor, members: list[tuple[Region, Tensor, Tensor]]) -> None:
+        box = members[0][0]
+        for region, _, _ in members[1:]:
+            box = box.union(region)
+        bh, bw = box.y1 - box.y0, box.x1 - box.x0
+        weighted = torch.zeros((3, bh, bw), device=self.device)
+        total = torch.zeros((bh, bw), device=self.device)
+        keep = torch.ones((bh, bw), device=self.device)  # Π (1 − aᵢ)
+        for region, color, alpha in members:
+            rh, rw = region.y1 - region.y0, region.x1 - region.x0
+            ys = slice(region.y0 - box.y0, region.y1 - box.y0)
+            xs = slice(region.x0 - box.x0, region.x1 - box.x0)
+            a = alpha[:rh, :rw]
+            weighted[:, ys, xs] += color[:, :rh, :rw] * a
+            total[ys, xs] += a
+            keep[ys, xs] *= 1.0 - a
+        cover = 1.0 - keep
+        touched = cover > 0
+        maxval = _MAX[frame.dtype]
+        color = (weighted / total.clamp_min(1e-12)).clamp_(0.0, 1.0) * maxval  # 3×h×w
+        view = frame[box.y0:box.y1, box.x0:box.x1]  # h×w×3
+        src = view.to(torch.float32).permute(2, 0, 1)
+        mixed = torch.round(src + (color - src) * cover).clamp_(0.0, maxval)
+        new = torch.where(touched, mixed, src).permute(1, 2, 0)
+        view.copy_(new.to(torch.int32).to(frame.dtype))
