@@ -278,3 +278,13 @@ def test_frame_rate_and_fractions_are_exact(tmp_path):
     with VideoSource(src) as source:
         assert source.fps == Fraction(30000, 1001)
         assert isinstance(source.time_base, Fraction)
+
+
+def test_output_gets_ordinary_permissions(tmp_path, clip):
+    """The temporary file is created like any new file (0o666 minus the umask), so the renamed
+    output is not left private to the renderer's user."""
+    umask = os.umask(0)
+    os.umask(umask)
+    out = tmp_path / "out.mp4"
+    copy_video(clip, out)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask

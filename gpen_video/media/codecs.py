@@ -102,6 +102,8 @@ SOURCE_FAMILIES: dict[str, str] = {
 }
 
 _PATTERN_RE = re.compile(r"%0?\d*d")
+# chroma resolution rank of a layout: a note is due only when the output has less than the source
+_CHROMA_DETAIL = {"gray": 0, "410": 1, "411": 1, "420": 2, "440": 3, "422": 3, "444": 4, "rgb": 4}
 
 
 @dataclass(frozen=True)
@@ -321,8 +323,9 @@ def choose_encoder(source: SourceVideoInfo, output: str | Path,
             if out_depth < depth:
                 notes.append(f"{family} cannot store {source.pix_fmt}: writing {pix_fmt} "
                              f"({depth}-bit source, {out_depth}-bit output)")
-            elif out_layout != layout and layout != "rgb":
-                notes.append(f"{family} cannot store {source.pix_fmt}: writing {pix_fmt}")
+            elif _CHROMA_DETAIL.get(out_layout, 0) < _CHROMA_DETAIL.get(layout, 0):
+                notes.append(f"{family} cannot store {source.pix_fmt}: writing {pix_fmt} "
+                             "(less chroma resolution)")
 
     return EncoderSpec(family=family, encoder=encoder, pix_fmt=pix_fmt, options=codec_options,
                        container=container, image_sequence=sequence, notes=tuple(notes))

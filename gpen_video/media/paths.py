@@ -8,6 +8,7 @@ sequences are written into a temporary folder beside the target and moved file b
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -60,14 +61,20 @@ def temp_file_for(output: Path) -> Path:
     Raises:
         OutputError: the folder cannot be written.
     """
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{output.stem}{TEMP_TAG}", suffix=output.suffix,
-                                    dir=output.parent if str(output.parent) else ".")
-    except OSError as exc:
-        raise OutputError(f"cannot write in {output.parent or '.'}: {exc.strerror or exc}; "
-                          "choose another output folder") from None
-    os.close(fd)
-    return Path(name)
+    folder = output.parent if str(output.parent) else Path(".")
+    for _ in range(100):
+        name = folder / f".{output.stem}{TEMP_TAG}{secrets.token_hex(4)}{output.suffix}"
+        try:
+            # mode 0o666 minus the umask: the renamed output gets the usual permissions
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise OutputError(f"cannot write in {folder}: {exc.strerror or exc}; choose "
+                              "another output folder") from None
+        os.close(fd)
+        return name
+    raise OutputError(f"cannot create a temporary file in {folder}")
 
 
 def temp_dir_for(output: Path) -> Path:
