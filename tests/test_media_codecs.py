@@ -133,6 +133,22 @@ def test_bad_choices_are_usage_errors_that_list_the_way_out(options, output, wor
         assert word in str(exc.value)
 
 
+def test_hdr10_metadata_goes_to_x265_params():
+    src = SourceVideoInfo("hevc", "Main 10", "yuv420p10le", 10, mastering_display=(
+        (0.68, 0.32, 0.265, 0.69, 0.15, 0.06, 0.3127, 0.329), (0.005, 1000.0)),
+        light_level=(1000, 400))
+    params = choose_encoder(src, "out.mkv").options["x265-params"]
+    assert params == ("log-level=error:master-display=G(13250,34500)B(7500,3000)R(34000,16000)"
+                      "WP(15635,16450)L(10000000,50):max-cll=1000,400")
+    spec = choose_encoder(src, "out.mov", EncodeOptions(codec="prores"))
+    assert any("HDR" in n for n in spec.notes)
+
+
+def test_alpha_is_noted():
+    spec = choose_encoder(SourceVideoInfo("prores", "4444", "yuva444p12le", 12), "out.mov")
+    assert any("alpha" in n for n in spec.notes)
+
+
 def test_dnxhr_size_limit_is_a_usage_error():
     small = SourceVideoInfo("h264", "High", "yuv420p", 8, width=64, height=48)
     with pytest.raises(UsageError, match="256x120"):

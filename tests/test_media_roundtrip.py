@@ -235,22 +235,37 @@ def test_rotation_90_upright_in_processing_and_kept_in_output(tmp_path):
 # ---------------------------------------------------------------------------- HEVC HDR
 
 
+HDR10_PARAMS = ("log-level=error:master-display=G(13250,34500)B(7500,3000)R(34000,16000)"
+                "WP(15635,16450)L(10000000,50):max-cll=1000,400")
+
+
+def hdr_side_data(path: Path) -> dict[str, bytes]:
+    with av.open(str(path)) as c:
+        frame = next(c.decode(video=0))
+        return {str(sd.type): bytes(sd) for sd in frame.side_data
+                if "MASTERING" in str(sd.type) or "LIGHT" in str(sd.type)}
+
+
 def test_hevc_10bit_bt2020_pq_keeps_tags_and_depth(tmp_path):
     assert "libx265" in av.codecs_available, "this PyAV build has no libx265"
     tags = {"color_range": 1, "color_primaries": 9, "color_trc": 16, "colorspace": 9}
     src = make_video(tmp_path / "hdr.mp4", VideoSpec(
         n=8, width=128, height=72, codec="libx265", pix_fmt="yuv420p10le", deep=True,
-        options={"x265-params": "log-level=error", "preset": "ultrafast"}, colour=tags))
+        options={"x265-params": HDR10_PARAMS, "preset": "ultrafast"}, colour=tags))
     assert stream_info(src)[0]["color_trc"] == 16  # fixture is tagged
+    source_hdr = hdr_side_data(src)
+    assert len(source_hdr) == 2  # fixture carries HDR10 mastering display + light level
     with VideoSource(src) as source:
         assert source.bit_depth == 10
         assert (source.colour.primaries, source.colour.transfer, source.colour.matrix) == \
             (9, 16, 9)
+        assert source.light_level == (1000, 400)
     copy_video(src, tmp_path / "out.mp4", EncodeOptions(preset="ultrafast"))
     video = stream_info(tmp_path / "out.mp4")[0]
     assert video["codec"] == "hevc" and video["pix_fmt"] == "yuv420p10le"
     assert (video["color_range"], video["color_primaries"], video["color_trc"],
             video["colorspace"]) == (1, 9, 16, 9)
+    assert hdr_side_data(tmp_path / "out.mp4") == source_hdr  # HDR10 static metadata kept
     assert_identity(src, tmp_path / "out.mp4")
 
 

@@ -116,6 +116,11 @@ class SourceVideoInfo:
     bit_depth: int  # bits per component of pix_fmt (8, 10, 12, 16)
     width: int = 0  # coded size (0: unknown; only used for encoder size limits)
     height: int = 0
+    # HDR10 static metadata, as in FFmpeg's side data (None: the source has none):
+    # mastering display = (R x, R y, G x, G y, B x, B y, white x, white y) chromaticities and
+    # (min, max) luminance in cd/m²; light level = (MaxCLL, MaxFALL) in cd/m².
+    mastering_display: tuple[tuple[float, ...], tuple[float, float]] | None = None
+    light_level: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,24 @@ class EncoderSpec:
     def rgb_input(self) -> bool:
         """True if the encoder takes RGB (no YUV matrix involved)."""
         return self.pix_fmt.startswith(("rgb", "gbr", "bgr"))
+
+
+def x265_hdr_params(source: SourceVideoInfo) -> str:
+    """``x265-params`` entries that re-emit the source's HDR10 static metadata SEI
+    (``master-display``: chromaticity in 0.00002 units, G B R order; luminance in 0.0001 cd/m²;
+    ``max-cll``), empty if the source has none."""
+    parts = []
+    if source.mastering_display is not None:
+        (rx, ry, gx, gy, bx, by, wx, wy), (lo, hi) = source.mastering_display
+
+        def c(v: float) -> int:
+            return int(round(v * 50000))
+
+        parts.append(f"master-display=G({c(gx)},{c(gy)})B({c(bx)},{c(by)})R({c(rx)},{c(ry)})"
+                     f"WP({c(wx)},{c(wy)})L({int(round(hi * 10000))},{int(round(lo * 10000))})")
+    if source.light_level is not None:
+        parts.append(f"max-cll={source.light_level[0]},{source.light_level[1]}")
+    return ":".join(parts)
 
 
 def is_image_sequence(path: str | Path) -> bool:
@@ -186,6 +209,12 @@ def pix_fmt_layout(pix_fmt: str) -> tuple[str, int]:
     if m:
         return m.group(1), depth
     return "420", depth
+
+
+def layout_has_alpha(pix_fmt: str) -> bool:
+    """True for pixel formats with an alpha plane (yuva*, gbrap*, rgba*, ya*, ...)."""
+    name = pix_fmt.lower()
+    return name.startswith(("yuva", "gbrap", "rgba", "bgra", "argb", "abgr", "ya8", "ya16"))
 
 
 def _nearest_pix_fmt(encoder: str, layout: str, depth: int) -> str:
@@ -270,7 +299,9 @@ def choose_encoder(source: SourceVideoInfo, output: str | Path,
         if options.preset is not None:
             codec_options["preset"] = options.preset
         if family == "hevc":
-            codec_options["x265-params"] = "log-level=error"
+            hdr = x265_hdr_params(source)
+            codec_options["x265-params"] = "log-level=error" + (":" + hdr if hdr else "")
+
         pix_fmt = _nearest_pix_fmt(encoder, layout, depth)
     elif family == "prores":
         if source.codec == "prores" and profile in PRORES_PROFILES:
@@ -311,6 +342,13 @@ def choose_encoder(source: SourceVideoInfo, output: str | Path,
     else:  # png, tiff
         pix_fmt = ENCODER_PIX_FMTS[encoder][0 if depth <= 8 else 1]
 
+    if family != "hevc" and (source.mastering_display is not None
+                             or source.light_level is not None):
+        notes.append("the source's HDR mastering-display / light-level metadata is kept only "
+                     "by hevc output")
+    if layout_has_alpha(source.pix_fmt):
+        notes.append(f"the source's alpha channel ({source.pix_fmt}) is not processed and is "
+                     "not written")
     if options.pix_fmt is not None:
         if options.pix_fmt not in ENCODER_PIX_FMTS[encoder]:
             raise UsageError(f"--pix-fmt {options.pix_fmt}: {family} takes "

@@ -300,6 +300,7 @@ class VideoSink:
         cc.time_base = source.time_base
         stream.time_base = source.time_base
         cc.thread_count = 0
+        cc.thread_type = "AUTO"  # frame and slice threads where the encoder has them
         if not spec.rgb_input:
             tags = source.colour
             cc.color_range = RANGE_FULL if (tags.range == 0 and source.pix_fmt.startswith(
@@ -309,7 +310,14 @@ class VideoSink:
             cc.colorspace = tags.matrix
         if source.sample_aspect_ratio:
             cc.sample_aspect_ratio = source.sample_aspect_ratio
-        if not spec.image_sequence:
+        if spec.image_sequence:
+            dropped = [kind for _, kind, _ in source.other_streams if kind in ("audio", "subtitle")]
+            if dropped and (audio or subtitles):
+                note = (f"an image sequence holds no {' or '.join(sorted(set(dropped)))}: the "
+                        "source's tracks are not written")
+                log.warning("%s: %s", self.path.name, note)
+                self.notes.append(note)
+        else:
             if source.display_matrix is not None:
                 stream.set_display_matrix(source.display_matrix)
             stream.metadata.update(_filter_tags(source.stream_metadata, _DROP_STREAM_TAGS))

@@ -25,6 +25,7 @@ import bisect
 import heapq
 import logging
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -46,6 +47,7 @@ log = logging.getLogger("gpen_video.media")
 ErrorPolicy = Literal["conceal", "strict"]
 _ONE_PACKET_PER_FRAME = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "mxf"}
 _PROBE_PACKETS = 400  # packets read at most to find the first decodable frame
+_DAMAGE_WARNINGS = 5  # damage warnings logged one by one before a single final summary
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,6 +177,19 @@ def _check_input_file(path: Path) -> None:
         raise InputError(f"input {path} is empty (0 bytes)")
 
 
+def _parse_mastering_display(data: bytes
+                             ) -> tuple[tuple[float, ...], tuple[float, float]] | None:
+    """``AVMasteringDisplayMetadata`` (22 int32: 10 rationals, 2 flags) → (R, G, B, white
+    chromaticities as 8 floats, (min, max) luminance in cd/m²), or None without primaries."""
+    if len(data) < 88:
+        return None
+    v = struct.unpack("<22i", data[:88])
+    if not v[20] or not v[21]:
+        return None
+    ratio = [v[i] / v[i + 1] if v[i + 1] else 0.0 for i in range(0, 20, 2)]
+    return tuple(ratio[:8]), (ratio[8], ratio[9])
+
+
 def _bit_depth(frame: av.VideoFrame) -> int:
     try:
         return max(int(c.bits) for c in frame.format.components)
@@ -215,6 +230,7 @@ class VideoSource:
         self._errors: ErrorPolicy = errors
         self._open: set[av.container.InputContainer] = set()
         self.concealed_frames: list[int] = []  # indices of frames repaired during iteration
+        self._damage_warnings = 0
         _check_input_file(self.path)
         self._probe()
         self.range: ResolvedRange | None = None
@@ -269,9 +285,17 @@ class VideoSource:
                 matrix=int(first.colorspace if first.colorspace is not None else 2),
             )
             matrix = None
+            self.mastering_display: tuple[tuple[float, ...], tuple[float, float]] | None = None
+            self.light_level: tuple[int, int] | None = None
+            kinds = av.sidedata.sidedata.Type
             for side in first.side_data:
-                if side.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+                if side.type == kinds.DISPLAYMATRIX:
                     matrix = parse_display_matrix(bytes(side))
+                elif side.type == kinds.MASTERING_DISPLAY_METADATA:
+                    self.mastering_display = _parse_mastering_display(bytes(side))
+                elif side.type == kinds.CONTENT_LIGHT_LEVEL and len(bytes(side)) >= 8:
+                    cll = struct.unpack("<2I", bytes(side)[:8])
+                    self.light_level = (int(cll[0]), int(cll[1]))
             self.orientation = Orientation.from_matrix(matrix)
             if not self.orientation.applied:
                 log.warning("%s: display rotation %.1f° is not a multiple of 90°; frames are "
@@ -364,7 +388,9 @@ class VideoSource:
         """What :func:`gpen_video.media.codecs.choose_encoder` needs."""
         return SourceVideoInfo(codec=self.codec_name, profile=self.profile,
                                pix_fmt=self.pix_fmt, bit_depth=self.bit_depth,
-                               width=self.coded_width, height=self.coded_height)
+                               width=self.coded_width, height=self.coded_height,
+                               mastering_display=self.mastering_display,
+                               light_level=self.light_level)
 
     @property
     def default_duration(self) -> int:
@@ -477,7 +503,13 @@ class VideoSource:
                 holds a damaged packet.
         """
         self.concealed_frames = []
+        self._damage_warnings = 0
         yield from self._with_durations(self._frames_raw())
+        if self._damage_warnings > _DAMAGE_WARNINGS:
+            log.warning("%s: %d damaged frames were concealed (frames %d to %d); the rest of "
+                        "the clip is intact", self.path.name, len(self.concealed_frames),
+                        min(self.concealed_frames, default=-1),
+                        max(self.concealed_frames, default=-1))
 
     def _with_durations(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         """Set each frame's duration to the gap to the next frame's pts (its display time,
@@ -573,8 +605,9 @@ class VideoSource:
                     if self._errors == "strict":
                         raise InputError(f"input {self.path}: damaged video packet near "
                                          f"{at if at is not None else '?'} s ({reason})") from None
-                    log.warning("%s: damaged video packet near %s s (%s); concealing",
-                                self.path.name, f"{at:.3f}" if at is not None else "?", reason)
+                    self._warn_damage("%s: damaged video packet near %s s (%s); concealing",
+                                      self.path.name, f"{at:.3f}" if at is not None else "?",
+                                      reason)
                     continue
                 for av_frame in decoded:
                     pts = av_frame.pts
@@ -614,6 +647,15 @@ class VideoSource:
             except Exception:  # noqa: BLE001 - best effort on teardown
                 pass
 
+    def _warn_damage(self, message: str, *args: object) -> None:
+        """Log damage once per occurrence for the first few, then only a final summary."""
+        self._damage_warnings += 1
+        if self._damage_warnings <= _DAMAGE_WARNINGS:
+            log.warning(message, *args)
+        if self._damage_warnings == _DAMAGE_WARNINGS:
+            log.warning("%s: more damage follows; only a summary will be given at the end",
+                        self.path.name)
+
     def _index_for(self, state: _EmitState, pts: int, index_of: dict[int, int] | None) -> int:
         if index_of is not None and pts in index_of:
             return index_of[pts]
@@ -634,8 +676,9 @@ class VideoSource:
             if self._errors == "strict":
                 raise InputError(f"input {self.path}: frame {index} "
                                  f"({float(pts * self.time_base):.3f} s) is damaged")
-            log.warning("%s: frame %d (%.3f s) is damaged in the source; FFmpeg concealed the "
-                        "errors", self.path.name, index, float(pts * self.time_base))
+            self._warn_damage("%s: frame %d (%.3f s) is damaged in the source; FFmpeg "
+                              "concealed the errors", self.path.name, index,
+                              float(pts * self.time_base))
             self.concealed_frames.append(index)
         image = self.to_rgb(av_frame)
         state.last_image = image
@@ -661,9 +704,9 @@ class VideoSource:
             raise InputError(f"input {self.path}: frame {index} "
                              f"({float(pts * self.time_base):.3f} s) is damaged and cannot be "
                              "decoded")
-        log.warning("%s: frame %d (%.3f s) could not be decoded (damaged packet); repeating the "
-                    "previous frame in its place", self.path.name, index,
-                    float(pts * self.time_base))
+        self._warn_damage("%s: frame %d (%.3f s) could not be decoded (damaged packet); "
+                          "repeating the previous frame in its place", self.path.name, index,
+                          float(pts * self.time_base))
         self.concealed_frames.append(index)
         frame = Frame(image=state.last_image if state.last_image is not None else _EMPTY,
                       index=index, pts=pts, time_base=self.time_base, duration=duration,
