@@ -45,8 +45,13 @@ class DetectOptions:
     max_side: int = 640  # frames are downscaled so their longer side is at most this
     batch: int = 4  # frames per detector forward
     every: int = 1  # detect on every Nth frame; the tracker predicts in between
-    min_face: int = 0  # ignore faces whose inter-ocular distance ×2.5 is below this (px)
+    min_face: int = 0  # ignore faces whose aligned crop spans fewer frame pixels (≈ 4.8× IOD)
     device: str = "auto"
+    cache_dir: Path | None = None  # weights cache; default as for ModelOptions.cache_dir
+    download: bool = False  # fetch registry weights that are not cached (only when asked)
+    fill_fallback: bool = True  # frames with no face: look again at 256 px + 128 px border
+    refine: int = 2  # passes re-detecting each face in its upright canonical crop (0: off)
+    refine_size: int = 288  # side of that crop (px)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class TrackOptions:
     """Multi-face tracking and shot cuts."""
 
     min_iou: float = 0.3  # assignment gate on box IoU
+    landmark_gate: float = 1.0  # assignment gate: mean landmark distance, in inter-ocular units
     confirm_hits: int = 3  # detections before a track is reported
     max_misses: int = 8  # frames without a detection before a track ends (gaps are filled)
     cut_threshold: float = 30.0  # mean abs difference (0-255) of downscaled frames that is a cut

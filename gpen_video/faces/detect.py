@@ -1,0 +1,380 @@
+"""Face detection: facexlib RetinaFace (ResNet-50 or MobileNet-0.25), downscaled and batched.
+
+Input frames are numpy ``H×W×3`` **RGB**, ``uint8`` or ``uint16`` (deep sources; converted to
+8 bits for detection), upright. ``H×W×4`` (alpha dropped) and ``H×W`` (grey) are accepted too.
+Output is, per frame, a list of :class:`~gpen_video.faces.types.Detection` in full-frame pixel
+coordinates (pixel centres at integers), best score first.
+
+How a batch is processed:
+
+1. Each frame is downscaled (``cv2.INTER_AREA``) so that its longer side is at most
+   ``DetectOptions.max_side`` (never upscaled; ``max_side <= 0`` keeps the original size),
+   converted to 8 bits and to BGR (RetinaFace was trained on OpenCV BGR images), and the BGR
+   means (104, 117, 123) are subtracted.
+2. Frames of the same downscaled size go through the network together, ``DetectOptions.batch``
+   at a time. The anchors (priors) are computed once per input size and cached.
+3. Boxes and landmarks are decoded with facexlib's own decoders, thresholded at
+   ``score_threshold``, reduced by NMS at ``nms_threshold`` (torchvision), and mapped back to the
+   full frame: ``x = (x' + 0.5)/s − 0.5`` for a resize by ``s`` (pixel-centre convention, the
+   mapping ``cv2.resize`` itself uses).
+4. Frames with no face at all get a second look when ``DetectOptions.fill_fallback`` is on: the
+   frame is scaled so its longer side is 256 px and surrounded by a 128 px black border. That
+   finds faces that fill the frame — already-aligned crops (FFHQ-style 1024² images), extreme
+   close-ups — which RetinaFace misses or doubles at full size because its largest anchors are
+   512 px (see ``testdata/SOURCES.md``, detector note).
+
+5. Each face is then refined ``DetectOptions.refine`` times (default 2): detected again in an
+   upright ``refine_size``² crop aligned by its current landmarks, cut from the full-resolution
+   frame (see :meth:`FaceDetector.refine`). In ``benchmarks/face_stability.py`` this cuts the
+   per-frame alignment error of RetinaFace MobileNet-0.25 by 2.5–8× — its landmark errors
+   depend on the face's scale, angle and position on the anchor grid, are strongly correlated
+   from frame to frame (so no temporal smoother can remove them) and become nearly constant when
+   the network always sees the face the same way.
+
+Faces whose aligned crop would span fewer than ``DetectOptions.min_face`` frame pixels are
+dropped. The model is built from facexlib's ``RetinaFace`` class with a local state dict; facexlib's
+own loader (which downloads into site-packages) is never used. Weights come from the registry in
+:mod:`gpen_video.models.weights` (``retinaface-resnet50`` / ``retinaface-mobile0.25``): an
+explicit path from ``DetectOptions.weights`` wins; otherwise the cache, and a download only when
+``DetectOptions.download`` is true. Files with a published sha256 (MobileNet-0.25) are checked,
+also when given explicitly: a same-named, same-sized file trained with other anchors exists and
+gives wrong boxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gpen_video.errors import BackendUnavailable, UsageError, WeightsError
+from gpen_video.faces.align import TEMPLATE_IOD_512, apply_affine, face_size, invert_affine, \
+    similarity_to_template, template_points, warp_to_crop
+from gpen_video.faces.types import Detection
+from gpen_video.options import DetectOptions
+
+NETWORKS = ("resnet50", "mobile0.25")
+_BGR_MEAN = (104.0, 117.0, 123.0)
+FALLBACK_SIDE = 256  # fill-the-frame second look: longer side scaled to this …
+FALLBACK_BORDER = 128  # … and this much black border on every side
+
+
+def weights_name(network: str) -> str:
+    """The registry name of a RetinaFace network's weights."""
+    return f"retinaface-{network}"
+
+
+def find_detector_weights(options: DetectOptions) -> Path:
+    """The detector weights file for ``options`` (explicit path, cache, or download).
+
+    Raises:
+        UsageError: unknown network name.
+        WeightsError: not found (one line naming the file, where it was looked for and the
+            offline option ``--detector-weights PATH``), or a checksum mismatch.
+        DownloadError: a download was allowed and failed.
+    """
+    from gpen_video.models.weights import get_spec, resolve_weights, sha256_of
+
+    if options.network not in NETWORKS:
+        raise UsageError(f"unknown detector {options.network!r}: choose one of "
+                         f"{', '.join(NETWORKS)}")
+    spec = get_spec(weights_name(options.network))
+    if options.weights is not None:
+        path = Path(options.weights).expanduser()
+        if not path.is_file():
+            raise WeightsError(
+                f"detector weights {path} (--detector-weights) do not exist: pass the path of "
+                f"{spec.filename}, or drop the option to use the cache (`gpen-video download "
+                f"{spec.name}`)")
+        if spec.sha256 is not None:
+            actual = sha256_of(path)
+            if actual != spec.sha256:
+                raise WeightsError(
+                    f"{path} has sha256 {actual[:12]}…, expected {spec.sha256[:12]}… for "
+                    f"{spec.filename}: it is another file (same-named RetinaFace weights trained "
+                    f"with other anchors exist); get {spec.url}")
+        return path
+    return resolve_weights(spec.name, None, cache_dir=options.cache_dir,
+                           download_missing=options.download)
+
+
+def _pick_device(name: str):
+    import torch
+
+    if name in ("auto", ""):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable(f"detector device {name!r}: no CUDA GPU here; use --device cpu")
+    return device
+
+
+def load_retinaface(network: str, weights: Path, device):
+    """facexlib's ``RetinaFace`` with the state dict in ``weights`` (``module.`` stripped).
+
+    Raises:
+        WeightsError: the file is not a state dict that fits ``network``.
+    """
+    import torch
+    from facexlib.detection.retinaface import RetinaFace
+
+    model = RetinaFace(network_name=network, half=False, phase="test", device=device)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise WeightsError(f"cannot read detector weights {weights}: {exc}".splitlines()[0])
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{weights} is not a RetinaFace state dict")
+    state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        other = [n for n in NETWORKS if n != network][0]
+        raise WeightsError(
+            f"{weights} does not fit RetinaFace {network}: is it the {other} file? choose the "
+            f"network with --detector") from None
+    model.to(device).eval()
+    return model
+
+
+def to_uint8_rgb(frame: np.ndarray) -> np.ndarray:
+    """``H×W×3`` uint8 RGB view/copy of a frame (uint16 scaled, alpha dropped, grey expanded).
+
+    Raises:
+        ValueError: not a 2-D/3-D uint8/uint16 image with 1, 3 or 4 channels.
+    """
+    if frame.ndim == 2:
+        frame = frame[:, :, None]
+    if frame.ndim != 3 or frame.shape[2] not in (1, 3, 4):
+        raise ValueError(f"frames must be H×W×3 RGB, got shape {frame.shape}")
+    if frame.shape[2] == 4:
+        frame = frame[:, :, :3]
+    if frame.dtype == np.uint16:
+        frame = cv2.convertScaleAbs(np.ascontiguousarray(frame), alpha=255.0 / 65535.0)
+    elif frame.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 or uint16, got {frame.dtype}")
+    if frame.shape[2] == 1:
+        frame = np.repeat(frame, 3, axis=2)
+    return frame
+
+
+class FaceDetector:
+    """RetinaFace over batches of frames; see the module docstring for the whole procedure.
+
+    ``FaceDetector(DetectOptions(network="mobile0.25", weights=path))``; then
+    ``detector.detect(frames)`` → one ``list[Detection]`` per frame.
+    """
+
+    def __init__(self, options: DetectOptions = DetectOptions()) -> None:
+        """Load the network. Raises what :func:`find_detector_weights` raises, and
+        :class:`~gpen_video.errors.BackendUnavailable` for a CUDA device without CUDA."""
+        import torch
+
+        self.options = options
+        self.weights_path = find_detector_weights(options)
+        self.device = _pick_device(options.device)
+        self.model = load_retinaface(options.network, self.weights_path, self.device)
+        self._mean = torch.tensor(_BGR_MEAN, dtype=torch.float32, device=self.device).view(
+            1, 3, 1, 1)
+        self._priors: dict[tuple[int, int], object] = {}
+
+    # -- preprocessing ------------------------------------------------------------------------
+
+    def _scale_for(self, height: int, width: int) -> float:
+        side = self.options.max_side
+        if side is None or side <= 0:
+            return 1.0
+        return min(1.0, side / max(height, width))
+
+    @staticmethod
+    def _resize(frame: np.ndarray, scale: float) -> np.ndarray:
+        if scale == 1.0:
+            return frame
+        h, w = frame.shape[:2]
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+        return cv2.resize(frame, size, interpolation=interp)
+
+    def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        """Downscaled 8-bit BGR image and its mapping ``(sx, sy, ox, oy)`` back to the frame."""
+        h, w = frame.shape[:2]
+        scale = self._scale_for(h, w)
+        if frame.dtype == np.uint16 and frame.ndim == 3 and frame.shape[2] >= 3:
+            small = to_uint8_rgb(self._resize(np.ascontiguousarray(frame[:, :, :3]), scale))
+        else:
+            small = self._resize(np.ascontiguousarray(to_uint8_rgb(frame)), scale)
+        sh, sw = small.shape[:2]
+        return small[:, :, ::-1], (sw / w, sh / h, 0.0, 0.0)
+
+    @staticmethod
+    def _prepare_fallback(frame: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        rgb = to_uint8_rgb(frame)
+        h, w = rgb.shape[:2]
+        scale = FALLBACK_SIDE / max(h, w)
+        small = FaceDetector._resize(np.ascontiguousarray(rgb), scale)
+        sh, sw = small.shape[:2]
+        b = FALLBACK_BORDER
+        padded = cv2.copyMakeBorder(small, b, b, b, b, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        return padded[:, :, ::-1], (sw / w, sh / h, float(b), float(b))
+
+    # -- network ------------------------------------------------------------------------------
+
+    def _priors_for(self, height: int, width: int):
+        key = (height, width)
+        if key not in self._priors:
+            from facexlib.detection.retinaface_utils import PriorBox
+
+            priors = PriorBox(self.model.cfg, image_size=(height, width)).forward()
+            self._priors[key] = priors.to(self.device).unsqueeze(0)
+        return self._priors[key]
+
+    def _run(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Raw detections (boxes N×4, scores N, landmarks N×5×2) in the images' own pixels.
+
+        ``images`` are 8-bit BGR, all the same size.
+        """
+        import torch
+        import torchvision
+        from facexlib.detection.retinaface_utils import batched_decode, batched_decode_landm
+
+        h, w = images[0].shape[:2]
+        batch = torch.from_numpy(np.stack(images)).to(self.device)
+        batch = batch.permute(0, 3, 1, 2).float() - self._mean
+        variances = self.model.cfg["variance"]
+        with torch.inference_mode():
+            loc, conf, landm = self.model(batch)
+            priors = self._priors_for(h, w)
+            boxes = batched_decode(loc, priors, variances)
+            points = batched_decode_landm(landm, priors, variances)
+            scale4 = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
+            boxes = boxes * scale4
+            points = points.view(points.shape[0], -1, 5, 2) * scale4[:2]
+            scores = conf[:, :, 1]
+            results = []
+            for b in range(batch.shape[0]):
+                keep = scores[b] > self.options.score_threshold
+                bx, sc, pt = boxes[b][keep], scores[b][keep], points[b][keep]
+                if bx.shape[0]:
+                    order = torchvision.ops.nms(bx.float(), sc.float(),
+                                                self.options.nms_threshold)
+                    bx, sc, pt = bx[order], sc[order], pt[order]
+                results.append((bx.double().cpu().numpy(), sc.double().cpu().numpy(),
+                                pt.double().cpu().numpy()))
+        return results
+
+    # -- public -------------------------------------------------------------------------------
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Faces in each frame: one list of :class:`Detection` per frame, best score first.
+
+        Frames are ``H×W×3`` RGB uint8/uint16 (see the module docstring); they may differ in
+        size (frames of one size are batched together).
+
+        Raises:
+            ValueError: a frame is not an image of a supported shape/dtype.
+        """
+        prepared = [self._prepare(frame) for frame in frames]
+        results = self._detect_prepared(prepared)
+        if self.options.fill_fallback:
+            empty = [i for i, dets in enumerate(results) if not dets]
+            if empty:
+                again = self._detect_prepared([self._prepare_fallback(frames[i]) for i in empty])
+                for i, dets in zip(empty, again):
+                    results[i] = dets
+        for _ in range(max(0, int(self.options.refine))):
+            results = self.refine(frames, results)
+        return results
+
+    def refine(self, frames: Sequence[np.ndarray], detections: list[list[Detection]]
+               ) -> list[list[Detection]]:
+        """One refinement pass: each face's landmarks found again in its canonical crop.
+
+        Each face is warped from the full-resolution frame into an upright
+        ``refine_size``² crop aligned to the template by its current landmarks (bilinear,
+        border reflected), every crop of the batch goes through the network at once, and the
+        face nearest the template is mapped back through the exact inverse warp. The detector
+        then always sees a face of the same size and orientation, so its pose-dependent bias
+        (which changes with the face's scale against the anchors, its angle and its position on
+        the anchor grid) becomes nearly constant, and small faces found on the downscaled frame
+        get full-resolution landmarks. A face whose crop yields nothing within half an
+        inter-ocular distance of the template keeps its landmarks. Boxes and scores are kept.
+        """
+        size = int(self.options.refine_size)
+        template = template_points(size)
+        gate = 0.5 * TEMPLATE_IOD_512 * size / 512.0
+        jobs: list[tuple[int, int, np.ndarray]] = []
+        crops: list[np.ndarray] = []
+        for i, dets in enumerate(detections):
+            if not dets:
+                continue
+            frame = frames[i]
+            if frame.ndim == 2:
+                frame = frame[:, :, None]
+            frame = np.ascontiguousarray(frame[:, :, :3])
+            for j, det in enumerate(dets):
+                try:
+                    matrix = similarity_to_template(det.landmarks, size)
+                except ValueError:
+                    continue
+                crop = to_uint8_rgb(warp_to_crop(frame, matrix, size))
+                jobs.append((i, j, matrix))
+                crops.append(np.ascontiguousarray(crop[:, :, ::-1]))
+        if not jobs:
+            return detections
+        out = [list(dets) for dets in detections]
+        step = max(1, int(self.options.batch)) * 4
+        for start in range(0, len(crops), step):
+            raw = self._run(crops[start:start + step])
+            for (i, j, matrix), (_, _, points) in zip(jobs[start:start + step], raw):
+                if not len(points):
+                    continue
+                dist = np.linalg.norm(points - template[None], axis=2).mean(axis=1)
+                best = int(np.argmin(dist))
+                if dist[best] > gate:
+                    continue
+                landmarks = apply_affine(invert_affine(matrix), points[best])
+                old = out[i][j]
+                out[i][j] = Detection(old.box, old.score, landmarks)
+        return out
+
+    def detect_one(self, frame: np.ndarray) -> list[Detection]:
+        """Faces in a single frame (see :meth:`detect`)."""
+        return self.detect([frame])[0]
+
+    def _detect_prepared(
+        self, prepared: list[tuple[np.ndarray, tuple[float, float, float, float]]]
+    ) -> list[list[Detection]]:
+        results: list[list[Detection]] = [[] for _ in prepared]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (image, _) in enumerate(prepared):
+            groups.setdefault(image.shape[:2], []).append(i)
+        step = max(1, int(self.options.batch))
+        for indices in groups.values():
+            for start in range(0, len(indices), step):
+                chunk = indices[start:start + step]
+                raw = self._run([prepared[i][0] for i in chunk])
+                for i, (boxes, scores, points) in zip(chunk, raw):
+                    results[i] = self._to_frame(boxes, scores, points, prepared[i][1])
+        return results
+
+    def _to_frame(self, boxes: np.ndarray, scores: np.ndarray, points: np.ndarray,
+                  mapping: tuple[float, float, float, float]) -> list[Detection]:
+        sx, sy, ox, oy = mapping
+        scale = np.array([sx, sy])
+        offset = np.array([ox, oy])
+        detections = []
+        for box, score, pts in zip(boxes, scores, points):
+            pts = (pts - offset + 0.5) / scale - 0.5
+            corners = (box.reshape(2, 2) - offset + 0.5) / scale - 0.5
+            if self.options.min_face > 0:
+                try:
+                    if face_size(pts) < self.options.min_face:
+                        continue
+                except ValueError:
+                    continue
+            detections.append(Detection(corners.reshape(4), float(score), pts))
+        return detections
