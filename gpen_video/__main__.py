@@ -1,7 +1,5 @@
 """``python -m gpen_video`` is the same as the ``gpen-video`` command."""
 
-import sys
+from gpen_video.cli import console
 
-from gpen_video.cli import main
-
-sys.exit(main())
+console()

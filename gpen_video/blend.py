@@ -6,10 +6,16 @@ Conventions (shared with :mod:`gpen_video.faces` alignment):
   16-bit scale). Nothing else.
 * A face's ``matrix`` ``M`` is 2×3 float64 and maps frame coordinates ``(x, y)`` to crop
   coordinates ``(u, v)``; pixel centres are at integer coordinates, so
-  ``cv2.warpAffine(frame, M, (S, S), flags=cv2.INTER_LINEAR)`` is the aligned crop. Pasting
-  samples the crop at ``M·(x, y)`` for each frame pixel ``(x, y)`` of the face's region of interest
-  (``cv2.warpAffine(..., flags=INTER_LINEAR | WARP_INVERSE_MAP)`` with ``M`` shifted to the region's
-  origin): the exact inverse of the crop warp, bilinear, no ``align_corners`` question.
+  ``cv2.warpAffine(frame, M, (S, S), flags=cv2.INTER_LINEAR)`` is the aligned crop (we use
+  :data:`INTERPOLATION`, bicubic, with the same geometry). Pasting samples the crop at ``M·(x, y)``
+  for each frame pixel ``(x, y)`` of the face's region of interest
+  (``cv2.warpAffine(..., flags=INTERPOLATION | WARP_INVERSE_MAP)`` with ``M`` shifted to the
+  region's origin): the exact inverse of the crop warp, no ``align_corners`` question.
+* Why bicubic: the warp → inverse-warp round trip through an identity restorer measured 45.1 /
+  41.5 / 40.3 dB (bilinear) and 58.8 / 55.4 / 47.8 dB (bicubic) in the face core for 128 / 256 /
+  512 px faces at 7°; and the round-trip error changes with the sub-pixel phase of the smoothed
+  alignment, which shows as flicker on still faces — about a third less with bicubic. Bicubic
+  overshoots, so crops and composites are clipped to the valid range.
 * Restored crops are ``S×S×3`` float32 RGB in ``[0, 1]`` (HWC, as :func:`to_hwc` makes them
   from a restorer batch).
 
@@ -31,6 +37,8 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+INTERPOLATION = cv2.INTER_CUBIC  # both warps (see the module docstring)
 
 FloatImage = np.ndarray  # H×W×C float32
 Frame = np.ndarray  # H×W×3 uint8 | uint16, RGB
@@ -76,14 +84,28 @@ def to_nchw(crops: np.ndarray) -> np.ndarray:
 
 
 def crop_face(frame: Frame, matrix: np.ndarray, size: int) -> FloatImage:
-    """The aligned crop ``S×S×3`` float32 RGB in ``[0, 1]`` (bilinear, border reflected).
+    """The aligned crop ``S×S×3`` float32 RGB in ``[0, 1]`` (bicubic, clipped; border reflected).
 
     ``matrix`` maps frame ``(x, y)`` to crop ``(u, v)``, pixel centres at integer coordinates.
     """
-    scale = 1.0 / float(np.iinfo(frame.dtype).max)
-    crop = cv2.warpAffine(frame, np.asarray(matrix, dtype=np.float64), (size, size),
-                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-    return crop.astype(np.float32) * np.float32(scale)
+    m = np.asarray(matrix, dtype=np.float64)
+    # only the frame pixels the crop samples (+3 px for the bicubic kernel) go to float32, so
+    # the crop is not quantised and the cost does not grow with the frame
+    inv = cv2.invertAffineTransform(m)
+    edge = size - 1.0
+    corners = np.array([[0, 0, 1], [edge, 0, 1], [0, edge, 1], [edge, edge, 1]]) @ inv.T
+    h, w = frame.shape[:2]
+    x0 = int(np.clip(math.floor(corners[:, 0].min()) - 3, 0, w - 1))
+    y0 = int(np.clip(math.floor(corners[:, 1].min()) - 3, 0, h - 1))
+    x1 = int(np.clip(math.ceil(corners[:, 0].max()) + 4, x0 + 1, w))
+    y1 = int(np.clip(math.ceil(corners[:, 1].max()) + 4, y0 + 1, h))
+    scale = np.float32(1.0 / float(np.iinfo(frame.dtype).max))
+    sub = frame[y0:y1, x0:x1].astype(np.float32) * scale
+    shifted = m.copy()
+    shifted[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)  # sub (x, y) → crop (u, v)
+    crop = cv2.warpAffine(sub, shifted, (size, size), flags=INTERPOLATION,
+                          borderMode=cv2.BORDER_REFLECT101)
+    return np.clip(crop, 0.0, 1.0, out=crop)
 
 
 def ramp_alpha(since_start: int, until_end: int | None, ramp_frames: int) -> float:
@@ -172,10 +194,11 @@ class Blender:
         rgba = np.concatenate([paste.crop.astype(np.float32, copy=False),
                                self.mask[:, :, None]], axis=2)
         warped = cv2.warpAffine(rgba, m, (region.x1 - region.x0, region.y1 - region.y0),
-                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                flags=INTERPOLATION | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
         alpha = warped[:, :, 3] * np.float32(paste.alpha * self.strength)
         np.clip(alpha, 0.0, 1.0, out=alpha)
+        alpha[alpha < 1e-6] = 0.0  # bicubic ringing of the zero margin: not the face
         return warped[:, :, :3], alpha
 
     def paste(self, frame: Frame, faces: list[Paste], inplace: bool = False) -> Frame:
