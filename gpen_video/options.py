@@ -97,16 +97,18 @@ class EncodeOptions:
     crf: int | None = None
     preset: str | None = None
     pix_fmt: str | None = None
+    start_number: int | None = None  # image sequences: first file number (None: first frame's)
 
 
 @dataclass(frozen=True)
 class RangeOptions:
     """Which frames to output. Frame numbers are 0-based indices in decode order, inclusive."""
 
-    start_number: int | None = None  # image sequences: first file number (None: first frame's)
     start: int | None = None
     end: int | None = None  # clamped to the last frame of the clip
     overlap: int = 0  # frames decoded before ``start`` to warm the tracker, not output
+    start_timecode: str | None = None  # "HH:MM:SS:FF" instead of start (clip's timecode base)
+    end_timecode: str | None = None  # "HH:MM:SS:FF" instead of end, inclusive
 
 
 @dataclass(frozen=True)

@@ -401,3 +401,16 @@ def test_lossless_codec_round_trip_is_nearly_bit_exact(tmp_path):
     assert max(float(np.abs(pa - pb).max()) for fa, fb in zip(a, b)
                for pa, pb in zip(fa, fb)) <= 4
     assert all(np.array_equal(pa, pb) for pa, pb in zip(a[2], b[2]))  # unclipped frame: exact
+
+
+def test_range_by_timecode_counts_from_the_clips_start_timecode(tmp_path):
+    src = make_video(tmp_path / "tc.mov", VideoSpec(
+        n=30, width=64, height=48, codec="prores_ks", pix_fmt="yuv422p10le",
+        options={"profile": "proxy"}, rate=Fraction(25), timecode="01:00:00:00", deep=True))
+    rng = RangeOptions(start_timecode="01:00:00:10", end_timecode="01:00:00:12")
+    with VideoSource(src, rng) as source:
+        assert [f.index for f in source] == [10, 11, 12]
+    result = copy_video(src, tmp_path / "out.mov", range=rng)
+    assert result.frames_written == 3
+    # the output's timecode is that of its first frame
+    assert stream_info(tmp_path / "out.mov")[0]["metadata"]["timecode"] == "01:00:00:10"

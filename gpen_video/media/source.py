@@ -40,6 +40,7 @@ from gpen_video.errors import InputError, UsageError
 from gpen_video.media.codecs import SourceVideoInfo, pix_fmt_layout
 from gpen_video.media.colour import ColourTags, is_rgb_format
 from gpen_video.media.orientation import Orientation, parse_display_matrix
+from gpen_video.media.timecode import frame_number
 from gpen_video.options import RangeOptions
 
 log = logging.getLogger("gpen_video.media")
@@ -235,7 +236,8 @@ class VideoSource:
         self._probe()
         self.range: ResolvedRange | None = None
         if range is not None and (range.start is not None or range.end is not None
-                                  or range.overlap):
+                                  or range.overlap or range.start_timecode
+                                  or range.end_timecode):
             self.range = self._resolve_range(range)
 
     # ------------------------------------------------------------------ probing
@@ -405,6 +407,7 @@ class VideoSource:
     # ------------------------------------------------------------------ range
 
     def _resolve_range(self, options: RangeOptions) -> ResolvedRange:
+        options = self._frames_from_timecodes(options)
         start = options.start or 0
         if start < 0 or (options.end is not None and options.end < start) or options.overlap < 0:
             raise UsageError(f"frame range {options.start}-{options.end} (overlap "
@@ -427,6 +430,20 @@ class VideoSource:
         return ResolvedRange(first=first, start=start, end=end, clamped=complete and clamped,
                              pts=tuple(pts), durations=tuple(durations),
                              time_base=self.time_base)
+
+    def _frames_from_timecodes(self, options: RangeOptions) -> RangeOptions:
+        """Turn ``start_timecode``/``end_timecode`` into frame numbers of this clip (counted
+        from its own start timecode, or from 00:00:00:00 when it has none)."""
+        changes: dict[str, int] = {}
+        for name in ("start", "end"):
+            tc = getattr(options, f"{name}_timecode")
+            if tc is None:
+                continue
+            if getattr(options, name) is not None:
+                raise UsageError(f"give the range {name} as a frame number or a timecode, "
+                                 "not both")
+            changes[name] = frame_number(tc, self.fps, origin=self.timecode)
+        return replace(options, **changes) if changes else options
 
     def _scan(self, need_index: int | None) -> tuple[list[int], list[int], bool]:
         """Presentation timestamps (sorted) and durations of frames 0…, from packets only.
