@@ -102,7 +102,8 @@ class EncodeOptions:
 
 @dataclass(frozen=True)
 class RangeOptions:
-    """Which frames to output. Frame numbers are 0-based indices in decode order, inclusive."""
+    """Which frames to output. Frame numbers are 0-based, in the order frames are shown (the
+    decoder's output order), inclusive."""
 
     start: int | None = None
     end: int | None = None  # clamped to the last frame of the clip
