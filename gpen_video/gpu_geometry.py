@@ -28,16 +28,19 @@ for the paste (output a region box of Wb×Hb at frame offset (x0, y0), input the
 instead put ±1 on the corner pixels' centres — a different scale by n/(n−1), the classic
 half-pixel bug.)
 
-Borders: crops sample outside the frame as ``cv2.BORDER_REFLECT101`` does. For bilinear sampling
-that equals folding the sample coordinate about the first and last pixel centres
-(``x_n = ±(1 − 1/n)``), which is done on the grid before sampling. The paste samples outside
-the crop as zero (``BORDER_CONSTANT``, ``padding_mode="zeros"``), and the mask is zero near the
-crop border anyway.
+Interpolation follows :data:`gpen_video.blend.INTERPOLATION` (bicubic, OpenCV's and torch's
+cubic convolution with a = −0.75; or bilinear), and crops are clipped to ``[0, 1]`` as there.
 
-Many frames in one call: the frames are stacked into one ``3×(T·H)×W`` image and each face's
-normalised ``y`` is moved into its frame's band (``y ← (y + 1 + 2t)/T − 1``); folding first keeps
-every sample inside its own frame. Precision: float32 grids, ≲ 0.01 px of position error even for
-32 stacked 4K frames.
+Borders: crops sample outside the frame as ``cv2.BORDER_REFLECT101`` does. Any symmetric kernel
+interpolates a mirrored image symmetrically, so that equals folding the sample coordinate about
+the first and last pixel centres (``x_n = ±(1 − 1/n)``), done on the grid before sampling; the
+kernel's own taps (±2 px for bicubic) read a 2-pixel reflect-101 margin added around each frame.
+The paste samples outside the crop as zero (``BORDER_CONSTANT``, ``padding_mode="zeros"``).
+
+Many frames in one call: the padded frames are stacked into one ``3×(T·(H+4))×(W+4)`` image and
+each face's sample points are moved into its frame's band; folding first and the margin keep
+every tap inside its own frame. Precision: float32 grids, ≲ 0.01 px of position error even for 32
+stacked 4K frames.
 
 Compositing is :class:`~gpen_video.blend.Blender`'s: coverage ``1 − Π(1 − aᵢ)``, colour
 ``Σ aᵢcᵢ / Σ aᵢ``, in float32, rounded once (half to even) to the frame's dtype; pixels with
@@ -53,9 +56,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gpen_video import blend
 from gpen_video.blend import Blender, MaskShape, Region
 
 _MAX = {torch.uint8: 255.0, torch.uint16: 65535.0}
+_MARGIN = 2  # reflect-101 pixels around each frame: the bicubic kernel reaches 2 px
+
+
+def interpolation_mode() -> str:
+    """``grid_sample`` mode of the OpenCV interpolation :mod:`gpen_video.blend` uses."""
+    import cv2
+
+    flag = getattr(blend, "INTERPOLATION", cv2.INTER_LINEAR)
+    return "bicubic" if flag == cv2.INTER_CUBIC else "bilinear"
 
 
 def to_norm(width: int, height: int) -> np.ndarray:
@@ -129,6 +142,7 @@ class GpuGeometry:
         self.device = torch.device(device)
         self.blender = Blender(self.size, strength, shape or MaskShape())
         self.mask = torch.from_numpy(self.blender.mask).to(self.device)
+        self.mode = interpolation_mode()
 
     # ------------------------------------------------------------------ crops
     def crops(self, frames: Tensor, frame_index: Sequence[int], matrices: np.ndarray) -> Tensor:
@@ -147,20 +161,33 @@ class GpuGeometry:
             return torch.empty((0, 3, s, s), device=self.device)
         t_count, h, w, _ = frames.shape
         scale = 1.0 / _MAX.get(frames.dtype, 1.0)
-        planar = frames.to(torch.float32).permute(3, 0, 1, 2).reshape(1, 3, t_count * h, w)
-        theta = torch.from_numpy(np.stack([crop_theta(m, (h, w), s) for m in matrices]))
+        m = _MARGIN
+        planar = frames.to(torch.float32).permute(0, 3, 1, 2)  # T×3×H×W
+        if min(h, w) > m:
+            planar = F.pad(planar, (m, m, m, m), mode="reflect")  # reflect-101 margin
+        else:  # tiny frames: replicate (folding already keeps samples inside)
+            planar = F.pad(planar, (m, m, m, m), mode="replicate")
+        hp, wp = h + 2 * m, w + 2 * m
+        planar = planar.permute(1, 0, 2, 3).reshape(1, 3, t_count * hp, wp)
+        theta = torch.from_numpy(np.stack([crop_theta(mat, (h, w), s) for mat in matrices]))
         grid = F.affine_grid(theta.to(self.device, torch.float32), [n, 3, s, s],
-                             align_corners=False)
+                             align_corners=False)  # normalised to the unpadded frame
         gx = fold_reflect101(grid[..., 0], w)
         gy = fold_reflect101(grid[..., 1], h)
         band = torch.as_tensor(list(frame_index), device=self.device,
                                dtype=torch.float32).view(n, 1, 1)
-        gy = (gy + 1.0 + 2.0 * band) / t_count - 1.0
+        # frame-normalised → frame pixel → pixel in the padded, stacked image → normalised there
+        px = ((gx + 1.0) * w - 1.0) / 2.0 + m
+        py = ((gy + 1.0) * h - 1.0) / 2.0 + m + band * hp
+        gx = (2.0 * px + 1.0) / wp - 1.0
+        gy = (2.0 * py + 1.0) / (t_count * hp) - 1.0
         grid = torch.stack([gx, gy], dim=-1).reshape(1, n * s, s, 2)
-        out = F.grid_sample(planar, grid, mode="bilinear", padding_mode="border",
+        out = F.grid_sample(planar, grid, mode=self.mode, padding_mode="border",
                             align_corners=False)  # 1×3×(N·S)×S
         out = out.view(3, n, s, s).permute(1, 0, 2, 3)
-        return (out * scale).contiguous() if scale != 1.0 else out.contiguous()
+        if scale != 1.0:
+            out = out * scale
+        return out.clamp(0.0, 1.0).contiguous()
 
     # ------------------------------------------------------------------ paste
     def paste(self, frames: Tensor, restored: Tensor, frame_index: Sequence[int],
@@ -200,7 +227,7 @@ class GpuGeometry:
         index = torch.as_tensor([i for i, _ in faces], device=self.device)
         rgba = torch.cat([restored.to(self.device, torch.float32).index_select(0, index),
                           self.mask.expand(len(faces), 1, s, s)], dim=1)
-        warped = F.grid_sample(rgba, grid, mode="bilinear", padding_mode="zeros",
+        warped = F.grid_sample(rgba, grid, mode=self.mode, padding_mode="zeros",
                                align_corners=False)  # F×4×Hb×Wb, one call for every face
         factor = torch.tensor([alphas[i] * strength for i, _ in faces], device=self.device,
                               dtype=torch.float32).view(-1, 1, 1)

@@ -1,0 +1,49 @@
+"""``--backend auto``: TensorRT → torch CUDA → torch CPU, and one log line saying which and why."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from gpen_video.backends import auto_choice, create_restorer
+from gpen_video.backends.torch_backend import TorchRestorer
+from gpen_video.engine.trt import tensorrt_present
+from gpen_video.options import ModelOptions, RestoreOptions
+
+cpu_only = pytest.mark.skipif(torch.cuda.is_available() or tensorrt_present(),
+                              reason="this machine has CUDA or TensorRT")
+
+
+@cpu_only
+def test_auto_on_a_cpu_machine_logs_torch_on_cpu_and_why(caplog):
+    caplog.set_level(logging.INFO, logger="gpen_video.backends")
+    restorer = create_restorer(ModelOptions(name="GPEN-BFR-256", random_weights=True),
+                               RestoreOptions(backend="auto"))
+    assert isinstance(restorer, TorchRestorer) and restorer.device == "cpu"
+    lines = [r.getMessage() for r in caplog.records if r.name == "gpen_video.backends"]
+    assert lines == ["backend auto: torch on cpu (TensorRT skipped: not installed, pip install "
+                     "'gpen-video[tensorrt]'; CUDA skipped: torch sees no CUDA GPU)"]
+
+
+def test_explicit_cpu_device_skips_the_gpu_backends():
+    assert auto_choice("cpu") == ("torch", "backend auto: torch on cpu (--device cpu: "
+                                           "TensorRT and CUDA not tried)")
+
+
+@cpu_only
+def test_explicit_cuda_without_a_gpu_says_so():
+    name, why = auto_choice("cuda:1")
+    assert name == "torch" and why.startswith("backend auto: torch on cuda:1 (")
+    assert why.endswith("torch sees no CUDA GPU)")
+
+
+def test_choice_follows_what_is_there():
+    name, why = auto_choice("auto")
+    if torch.cuda.is_available() and tensorrt_present():
+        assert name == "tensorrt" and "on cuda" in why
+    elif torch.cuda.is_available():
+        assert name == "torch" and why.startswith("backend auto: torch on cuda (TensorRT skipped")
+    else:
+        assert name == "torch" and why.startswith("backend auto: torch on cpu (")
