@@ -126,3 +126,21 @@ def test_engine_builds_passes_the_gate_and_runs(tmp_path, testdata, precision):
     np.testing.assert_allclose(device.cpu().numpy(), host, atol=1e-6)
     tolerance = 1e-3 if precision == "fp32" else 2e-2
     assert float(np.abs(host - ref).max()) <= tolerance
+
+
+@pytest.mark.parametrize("version, accepted, message", [
+    ("8.6.1", False, "too old"), ("10.0.1", True, ""), ("10.13.3.9", True, ""),
+    ("11.4.0", False, r"'tensorrt>=10,<11'"),
+])
+def test_tensorrt_version_gate(monkeypatch, version, accepted, message):
+    """Only the version check is under test: a module object stands in for the wheel."""
+    import types
+
+    fake = types.ModuleType("tensorrt")
+    fake.__version__ = version
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    if accepted:
+        assert import_tensorrt() is fake
+    else:
+        with pytest.raises(BackendUnavailable, match=message):
+            import_tensorrt()

@@ -1,8 +1,13 @@
 """The one place that imports ``tensorrt``, with the one error line users see when it is missing.
 
-TensorRT's Python wheels come from NVIDIA (``pip install 'gpen-video[tensorrt]'`` pulls
-``tensorrt>=10`` through pip's default index, which redirects to NVIDIA's) and need a CUDA GPU
-with a matching driver. Without it the product runs with ``--backend torch``.
+Supported: TensorRT 10.x. The builder marks FP32 layers with per-layer precision constraints and
+the FP16/BF16 builder flags ("weak typing"), deprecated in 10.12 and removed in TensorRT 11, which
+requires strongly typed networks (precision written into the ONNX graph as casts); TensorRT 11 is
+refused with a clear message until that path exists.
+
+TensorRT's Python wheels are NVIDIA's (``pip install 'gpen-video[tensorrt]'`` asks for
+``tensorrt>=10,<11``) and need a CUDA GPU with a matching driver. Without them the product runs
+with ``--backend torch``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from gpen_video.errors import BackendUnavailable
 MISSING = ("TensorRT is not installed: pip install 'gpen-video[tensorrt]' (TensorRT 10, needs an "
            "NVIDIA GPU and driver); --backend torch works without it")
 MIN_MAJOR = 10
+MAX_MAJOR = 10  # TensorRT 11 removed the weak-typing precision flags the builder uses
 
 
 def tensorrt_present() -> bool:
@@ -47,4 +53,9 @@ def import_tensorrt():
         raise BackendUnavailable(f"TensorRT {version} is too old: gpen-video needs TensorRT "
                                  f"{MIN_MAJOR} or newer (pip install -U 'gpen-video[tensorrt]'); "
                                  "--backend torch works without it")
+    if major > MAX_MAJOR:
+        raise BackendUnavailable(f"TensorRT {version} is not supported yet: gpen-video builds "
+                                 "engines with TensorRT 10's precision flags, which TensorRT 11 "
+                                 "removed; pip install 'tensorrt>=10,<11' (the 'tensorrt' "
+                                 "extra), or use --backend torch")
     return trt
