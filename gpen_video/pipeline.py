@@ -262,6 +262,7 @@ def run(
     options: RunOptions,
     *,
     restorer: Any = None,
+    detector: Any = None,
     observer: Callable[[int, list[PastedFace]], None] | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
@@ -273,6 +274,8 @@ def run(
         restorer: an already loaded :class:`~gpen_video.backends.Restorer` to use instead of
             building one from ``options.model``/``options.restore`` (farm workers keep one);
             it is not closed at the end.
+        detector: an already built :class:`~gpen_video.faces.FaceDetector` to use instead of
+            building one from ``options.detect`` (same reason).
         observer: called from the paste thread, in frame order, with each written frame's index
             and the faces pasted into it (for tests and overlays; keep it fast).
         stdout, stderr: where progress and the summary go (default: the process's).
@@ -302,7 +305,8 @@ def run(
             restorer = create_restorer(options.model, options.restore)
         restorer.load()
         size = restorer.spec.size
-        detector = FaceDetector(options.detect)
+        if detector is None:
+            detector = FaceDetector(options.detect)
         fps = float(source.fps) if source.fps else 25.0
         stream = FaceStream(options.track, options.smooth, fps=fps, crop_size=size,
                             ramp_frames=options.blend.ramp_frames,
