@@ -20,6 +20,7 @@ FP32 engines are built with TF32 off.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -141,7 +142,9 @@ def _build_and_gate(onnx_path: Path, net: Any, key: EngineKey, request: EngineRe
     from gpen_video.backends.torch_backend import TorchRestorer
 
     timing = TimingCacheFile(folder / timing_cache_name(key.tensorrt_version, key.device))
-    reference = TorchRestorer(net, device=request.device, precision="fp32", size=key.size)
+    # a copy: TorchRestorer moves its module to the device, and the caller's net stays as it is
+    reference = TorchRestorer(copy.deepcopy(net), device=request.device, precision="fp32",
+                              size=key.size)
     policies: tuple[PinPolicy | None, ...]
     if request.precision == "fp16":
         policies = FP16_POLICIES
