@@ -43,6 +43,7 @@ gives wrong boxes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -120,7 +121,9 @@ def load_retinaface(network: str, weights: Path, device):
     import torch
     from facexlib.detection.retinaface import RetinaFace
 
-    model = RetinaFace(network_name=network, half=False, phase="test", device=device)
+    with warnings.catch_warnings():  # facexlib builds ResNet-50 with torchvision's old keyword
+        warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+        model = RetinaFace(network_name=network, half=False, phase="test", device=device)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
