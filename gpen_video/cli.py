@@ -62,7 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("GPEN_VIDEO_DEBUG") == "1"
     try:
         parser, module = build_parser(name)
-        args = parser.parse_args(args_list)
+        # a command whose positionals sit on both sides of its options (``stitch SEG… --audio-from
+        # IN OUT``) sets INTERMIXED_ARGS
+        parse = (parser.parse_intermixed_args if getattr(module, "INTERMIXED_ARGS", False)
+                 else parser.parse_args)
+        args = parse(args_list)
         return int(module.execute(args) or 0)
     except GpenVideoError as exc:
         if debug:

@@ -98,6 +98,7 @@ class EncodeOptions:
     preset: str | None = None
     pix_fmt: str | None = None
     start_number: int | None = None  # image sequences: first file number (None: first frame's)
+    tracks: bool = True  # copy the source's audio/subtitle tracks (farm segments: False)
 
 
 @dataclass(frozen=True)
@@ -130,3 +131,19 @@ class RunOptions:
     temporal: TemporalOptions = field(default_factory=TemporalOptions)
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     range: RangeOptions = field(default_factory=RangeOptions)
+
+
+@dataclass(frozen=True)
+class FarmOptions:
+    """``gpen-video farm``: the clip rendered in chunks by Ray workers, then stitched
+    (:mod:`gpen_video.farm`). The rendering itself follows the job's :class:`RunOptions`."""
+
+    chunk: int = 300  # frames per chunk (the span and each chunk's overlap: RunOptions.range)
+    segments: str = "auto"  # auto | copy | lossless | gop: chunk encoding (gpen_video.farm.plan)
+    segment_dir: Path | None = None  # default: beside the output, named after it and the job
+    keep_segments: bool = False  # keep the segments after a successful stitch
+    ray_address: str | None = None  # None: start a local Ray; "auto" or HOST:PORT: join a cluster
+    workers: int | None = None  # default: one per GPU; without GPUs one per cpus_per_worker CPUs
+    cpus_per_worker: float = 1.0  # CPUs Ray reserves for each worker
+    retries: int = 2  # further attempts of a chunk whose worker died or failed transiently
+    fault: str | None = None  # TESTS ONLY: fault injection, see gpen_video.farm.ray_runner

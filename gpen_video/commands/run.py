@@ -7,6 +7,7 @@ Parses the command line into :class:`gpen_video.options.RunOptions` and hands it
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from gpen_video.errors import UsageError
@@ -77,9 +78,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     span.add_argument("--end", type=int, default=None)
     span.add_argument("--overlap", type=int, default=0,
                       help="frames decoded before the range to warm the tracker")
+    span.add_argument("--segment", action="store_true",
+                      help="a render-farm chunk: lossless FFV1 .mkv without audio, joined later "
+                           "by `gpen-video stitch` (templates in scripts/)")
 
     report = parser.add_argument_group("reporting")
-    report.add_argument("--progress", default="bar", choices=["bar", "plain", "json", "none"])
+    report.add_argument("--progress", default="bar",
+                        choices=["bar", "plain", "json", "openjd", "none"],
+                        help="plain: 'Progress: N%%' lines (Deadline); openjd: "
+                             "'openjd_progress: N' lines (Open Job Description)")
     report.add_argument("-v", "--verbose", action="count", default=0)
     report.add_argument("-q", "--quiet", action="store_true")
 
@@ -143,5 +150,19 @@ def execute(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     from gpen_video import pipeline
 
-    pipeline.run(options)
+    stdout = None
+    if getattr(args, "segment", False):
+        from gpen_video.farm import segment_options
+
+        options = segment_options(options)
+    if options.progress == "openjd":  # the pipeline's plain lines, rewritten (gpen_video.farm)
+        from dataclasses import replace
+
+        from gpen_video.farm import OpenJDStream
+
+        options = replace(options, progress="plain")
+        stdout = OpenJDStream(sys.stdout)
+    pipeline.run(options, stdout=stdout)
+    if stdout is not None:
+        stdout.flush()
     return 0

@@ -52,7 +52,8 @@ ENCODER_PIX_FMTS: dict[str, tuple[str, ...]] = {
     "ffv1": ("yuv420p", "yuv422p", "yuv444p", "yuv440p", "yuv411p", "yuv410p",
              "yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv420p12le", "yuv422p12le",
              "yuv444p12le", "yuv420p16le", "yuv422p16le", "yuv444p16le", "gbrp10le", "gbrp12le",
-             "gbrp16le", "gray", "gray10le", "gray12le", "gray16le"),
+             "gbrp16le", "gray", "gray10le", "gray12le", "gray16le",
+             "bgr0"),  # bgr0: 8-bit RGB, lossless farm segments (gpen_video.farm)
     "png": ("rgb24", "rgb48be"),
     "tiff": ("rgb24", "rgb48le"),
     "exr": ("gbrpf32le",),

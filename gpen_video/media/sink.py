@@ -329,7 +329,7 @@ class VideoSink:
                 window = (source.range.start_time, source.range.end_time)
                 if source.range.start == 0:
                     window = (Fraction(-10**9), window[1])  # keep priming before frame 0
-            if audio or subtitles:
+            if (audio or subtitles) and self.options.tracks:  # farm segments have none
                 self._copier = _StreamCopier(source, self._out, spec.container, window, audio,
                                              subtitles)
                 self.notes.extend(self._copier.notes)

@@ -1,0 +1,57 @@
+"""``gpen-video farm IN OUT --chunk 300 [--ray-address auto|HOST:PORT]``: render on Ray.
+
+Takes every option of ``gpen-video IN OUT`` (model, backend, faces, encoding, ``--frames``…;
+``--overlap`` defaults to 30 here) plus the farm's own, builds
+:class:`~gpen_video.options.RunOptions` and :class:`~gpen_video.options.FarmOptions` and calls
+:func:`gpen_video.farm.run_farm`. Needs the ``farm`` extra (Ray).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gpen_video.commands import run as run_command
+from gpen_video.errors import UsageError
+from gpen_video.options import FarmOptions
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    run_command.configure(parser)
+    parser.set_defaults(overlap=30)
+    farm = parser.add_argument_group("render farm (Ray)")
+    farm.add_argument("--chunk", type=int, default=300, help="frames per chunk (default 300)")
+    farm.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                      help="join this Ray cluster (auto: the one `ray start` made here); "
+                           "default: start a local one")
+    farm.add_argument("--workers", type=int, default=None,
+                      help="default: one per GPU; without GPUs one per --cpus-per-worker CPUs")
+    farm.add_argument("--cpus-per-worker", type=float, default=1.0)
+    farm.add_argument("--retries", type=int, default=2,
+                      help="further attempts of a chunk whose worker died or failed "
+                           "transiently (default 2)")
+    farm.add_argument("--segments", default="auto", choices=["auto", "copy", "lossless", "gop"],
+                      help="auto: intra delivery codecs are rendered as is and packet-copied; "
+                           "long-GOP ones via lossless FFV1 segments encoded once at the end. "
+                           "gop: closed-GOP segments in the delivery codec, packet-copied")
+    farm.add_argument("--segment-dir", type=Path, default=None,
+                      help="where segments go (shared storage on a multi-node cluster); "
+                           "default: a hidden folder beside OUTPUT named after the job")
+    farm.add_argument("--keep-segments", action="store_true",
+                      help="keep the segments after a successful stitch")
+
+
+def execute(args: argparse.Namespace) -> int:
+    from gpen_video.farm import run_farm
+    from gpen_video.farm.ray_runner import fault_from_environment
+
+    if args.segment:
+        raise UsageError("--segment is for single chunks (gpen-video IN SEG.mkv --frames A-B "
+                         "--segment); gpen-video farm chooses its segments itself (--segments)")
+    run = run_command.options_from_args(args)
+    farm = FarmOptions(chunk=args.chunk, segments=args.segments, segment_dir=args.segment_dir,
+                       keep_segments=args.keep_segments, ray_address=args.ray_address,
+                       workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                       retries=args.retries, fault=fault_from_environment())
+    run_farm(run, farm)
+    return 0

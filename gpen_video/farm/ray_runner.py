@@ -1,0 +1,564 @@
+"""``gpen-video farm``: render a clip in chunks on Ray actors, retry, resume, stitch.
+
+The driver (this module, in the ``gpen-video farm`` process):
+
+1. resolves the output span on the source (an end past the clip is clamped), plans chunks
+   (:func:`gpen_video.farm.plan.plan_chunks`) and the segment format
+   (:func:`~gpen_video.farm.plan.segment_format`);
+2. finds the job's segment folder (``.<output name>.farm-<job key>`` beside the output unless
+   ``segment_dir`` is given): the key covers the input file and every rendering option, so a
+   segment already there (written by rename, so complete) belongs to this very job; it is checked
+   (frame count, timestamps) and reused — that is the resume after a crash;
+3. starts one Ray actor per GPU (``num_gpus=1``), or without GPUs one CPU worker per
+   ``cpus_per_worker`` CPUs; each actor loads the restorer and the detector once and renders
+   chunk after chunk with :func:`gpen_video.pipeline.run` (``--frames A-B --overlap N`` of the
+   chunk), writing ``seg-A-B.ext`` by write-then-rename;
+4. retries a chunk whose worker died (the actor is restarted by Ray and loads its engine again)
+   or failed transiently, up to ``retries`` more times; a bad-input error stops the job at once;
+5. stitches the segments (:func:`gpen_video.farm.stitch.stitch`), removes the segment folder
+   (unless ``keep_segments``), and reports progress over the whole job throughout
+   (:class:`~gpen_video.farm.progress.FarmProgress`).
+
+Exit codes (through the CLI): 0 done; 2 bad input/options (a chunk failed with one, or Ray is
+not installed); 75 a chunk kept failing transiently or its worker kept dying, or the cluster
+cannot be reached — rerun the same command, finished segments are kept and reused; 1 other.
+
+Fault injection, FOR TESTS ONLY: ``FarmOptions.fault`` (the CLI reads the environment variable
+``GPEN_VIDEO_FARM_FAULT``) is a comma-separated list of ``KIND@CHUNK[xN]``: ``exit@1`` makes the
+worker rendering chunk 1 kill its own process (``os._exit``) halfway through the chunk on the
+first attempt; ``exit@1x2`` on the first two attempts; ``error@2x*`` raises a transient error in
+chunk 2 on every attempt. It exists so that tests can kill a worker for real.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from gpen_video.errors import (EXIT_TRANSIENT, EXIT_USAGE, GpenVideoError, TransientError,
+                               UsageError)
+from gpen_video.farm.plan import (Chunk, SegmentFormat, default_segment_dir, job_key, plan_chunks,
+                                  segment_format)
+from gpen_video.farm.progress import FarmProgress
+from gpen_video.media import paths
+from gpen_video.options import EncodeOptions, FarmOptions, RangeOptions, RunOptions
+
+log = logging.getLogger("gpen_video.farm")
+
+FAULT_ENV = "GPEN_VIDEO_FARM_FAULT"  # tests only (module docstring)
+_STITCH_WEIGHT = {True: 0.25, False: 0.02}  # progress share of a stitched frame (re-encode, copy)
+_PROGRESS_EVERY = 0.25  # seconds between a worker's progress reports
+
+
+class FarmError(GpenVideoError):
+    """A chunk failed in a way that is neither bad input nor transient (exit 1)."""
+
+
+# ------------------------------------------------------------------------------ report
+
+
+@dataclass(frozen=True)
+class ChunkReport:
+    """What happened to one chunk."""
+
+    index: int
+    start: int
+    end: int
+    status: str  # rendered | reused
+    attempts: int  # render attempts (0 when reused)
+    seconds: float = 0.0
+    segment: str = ""
+
+
+@dataclass(frozen=True)
+class FarmReport:
+    """What :func:`run_farm` did."""
+
+    output: Path
+    frames: int
+    first: int
+    last: int
+    chunks: tuple[ChunkReport, ...]
+    segment_mode: str
+    segment_dir: Path
+    segments_kept: bool
+    workers: int
+    device: str  # gpu | cpu | none (everything reused)
+    render_seconds: float
+    stitch_seconds: float
+    seconds: float
+
+    @property
+    def rendered(self) -> list[int]:
+        return [c.index for c in self.chunks if c.status == "rendered"]
+
+    @property
+    def reused(self) -> list[int]:
+        return [c.index for c in self.chunks if c.status == "reused"]
+
+    @property
+    def retried(self) -> list[int]:
+        return [c.index for c in self.chunks if c.attempts > 1]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"output": str(self.output), "frames": self.frames, "first": self.first,
+                "last": self.last, "chunks": len(self.chunks), "rendered": self.rendered,
+                "reused": self.reused, "retried": self.retried,
+                "segment_mode": self.segment_mode, "segment_dir": str(self.segment_dir),
+                "segments_kept": self.segments_kept, "workers": self.workers,
+                "device": self.device, "render_seconds": round(self.render_seconds, 3),
+                "stitch_seconds": round(self.stitch_seconds, 3),
+                "seconds": round(self.seconds, 3)}
+
+    def text(self) -> str:
+        return (f"gpen-video farm: wrote {self.output}: {self.frames} frames (frames "
+                f"{self.first}-{self.last}) in {len(self.chunks)} chunks ({len(self.rendered)} "
+                f"rendered, {len(self.reused)} reused, {len(self.retried)} retried) on "
+                f"{self.workers} {self.device} worker(s); render {self.render_seconds:.1f}s, "
+                f"stitch {self.stitch_seconds:.1f}s, total {self.seconds:.1f}s")
+
+
+# ------------------------------------------------------------------------------ faults (tests)
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str  # exit | error
+    chunk: int
+    attempts: int | None  # the first N attempts; None: every attempt
+
+    def applies(self, chunk: int, attempt: int) -> bool:
+        return chunk == self.chunk and (self.attempts is None or attempt <= self.attempts)
+
+
+def parse_faults(spec: str | None) -> tuple[Fault, ...]:
+    """``"exit@1,error@2x*"`` → faults (module docstring). Raises UsageError when malformed."""
+    if not spec:
+        return ()
+    faults = []
+    for item in spec.split(","):
+        item = item.strip()
+        try:
+            kind, rest = item.split("@")
+            chunk, _, times = rest.partition("x")
+            attempts = None if times == "*" else int(times or 1)
+            if kind not in ("exit", "error"):
+                raise ValueError
+            faults.append(Fault(kind, int(chunk), attempts))
+        except ValueError:
+            raise UsageError(f"{FAULT_ENV}={spec!r}: expected KIND@CHUNK[xN|x*] with KIND exit "
+                             "or error (a test-only switch)") from None
+    return tuple(faults)
+
+
+# ------------------------------------------------------------------------------ Ray actors
+
+
+class _Board:
+    """Frames done per (chunk, attempt), reported by workers, read by the driver."""
+
+    def __init__(self) -> None:
+        self.done: dict[tuple[int, int], int] = {}
+
+    def update(self, chunk: int, attempt: int, frames: int) -> None:
+        self.done[(chunk, attempt)] = frames
+
+    def snapshot(self) -> dict[tuple[int, int], int]:
+        return dict(self.done)
+
+
+class _ChunkWorker:
+    """A Ray actor: the restorer and detector loaded once, then one chunk per call."""
+
+    def __init__(self, run: RunOptions, faults: tuple[Fault, ...], board: str) -> None:
+        import ray
+
+        self.run = run
+        self.faults = faults
+        # the board by name: a handle among the constructor arguments would live in the object
+        # store, which Ray warns may make restarting this actor fail
+        self.board = ray.get_actor(board)
+        self.restorer = self.detector = None
+        self.init_error: BaseException | None = None
+        try:
+            from gpen_video.backends import create_restorer
+            from gpen_video.faces import FaceDetector
+
+            self.restorer = create_restorer(run.model, run.restore)
+            self.restorer.load()
+            self.detector = FaceDetector(run.detect)
+        except Exception as exc:  # noqa: BLE001 - re-raised by render(), typed, for the driver
+            self.init_error = exc
+
+    def describe(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "restorer": None if self.restorer is None
+                else self.restorer.describe(), "error": repr(self.init_error)
+                if self.init_error else None}
+
+    def render(self, chunk: Chunk, attempt: int, segment: str, encode: EncodeOptions,
+               overlap: int) -> dict[str, Any]:
+        from gpen_video import pipeline
+
+        if self.init_error is not None:
+            raise self.init_error
+        for fault in self.faults:
+            if fault.kind == "error" and fault.applies(chunk.index, attempt):
+                raise TransientError(f"injected transient failure in chunk {chunk.index} "
+                                     f"(attempt {attempt}; {FAULT_ENV}, tests only)")
+        die_at = None
+        if any(f.kind == "exit" and f.applies(chunk.index, attempt) for f in self.faults):
+            die_at = max(1, chunk.count // 2)
+        state = {"frames": 0, "sent": 0.0}
+
+        def observer(index: int, faces: list) -> None:
+            state["frames"] += 1
+            now = time.perf_counter()
+            if now - state["sent"] >= _PROGRESS_EVERY or state["frames"] == chunk.count:
+                state["sent"] = now
+                self.board.update.remote(chunk.index, attempt, state["frames"])
+            if die_at is not None and state["frames"] >= die_at:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(17)  # injected worker death (tests only)
+
+        options = replace(self.run, output=Path(segment), overwrite=True, progress="none",
+                          encode=encode,
+                          range=RangeOptions(start=chunk.start, end=chunk.end, overlap=overlap))
+        t0 = time.perf_counter()
+        summary = pipeline.run(options, restorer=self.restorer, detector=self.detector,
+                               observer=observer)
+        self.board.update.remote(chunk.index, attempt, summary.frames)
+        return {"frames": summary.frames, "faces": summary.faces,
+                "seconds": time.perf_counter() - t0, "pid": os.getpid()}
+
+
+# ------------------------------------------------------------------------------ driver
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("gpen-video farm needs Ray: pip install 'gpen-video[farm]' (or render "
+                         "chunks with a farm manager: gpen-video IN SEG.mkv --frames A-B "
+                         "--segment, then gpen-video stitch; templates in scripts/)") from None
+    return ray
+
+
+def _connect(ray: Any, address: str | None) -> bool:
+    """Join (or start) a Ray cluster. Returns True if this call started the Ray session."""
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=True,
+                 configure_logging=False)
+    except (ConnectionError, TimeoutError, RuntimeError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise TransientError(f"cannot reach {where}: {exc}; check `ray status` (start one with "
+                             "`ray start --head`), or leave out --ray-address to run locally"
+                             ) from None
+    return True
+
+
+def _classify(ray: Any, exc: BaseException) -> tuple[str, BaseException]:
+    """('fatal' | 'retry' | 'bug', the error to report) for a failed chunk call."""
+    cause = exc
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        cause = getattr(exc, "cause", None) or exc
+    if isinstance(cause, GpenVideoError):
+        if cause.exit_code == EXIT_USAGE:
+            return "fatal", cause
+        if cause.exit_code == EXIT_TRANSIENT:
+            return "retry", cause
+        return "bug", cause
+    if isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                        ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError,
+                        ray.exceptions.ObjectLostError)):
+        return "retry", exc
+    if isinstance(cause, MemoryError):
+        return "retry", cause
+    return "bug", cause
+
+
+def _resolve_span(run: RunOptions) -> tuple[int, int, int, bool]:
+    """(first, last, bit depth, end clamped) of the job's output span on the source."""
+    from gpen_video.media import VideoSource
+
+    rng = run.range
+    has_start = rng.start is not None or getattr(rng, "start_timecode", None) is not None
+    probe = replace(rng, overlap=0, start=rng.start if has_start else 0)
+    with VideoSource(run.input, probe) as src:
+        assert src.range is not None
+        return src.range.start, src.range.end, src.bit_depth, src.range.clamped
+
+
+def _check_segment(path: Path, chunk: Chunk, timeline: Any, source: Path) -> bool:
+    from gpen_video.farm.stitch import place_segments, probe_segment
+
+    try:
+        place_segments([probe_segment(path)], timeline, source, (chunk.start, chunk.end))
+        return True
+    except GpenVideoError as exc:
+        log.warning("segment %s is not usable (%s): rendering it again", path.name, exc)
+        return False
+
+
+def _remove_partials(folder: Path) -> None:
+    for stale in folder.glob(f".*{paths.TEMP_TAG}*"):
+        paths.remove_quietly(stale)
+
+
+def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
+             stdout: TextIO | None = None, stderr: TextIO | None = None) -> FarmReport:
+    """Render ``run`` (input, output, every stage's options, ``range`` = span and overlap) in
+    chunks on Ray and stitch the result (module docstring).
+
+    ``run.progress`` chooses the progress mode (``bar``, ``plain``, ``json``, ``openjd``,
+    ``none``). A Ray session already initialised in this process is used as it is (and left
+    running); otherwise one is started (``farm.ray_address`` None) or joined, and shut down at
+    the end.
+
+    Raises:
+        UsageError, InputError, OutputError: bad options, input or output, or a chunk failed
+            with one (exit 2); also when Ray is not installed.
+        TransientError: the cluster cannot be reached, or a chunk still failed after
+            ``farm.retries`` retries (exit 75; rerun to resume).
+        FarmError: a chunk failed with an unexpected error after its retries (exit 1).
+    """
+    t0 = time.perf_counter()
+    faults = parse_faults(farm.fault)
+    if farm.retries < 0:
+        raise UsageError(f"--retries {farm.retries}: must be 0 or more")
+    if farm.cpus_per_worker <= 0:
+        raise UsageError(f"--cpus-per-worker {farm.cpus_per_worker}: must be positive")
+    if farm.workers is not None and farm.workers < 1:
+        raise UsageError(f"--workers {farm.workers}: must be at least 1")
+    overlap = run.range.overlap
+    if overlap < 0:
+        raise UsageError(f"--overlap {overlap}: must be 0 or more")
+    output = Path(run.output)
+    paths.check_output(output, run.input, run.overwrite)
+    first, last, depth, _ = _resolve_span(run)
+
+    from gpen_video.farm.stitch import source_timeline, stitch
+    from gpen_video.media import VideoSource
+
+    with VideoSource(run.input) as src:
+        fmt: SegmentFormat = segment_format(src.video_info, depth, output, run.encode,
+                                            farm.segments)
+    chunks = plan_chunks(first, last, farm.chunk)
+    key = job_key(run, farm.chunk, fmt)
+    folder = Path(farm.segment_dir) if farm.segment_dir is not None else \
+        default_segment_dir(output, key)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the segment folder {folder}: {exc}") from None
+    _remove_partials(folder)
+    segment_of = {c.index: folder / c.segment_name(fmt.suffix) for c in chunks}
+    total = last - first + 1
+    stitch_weight = _STITCH_WEIGHT[fmt.reencode]
+    progress = FarmProgress(run.progress, total + round(total * stitch_weight), stdout, stderr)
+    progress.event("plan", f"{total} frames ({first}-{last}) in {len(chunks)} chunks of up to "
+                   f"{farm.chunk}, {fmt.mode} segments in {folder}", first=first, last=last,
+                   chunks=len(chunks), segment_mode=fmt.mode, segment_dir=str(folder))
+
+    timeline = source_timeline(run.input)
+    reports: dict[int, ChunkReport] = {}
+    for c in chunks:
+        seg = segment_of[c.index]
+        if seg.exists() and _check_segment(seg, c, timeline, Path(run.input)):
+            reports[c.index] = ChunkReport(c.index, c.start, c.end, "reused", 0,
+                                           segment=seg.name)
+            progress.event("chunk", f"chunk {c.index + 1}/{len(chunks)} (frames {c.frames}) "
+                           f"already rendered: {seg.name} reused", chunk=c.index,
+                           frames=c.frames, status="reused")
+    todo = [c for c in chunks if c.index not in reports]
+    done_frames = sum(chunks[i].count for i in reports)
+    progress.update(done_frames)
+
+    workers_used, device = 0, "none"
+    t_render = time.perf_counter()
+    summary_dict: dict[str, Any] | None = None
+    try:
+        if todo:
+            workers_used, device = _render(todo, len(chunks), run, farm, fmt, faults,
+                                           segment_of, reports, progress, done_frames, overlap)
+        render_seconds = time.perf_counter() - t_render
+
+        t_stitch = time.perf_counter()
+        progress.event("stitch", f"stitching {len(chunks)} segments into {output}"
+                       f"{' (encoding the delivery codec)' if fmt.reencode else ''}",
+                       segments=len(chunks), reencode=fmt.reencode)
+
+        def on_stitch(done: int, _total: int) -> None:
+            progress.update(total + done * stitch_weight)
+
+        stitch([segment_of[c.index] for c in chunks], run.input, output,
+               encode=run.encode if fmt.reencode else None, overwrite=run.overwrite,
+               frames=(first, last), progress=on_stitch)
+        stitch_seconds = time.perf_counter() - t_stitch
+        progress.update(total + round(total * stitch_weight), force=True)
+        kept = farm.keep_segments
+        if not kept and farm.segment_dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        elif not kept:
+            for c in chunks:
+                paths.remove_quietly(segment_of[c.index])
+        report = FarmReport(output=output, frames=total, first=first, last=last,
+                            chunks=tuple(reports[c.index] for c in chunks),
+                            segment_mode=fmt.mode, segment_dir=folder, segments_kept=kept,
+                            workers=workers_used, device=device, render_seconds=render_seconds,
+                            stitch_seconds=stitch_seconds, seconds=time.perf_counter() - t0)
+        summary_dict = report.as_dict()
+        progress.close(summary_dict, report.text())
+        return report
+    finally:
+        if summary_dict is None:
+            progress.close()
+        if folder.exists():
+            _remove_partials(folder)  # temporary files of attempts whose worker died
+
+
+def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions,
+            fmt: SegmentFormat, faults: tuple[Fault, ...], segment_of: dict[int, Path],
+            reports: dict[int, ChunkReport], progress: FarmProgress, done_frames: int,
+            overlap: int) -> tuple[int, str]:
+    """Render ``todo`` on Ray actors; fill ``reports``. Returns (workers, device)."""
+    ray = _import_ray()
+    started = _connect(ray, farm.ray_address)
+    actors: list[Any] = []
+    board = None
+    try:
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        cpus = float(resources.get("CPU", 1))
+        use_gpu = gpus >= 1 and run.restore.device != "cpu"
+        if use_gpu:
+            n = min(farm.workers or gpus, gpus)
+            if farm.workers and farm.workers > gpus:
+                log.warning("--workers %d but the cluster has %d GPU(s): %d workers", farm.workers,
+                            gpus, gpus)
+            worker_run = run
+        else:
+            n = farm.workers or max(1, int(cpus // farm.cpus_per_worker))
+            cpu = "cpu" if run.restore.device == "auto" else run.restore.device
+            worker_run = replace(run, restore=replace(run.restore, device=cpu),
+                                 detect=replace(run.detect, device="cpu"
+                                                if run.detect.device == "auto"
+                                                else run.detect.device))
+        n = max(1, min(n, len(todo)))
+        device = "gpu" if use_gpu else "cpu"
+        board_name = f"gpen-video-farm-board-{os.getpid()}-{time.monotonic_ns()}"
+        board = ray.remote(num_cpus=0)(_Board).options(name=board_name).remote()
+        # a worker that dies is replaced by the driver (a new actor loads the engine again) and
+        # its chunk resubmitted, so every attempt is counted and reported here
+        worker_cls = ray.remote(_ChunkWorker).options(
+            num_cpus=farm.cpus_per_worker, num_gpus=1 if use_gpu else 0,
+            max_restarts=0, max_task_retries=0)
+
+        def new_worker() -> Any:
+            return worker_cls.remote(worker_run, faults, board_name)
+
+        actors = [new_worker() for _ in range(n)]
+        progress.event("workers", f"{n} {device} worker(s) on Ray "
+                       f"({int(cpus)} CPUs, {gpus} GPUs in the cluster)", workers=n,
+                       device=device)
+
+        pending: deque[Chunk] = deque(todo)
+        attempts: dict[int, int] = {c.index: 0 for c in todo}
+        running: dict[Any, tuple[int, Chunk]] = {}
+        idle = list(range(n))
+        finished_frames = done_frames
+        while pending or running:
+            while idle and pending:
+                w, c = idle.pop(0), pending.popleft()
+                attempts[c.index] += 1
+                ref = actors[w].render.remote(c, attempts[c.index], str(segment_of[c.index]),
+                                              fmt.encode, overlap)
+                running[ref] = (w, c)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
+            for ref in ready:
+                w, c = running.pop(ref)
+                idle.append(w)
+                label = f"chunk {c.index + 1}/{n_chunks} (frames {c.frames})"
+                try:
+                    result = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    kind, error = _classify(ray, exc)
+                    reason = _one_line(error)
+                    if isinstance(exc, (ray.exceptions.RayActorError,
+                                        ray.exceptions.WorkerCrashedError)):
+                        try:
+                            ray.kill(actors[w])
+                        except Exception:  # noqa: BLE001 - already gone
+                            pass
+                        actors[w] = new_worker()
+                    if kind == "fatal":
+                        progress.event("chunk", f"{label} failed: {reason}", chunk=c.index,
+                                       frames=c.frames, status="failed", error=reason)
+                        raise error
+                    if attempts[c.index] > farm.retries:
+                        progress.event("chunk", f"{label} failed {attempts[c.index]} times: "
+                                       f"{reason}", chunk=c.index, frames=c.frames,
+                                       status="failed", error=reason)
+                        message = (f"chunk {c.index} (frames {c.frames}) failed "
+                                   f"{attempts[c.index]} times, last: {reason}; the finished "
+                                   f"segments are kept in {segment_of[c.index].parent}: run the "
+                                   "same command again to resume")
+                        raise (TransientError(message) if kind == "retry"
+                               else FarmError(message))
+                    progress.event("chunk", f"{label} failed ({reason}): retrying (attempt "
+                                   f"{attempts[c.index] + 1} of {farm.retries + 1})",
+                                   chunk=c.index, frames=c.frames, status="retry",
+                                   attempt=attempts[c.index], error=reason)
+                    pending.appendleft(c)
+                    continue
+                finished_frames += c.count
+                reports[c.index] = ChunkReport(c.index, c.start, c.end, "rendered",
+                                               attempts[c.index], result["seconds"],
+                                               segment_of[c.index].name)
+                progress.event("chunk", f"{label} rendered in {result['seconds']:.1f}s "
+                               f"(attempt {attempts[c.index]})", chunk=c.index, frames=c.frames,
+                               status="rendered", attempt=attempts[c.index],
+                               seconds=round(result["seconds"], 3))
+            try:
+                board_state = ray.get(board.snapshot.remote(), timeout=5)
+            except Exception:  # noqa: BLE001 - progress is best effort
+                board_state = {}
+            in_flight = {c.index for _, c in running.values()}
+            partial = sum(frames for (ci, att), frames in board_state.items()
+                          if ci in in_flight and attempts.get(ci) == att)
+            progress.update(finished_frames + partial)
+        return n, device
+    finally:
+        for actor in [*actors, board]:
+            if actor is None:
+                continue
+            try:
+                ray.kill(actor)
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+        if started:
+            ray.shutdown()
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    head = text[0] if text else ""
+    return f"{type(error).__name__}: {head}"[:300]
+
+
+def fault_from_environment() -> str | None:
+    """The test-only fault spec from ``GPEN_VIDEO_FARM_FAULT`` (module docstring)."""
+    return os.environ.get(FAULT_ENV) or None
+
+
+__all__ = ["ChunkReport", "FAULT_ENV", "FarmError", "FarmReport", "run_farm"]
