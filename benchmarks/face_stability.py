@@ -29,7 +29,7 @@ Pass criteria (issue 4): default RMSE ≤ 0.5 × raw on smooth and ≤ 1.0 × ra
 error ≤ 5 % of the inter-ocular distance (5.37 px in a 512 crop); nothing carried across the cut
 (the second shot's output is identical to running the second shot alone).
 
-    python benchmarks/face_stability.py               # writes benchmarks/results/face_stability.json
+    python benchmarks/face_stability.py     # → benchmarks/results/face_stability.json + RESULTS.md
     python benchmarks/face_stability.py --mode synthetic --size 320x180
 """
 
@@ -498,6 +498,87 @@ def _table(results: dict) -> str:
     return "\n".join(lines)
 
 
+RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
+
+
+def update_results_md(name: str, block: str, path: Path = RESULTS_MD) -> None:
+    """Replace the ``name`` section (between its markers) of RESULTS.md, or append it."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{block.strip()}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def markdown(report: dict) -> str:
+    lines = ["## B1: face alignment stability (`benchmarks/face_stability.py`)", "",
+             "A real face photo (FFHQ-aligned `gpen_ffhq-10_00004.png`; the cut scenario "
+             "switches to `gpen_val_hq_ffhq_00001.png`) rendered along known trajectories into "
+             "640×360 frames (face inter-ocular distance ≈ 45 px, 25 fps, 150 frames per "
+             "scenario): *smooth* sinusoids (±15 % width, ±8 % height, ±10°, ±15 % scale), "
+             "*jerky* holds with abrupt fast pans, turns and zooms, and *cut* (two shots). "
+             "Error: RMS over the 5 template points of the deviation of (estimated crop ∘ true "
+             "motion) from its per-shot mean, in 512-crop pixels (5 % of the inter-ocular "
+             "distance = 5.37 px). Jitter: the same between consecutive frames.", "",
+             "Methods: *raw* per-frame fit of RetinaFace MobileNet-0.25 landmarks (what "
+             "per-frame tools do); *refined* per-frame fit after the detector's 2 refinement "
+             "passes (canonical-crop re-detection); *gaussian* σ = 3 frames on raw landmarks "
+             "(KEEP's approach); *kalman* causal adaptive filter, *rts* whole-shot adaptive "
+             "RTS, *default* the product (refinement + fixed-lag RTS, lag 0.5 s), all on refined "
+             "landmarks through `FaceStream`; *default_unrefined*: the default smoother on raw "
+             "landmarks (the smoother's share alone). Synthetic mode: true landmarks + Gaussian "
+             f"noise (σ = {report['runs'].get('synthetic', {}).get('synthetic_sigma_iod', 0.015)}"
+             " × IOD per coordinate), no refinement.", "",
+             f"Machine: {report['machine']}, CPU, torch threads {report['torch_threads']} (2 "
+             "cores shared with other jobs). Command: `python benchmarks/face_stability.py`."]
+    for mode, res in report["runs"].items():
+        lines += ["", f"### {mode} landmarks", "",
+                  "| scenario | method | RMSE px | jitter px | max px |",
+                  "| --- | --- | ---: | ---: | ---: |"]
+        for name, entry in res["scenarios"].items():
+            for method, st in entry["methods"].items():
+                bold = "**" if method == "default" else ""
+                lines.append(f"| {name} | {bold}{method}{bold} | {st['rmse_px']:.2f} | "
+                             f"{st['jitter_px']:.2f} | {st['max_px']:.2f} |")
+        c = res["checks"]
+        lines += ["", f"Pass criteria: default/raw RMSE smooth {c['smooth_rmse_ratio']:.2f} "
+                  f"(≤ 0.5: {'pass' if c['smooth_pass'] else 'FAIL'}), jerky "
+                  f"{c['jerky_rmse_ratio']:.2f} (≤ 1.0: {'pass' if c['jerky_pass'] else 'FAIL'}); "
+                  f"default max error {c['default_max_px']:.2f} px (≤ 5.37: "
+                  f"{'pass' if c['max_error_pass'] else 'FAIL'}); cut: second shot identical to "
+                  f"running it alone, no shared track ids ({'pass' if c['cut_pass'] else 'FAIL'})."]
+        sweeps = {n: e["lag_sweep"] for n, e in res["scenarios"].items() if "lag_sweep" in e}
+        if sweeps:
+            lags = list(next(iter(sweeps.values())).values())
+            lines += ["", "Fixed-lag look-ahead of the RTS smoother (RMSE px / max px):", "",
+                      "| scenario | " + " | ".join(f"{v['lag_frames']} f" for v in lags) + " |",
+                      "| --- |" + " ---: |" * len(lags)]
+            for n, sw in sweeps.items():
+                lines.append(f"| {n} | " + " | ".join(
+                    f"{v['rmse_px']:.2f} / {v['max_px']:.2f}" for v in sw.values()) + " |")
+    lines += ["", "Reading: RetinaFace's landmark error is mostly *not* white noise — it depends "
+              "on the face's scale, angle and position on the anchor grid and drifts slowly as "
+              "the face moves, so a temporal smoother alone removes only part of it "
+              "(default_unrefined vs raw). Re-detecting each face in its canonical upright crop "
+              "makes that bias nearly constant (refined), and the adaptive RTS then removes most "
+              "of the rest, with manoeuvres (pan starts/stops) detected by the innovation test. "
+              "So the pass ratios above (default / raw) credit both the refinement and the "
+              "smoother. The smoother's own share, measured separately: on the detector's "
+              "unrefined landmarks it reaches ≈ 0.76× raw on *smooth* and ≈ 0.9× on *jerky* "
+              "(alone it would not meet the 0.5 criterion with this detector); on white "
+              "synthetic noise it reaches 0.44× and 0.71×. The look-ahead gain is flat beyond "
+              "≈ 8 frames on smooth motion; the default 0.5 s (13 frames at 25 fps) sits on the "
+              "flat part (on synthetic jerky motion 2 frames of look-ahead is slightly better "
+              "than more: corners are where a longer look-ahead can only hurt). The Gaussian's "
+              "large maxima are at shot ends (one-sided window) and at pan corners.", "",
+              "Raw data: `benchmarks/results/face_stability.json`."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="640x360")
@@ -508,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigma", type=float, default=0.015, help="synthetic noise, × IOD")
     parser.add_argument("--lags", default="0,0.08,0.16,0.24,0.32,0.48,0.64,1.0",
                         help="lag sweep (seconds) for the default smoother; empty to skip")
+    parser.add_argument("--no-markdown", dest="markdown", action="store_false",
+                        help="do not update benchmarks/RESULTS.md")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: this machine's 2 cores are shared)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results"
@@ -537,6 +620,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
+    if args.markdown:
+        update_results_md("face_stability", markdown(report))
+        print(f"updated {RESULTS_MD}")
     return 0 if all(r["checks"]["all_pass"] for r in report["runs"].values()) else 1
 
 

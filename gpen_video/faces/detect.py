@@ -172,18 +172,37 @@ class FaceDetector:
     ``detector.detect(frames)`` → one ``list[Detection]`` per frame.
     """
 
-    def __init__(self, options: DetectOptions = DetectOptions()) -> None:
+    def __init__(self, options: DetectOptions = DetectOptions(), *,
+                 _random_weights: bool = False) -> None:
         """Load the network. Raises what :func:`find_detector_weights` raises, and
         :class:`~gpen_video.errors.BackendUnavailable` for a CUDA device without CUDA."""
         import torch
 
         self.options = options
-        self.weights_path = find_detector_weights(options)
         self.device = _pick_device(options.device)
-        self.model = load_retinaface(options.network, self.weights_path, self.device)
+        if _random_weights:
+            from facexlib.detection.retinaface import RetinaFace
+
+            if options.network not in NETWORKS:
+                raise UsageError(f"unknown detector {options.network!r}: choose one of "
+                                 f"{', '.join(NETWORKS)}")
+            self.weights_path = None
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+                self.model = RetinaFace(network_name=options.network, half=False, phase="test",
+                                        device=self.device).to(self.device).eval()
+        else:
+            self.weights_path = find_detector_weights(options)
+            self.model = load_retinaface(options.network, self.weights_path, self.device)
         self._mean = torch.tensor(_BGR_MEAN, dtype=torch.float32, device=self.device).view(
             1, 3, 1, 1)
         self._priors: dict[tuple[int, int], object] = {}
+
+    @classmethod
+    def with_random_weights(cls, options: DetectOptions = DetectOptions()) -> "FaceDetector":
+        """The real architecture with random weights: for speed measurements only (it finds
+        nothing meaningful). Used where the ResNet-50 weights cannot be downloaded."""
+        return cls(options, _random_weights=True)
 
     # -- preprocessing ------------------------------------------------------------------------
 
