@@ -20,11 +20,13 @@ INTERMIXED_ARGS = True  # segments before and the output after --audio-from (gpe
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("segments", type=Path, nargs="+", help="rendered segments (any order)")
+    parser.add_argument("segments", type=Path, nargs="+",
+                        help="rendered segments, in any order, or a folder of them")
     parser.add_argument("output", type=Path, help="the joined video (written only when complete)")
     parser.add_argument("--audio-from", type=Path, required=True, metavar="IN",
                         help="the source clip: its timeline, audio, subtitles and metadata")
-    parser.add_argument("-y", "--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("-y", "--overwrite", action="store_true",
+                        help="replace OUTPUT if it exists")
     parser.add_argument("--frames", default=None, metavar="A-B",
                         help="the span the segments must cover (default: the whole clip; an end "
                              "past the clip is clamped)")

@@ -2,7 +2,7 @@
 
 Modes (``--progress``):
 
-* ``plain`` — ``Progress: 42%`` (integer percent, only when it grows): the line Deadline-style
+* ``plain`` — ``Progress: 42%`` (integer percent, only when it grows): what Deadline-style
   stdout handlers match (``Progress: (\\d+)%``); other messages go to stderr.
 * ``json`` — one JSON object per line: ``{"event": "progress", "frame": …, "total": …,
   "percent": …, "fps": …, "eta_seconds": …}`` (at most twice a second), ``{"event": "chunk", …}``

@@ -234,6 +234,27 @@ def place_segments(segments: list[Segment], timeline: Timeline, source: Path,
     return ordered
 
 
+def expand_segments(segments: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Segment paths, a folder replaced by the video files in it (sorted; hidden files, such as
+    unfinished temporaries, skipped).
+
+    Raises:
+        InputError: a folder holds no video file.
+    """
+    out: list[Path] = []
+    for item in map(Path, segments):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.is_file()
+                           and not p.name.startswith(".") and p.suffix.lower() in CONTAINERS)
+            if not found:
+                raise InputError(f"no segments in {item} (no {', '.join(sorted(CONTAINERS))} "
+                                 "files)")
+            out.extend(found)
+        else:
+            out.append(item)
+    return out
+
+
 @dataclass(frozen=True)
 class StitchResult:
     """What :func:`stitch` wrote."""
@@ -255,7 +276,8 @@ def stitch(segments: Sequence[str | os.PathLike[str]], source: str | os.PathLike
     """Join ``segments`` into ``output`` with ``source``'s audio and metadata (module doc).
 
     Args:
-        segments: segment files, in any order (they are placed by their timestamps).
+        segments: segment files, in any order (they are placed by their timestamps); a folder
+            stands for the video files in it (names not starting with ".").
         source: the clip the segments were rendered from.
         output: the joined video (written only when complete).
         encode: None to packet-copy; else encode options of the delivery codec (an empty
@@ -275,7 +297,7 @@ def stitch(segments: Sequence[str | os.PathLike[str]], source: str | os.PathLike
     source, output = Path(source), Path(output)
     if not segments:
         raise UsageError("no segments to stitch")
-    seg_paths = [Path(s) for s in segments]
+    seg_paths = expand_segments(segments)
     for s in seg_paths:
         if paths.same_file(s, output):
             raise OutputError(f"output {output} is one of the segments: choose another path")
@@ -322,10 +344,10 @@ def _copy(placed: list[Segment], source: Path, output: Path, timeline: Timeline,
     first = placed[0]
     for seg in placed[1:]:
         if seg.encoding() != first.encoding():
+            headers = "; different codec headers" if seg.describe() == first.describe() else ""
             raise UsageError(f"segments are encoded differently ({first.path.name}: "
-                             f"{first.describe()}, {seg.path.name}: {seg.describe()}"
-                             f"{'; different codec headers' if seg.describe() == first.describe() else ''}"
-                             "): render them with identical settings, or re-encode "
+                             f"{first.describe()}, {seg.path.name}: {seg.describe()}{headers}): "
+                             "render them with identical settings, or re-encode "
                              "(--reencode / --codec)")
     suffix = output.suffix.lower()
     container, holds = CONTAINERS[suffix]

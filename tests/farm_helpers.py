@@ -1,0 +1,80 @@
+"""Helpers for the render-farm tests: a small clip with faces and audio, made in-process, and the
+command-line options every farm test renders with (identity restorer, real MobileNet detector).
+
+The clip is built so that chunk borders "do not matter": a face is on screen only in frames
+5–17 of every 24, so with chunks of 24 frames and an overlap of 4 no face track crosses a chunk
+border or its overlap, and with ``detect batch`` 4 the detector sees the same frame batches in a
+chunk as in a single-process run. Frames are then expected to be bit-identical.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from tests.geometry import face_photo
+from tests.media_helpers import AudioSpec, VideoSpec, make_video, stream_packets
+from tests.pipeline_helpers import face_scene
+
+REPO = Path(__file__).resolve().parents[1]
+PERIOD = 24  # frames per chunk in the farm tests
+OVERLAP = 4
+FACE_FRAMES = range(5, 18)  # frames (mod PERIOD) with a face
+
+
+def face_clip(path: Path, testdata: Path, n: int = 72, size: tuple[int, int] = (160, 224),
+              rate: int = 24, audio_seconds: float | None = None) -> Path:
+    """H.264 in .mov with an AAC track (priming included): a textured moving background and,
+    in frames 5–17 of every :data:`PERIOD`, a real face 96 px across drifting right."""
+    photo = face_photo(testdata)
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    images = []
+    for i in range(n):
+        bg = np.stack([90 + 40 * np.sin(xx / 23 + i / 7), 110 + 30 * np.cos(yy / 17),
+                       100 + 20 * np.sin((xx + yy) / 31)], -1).astype(np.uint8)
+        if i % PERIOD in FACE_FRAMES:
+            images.append(face_scene(photo, 96, 5.0, (h, w), (w / 2 + i % PERIOD, h / 2),
+                                     background=bg))
+        else:
+            images.append(bg)
+    seconds = audio_seconds if audio_seconds is not None else n / rate + 0.5
+    return make_video(path, VideoSpec(images=images, codec="libx264", pix_fmt="yuv420p",
+                                      rate=Fraction(rate), audio=[AudioSpec(seconds=seconds)]))
+
+
+def render_args(testdata: Path) -> list[str]:
+    """Options of every farm-test render: identity restorer, real MobileNet detector, CPU."""
+    weights = testdata / "weights" / "detection_mobilenet0.25_Final.pth"
+    return ["--backend", "identity", "--device", "cpu", "--detector", "mobile0.25",
+            "--detector-weights", str(weights), "--progress", "none"]
+
+
+def lossless(path: Path) -> list[str]:
+    """``--codec ffv1 --pix-fmt bgr0`` (exact RGB) for ``path`` (.mkv)."""
+    assert path.suffix == ".mkv"
+    return ["--codec", "ffv1", "--pix-fmt", "bgr0"]
+
+
+def audio_packets(path: Path) -> list[tuple[bytes, Fraction | None]]:
+    """The first audio track's packets: (bytes, pts in seconds)."""
+    tracks = stream_packets(path, "audio")
+    assert tracks, f"{path} has no audio"
+    return tracks[0]
+
+
+def env() -> dict[str, str]:
+    """Environment for a ``python -m gpen_video`` subprocess run from the repository."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + path if path else "")}
+
+
+def gpen_video(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """Run ``gpen-video ARGS`` in a subprocess (``python -m gpen_video``)."""
+    return subprocess.run([sys.executable, "-m", "gpen_video", *map(str, args)], cwd=REPO,
+                          env=env(), capture_output=True, text=True, timeout=timeout, **kw)
