@@ -75,12 +75,14 @@ def test_engine_key_covers_every_field():
 
 def test_engine_key_filename_is_readable_and_safe():
     name = _key().filename("GPEN-BFR-512")
-    assert name.startswith("GPEN-BFR-512-512px-fp16-b1-8-32-nvidia-h100-80gb-hbm3-sm90-trt10.13.0.35-")
+    assert name.startswith("GPEN-BFR-512-512px-fp16-b1-8-32-nvidia-h100-80gb-hbm3-sm90-"
+                           "trt10.13.0.35-")
     assert name.endswith(".plan") and "/" not in name and " " not in name
     assert _key().filename("../weird name").startswith("weird-name-")
     with pytest.raises(UsageError, match="fp32, fp16, bf16"):
         _key(precision="int8")
-    assert timing_cache_name("10.13.0.35", H100) == "timing-trt10.13.0.35-nvidia-h100-80gb-hbm3-sm90.cache"
+    assert (timing_cache_name("10.13.0.35", H100)
+            == "timing-trt10.13.0.35-nvidia-h100-80gb-hbm3-sm90.cache")
 
 
 def test_cuda_device_info_without_a_gpu():

@@ -75,7 +75,8 @@ class EngineRunner:
             self.download = torch.cuda.Stream(self.device)
             shape = (self.max_batch, 3, self.size, self.size)
             self._slots = [
-                _Slot(torch.empty(shape, device=self.device), torch.empty(shape, device=self.device),
+                _Slot(torch.empty(shape, device=self.device),
+                      torch.empty(shape, device=self.device),
                       torch.empty(shape, pin_memory=True), torch.empty(shape, pin_memory=True),
                       torch.cuda.Event(), torch.cuda.Event(), torch.cuda.Event())
                 for _ in range(2)

@@ -43,7 +43,8 @@ def import_tensorrt():
         raise BackendUnavailable(MISSING) from None
     except OSError as exc:  # the wheel is there but its CUDA libraries are not loadable
         raise BackendUnavailable(f"TensorRT is installed but does not load ({exc}); check the "
-                                 "NVIDIA driver and CUDA libraries, or use --backend torch") from None
+                                 "NVIDIA driver and CUDA libraries, or use --backend torch"
+                                 ) from None
     version = getattr(trt, "__version__", "0")
     try:
         major = int(version.split(".")[0])
