@@ -333,6 +333,7 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
         FarmError: a chunk failed with an unexpected error after its retries (exit 1).
     """
     t0 = time.perf_counter()
+    _import_ray()  # fail at once, with the extra's name, when Ray is not installed
     faults = parse_faults(farm.fault)
     if farm.retries < 0:
         raise UsageError(f"--retries {farm.retries}: must be 0 or more")
