@@ -414,3 +414,16 @@ def test_range_by_timecode_counts_from_the_clips_start_timecode(tmp_path):
     assert result.frames_written == 3
     # the output's timecode is that of its first frame
     assert stream_info(tmp_path / "out.mov")[0]["metadata"]["timecode"] == "01:00:00:10"
+
+
+def test_full_range_source_keeps_range_and_levels(tmp_path):
+    """A full-range (pc) H.264 stays full range: same tag, same luma levels (a limited-range
+    misread would squeeze them by 219/255, about 10 levels on this picture)."""
+    src = make_video(tmp_path / "full.mp4", VideoSpec(
+        n=6, content="smooth", colour={"color_range": 2, "colorspace": 1,
+                                       "color_primaries": 1, "color_trc": 1}))
+    copy_video(src, tmp_path / "out.mp4")
+    assert stream_info(tmp_path / "out.mp4")[0]["color_range"] == 2
+    a, b = decoded_planes(src), decoded_planes(tmp_path / "out.mp4")
+    luma_error = max(np.abs(fa[0] - fb[0]).mean() for fa, fb in zip(a, b))
+    assert luma_error < 1.5, luma_error
