@@ -602,7 +602,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     modes = ["detector", "synthetic"] if args.mode == "both" else [args.mode]
-    report = {"benchmark": "B1 face stability", "machine": platform.processor() or platform.machine(),
+    report = {"benchmark": "B1 face stability",
+              "machine": platform.processor() or platform.machine(),
               "torch_threads": torch.get_num_threads(), "runs": {}}
     for mode in modes:
         t0 = time.perf_counter()

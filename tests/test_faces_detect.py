@@ -32,7 +32,8 @@ EXPECTED_FACES = {
     "gfpgan_cropped_Adele_crop.png": 1,
     "gfpgan_whole_Blake_Lively.jpg": 2,
 }
-ALIGNED_1024 = [name for name in EXPECTED_FACES if name.startswith("gpen_") and "Solvay" not in name]
+ALIGNED_1024 = [name for name in EXPECTED_FACES
+                if name.startswith("gpen_") and "Solvay" not in name]
 
 
 def read_rgb(path: Path, keep_alpha: bool = False) -> np.ndarray:

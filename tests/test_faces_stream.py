@@ -295,3 +295,30 @@ def test_methods_and_crop_sizes() -> None:
     assert spread["rts"] < spread["kalman"] < spread["none"]
     with pytest.raises(ValueError):
         FaceStream(smooth=SmoothOptions(method="median"))
+
+
+def _decode(path, count: int) -> list[np.ndarray]:
+    import av
+
+    frames = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == count:
+                break
+    return frames
+
+
+def test_cut_detector_on_real_clips(testdata) -> None:
+    """No cut inside real single-shot clips (talking heads, head turns, a degraded clip); one
+    where two of them are spliced."""
+    videos = testdata / "videos"
+    d0 = _decode(videos / "liveportrait_d0.mp4", 40)
+    d11 = _decode(videos / "liveportrait_d11.mp4", 60)
+    degraded = _decode(videos / "keep_synthetic_1.mp4", 120)
+    for clip in (d0, d11, degraded):
+        detector = CutDetector()
+        assert not any(detector.update(f) for f in clip)
+    detector = CutDetector()
+    spliced = d0[:30] + d11[:30]
+    assert [k for k, f in enumerate(spliced) if detector.update(f)] == [30]

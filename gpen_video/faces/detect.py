@@ -233,7 +233,8 @@ class FaceDetector:
         return small[:, :, ::-1], (sw / w, sh / h, 0.0, 0.0)
 
     @staticmethod
-    def _prepare_fallback(frame: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    def _prepare_fallback(frame: np.ndarray
+                          ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
         rgb = to_uint8_rgb(frame)
         h, w = rgb.shape[:2]
         scale = FALLBACK_SIDE / max(h, w)
