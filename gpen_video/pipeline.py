@@ -121,11 +121,16 @@ class _FrameJob:
         return all(f.restored is not None for f in self.faces)
 
 
-class _Clock:
-    """Busy seconds per stage; each stage is written by one thread only."""
+class StageClock:
+    """Busy seconds per stage; each stage is written by one thread only.
 
-    def __init__(self) -> None:
+    ``serial=True`` makes :func:`run` execute one stage at a time (a baton handed over at the
+    queues), so that the stages' times add up to the wall time; ``gpen-video bench`` uses it for
+    its per-stage breakdown and overrides :meth:`add` to see every interval."""
+
+    def __init__(self, serial: bool = False) -> None:
         self.seconds = {name: 0.0 for name in STAGES}
+        self.serial = serial
 
     def add(self, stage: str, since: float) -> float:
         now = time.perf_counter()
@@ -136,10 +141,12 @@ class _Clock:
 class _Run:
     """The threads of one run and what they share."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: StageClock | None = None) -> None:
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
-        self.clock = _Clock()
+        self.clock = clock if clock is not None else StageClock()
+        # serial clock: a thread runs only while it holds the baton; it lets go in put/get
+        self.baton = threading.Lock() if self.clock.serial else None
         self.written = 0
         self.faces = 0
         self.tracks: set[int] = set()
@@ -147,26 +154,40 @@ class _Run:
         self.alive = False  # some thread still running after a stop (see run())
 
     def put(self, q: queue.Queue, item: Any) -> None:
-        while True:
-            if self.stop.is_set():
-                raise _Stopped
-            try:
-                q.put(item, timeout=_POLL)
-                return
-            except queue.Full:
-                continue
+        if self.baton is not None:
+            self.baton.release()
+        try:
+            while True:
+                if self.stop.is_set():
+                    raise _Stopped
+                try:
+                    q.put(item, timeout=_POLL)
+                    return
+                except queue.Full:
+                    continue
+        finally:
+            if self.baton is not None:
+                self.baton.acquire()
 
     def get(self, q: queue.Queue) -> Any:
-        while True:
-            if self.stop.is_set():
-                raise _Stopped
-            try:
-                return q.get(timeout=_POLL)
-            except queue.Empty:
-                continue
+        if self.baton is not None:
+            self.baton.release()
+        try:
+            while True:
+                if self.stop.is_set():
+                    raise _Stopped
+                try:
+                    return q.get(timeout=_POLL)
+                except queue.Empty:
+                    continue
+        finally:
+            if self.baton is not None:
+                self.baton.acquire()
 
     def thread(self, name: str, target: Callable[[], None]) -> threading.Thread:
         def body() -> None:
+            if self.baton is not None:
+                self.baton.acquire()
             try:
                 target()
             except _Stopped:
@@ -174,6 +195,9 @@ class _Run:
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 self.errors.append(exc)
                 self.stop.set()
+            finally:
+                if self.baton is not None:
+                    self.baton.release()
 
         t = threading.Thread(target=body, name=f"gpen-{name}", daemon=True)
         t.start()
@@ -266,6 +290,7 @@ def run(
     observer: Callable[[int, list[PastedFace]], None] | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    clock: StageClock | None = None,
 ) -> Summary:
     """Restore the faces of ``options.input`` into ``options.output``.
 
@@ -279,6 +304,8 @@ def run(
         observer: called from the paste thread, in frame order, with each written frame's index
             and the faces pasted into it (for tests and overlays; keep it fast).
         stdout, stderr: where progress and the summary go (default: the process's).
+        clock: where the stages' busy time goes (``gpen_video.bench``); ``serial=True`` runs one
+            stage at a time (same output, slower).
 
     Returns:
         The :class:`Summary` (also printed unless ``options.progress == "none"``).
@@ -315,7 +342,7 @@ def run(
         temporal = TemporalSmoother(size, options.temporal.mode)
         sink = VideoSink(options.output, source, options.encode, overwrite=options.overwrite)
         setup_seconds = time.perf_counter() - t_setup
-        state = _Run()
+        state = _Run(clock)
         try:
             return _execute(state, options, source, sink, restorer, detector, stream, blender,
                             temporal, observer, setup_seconds, stdout, stderr)
