@@ -200,3 +200,34 @@ def test_stitch_command_line(chunked, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "frames 24-47 are missing" in proc.stderr
     assert not bad.exists()
+
+
+def test_packet_copy_of_closed_gop_segments_keeps_rotation_timecode_and_audio(tmp_path):
+    """``--segments gop``: H.264 segments with B-frames, each its own encode with identical
+    settings, packet-copied: decode order stays valid, every pts is the source's, and the
+    display matrix, timecode, metadata and audio come through."""
+    from tests.media_helpers import AudioSpec, VideoSpec, make_video
+
+    src = make_video(tmp_path / "rot.mov", VideoSpec(
+        n=48, width=96, height=64, rotation=90, timecode="01:00:00:00",
+        metadata={"title": "shot 12"}, audio=[AudioSpec(seconds=2.5)]))
+    no_audio = EncodeOptions(tracks=False)  # H.264 CRF 18, following the source
+    segments = [copy_video(src, tmp_path / f"g{a}.mov", no_audio, RangeOptions(start=a, end=b))
+                .output for a, b in [(0, 15), (16, 31), (32, 47)]]
+    assert probe_segment(segments[0]).packets[0][1] < 0  # B-frames: decoding starts earlier
+    out = tmp_path / "joined.mov"
+    stitch(segments[::-1], src, out)
+    with av.open(str(out)) as c:
+        dts = [p.dts for p in c.demux(c.streams.video[0]) if p.dts is not None]
+    assert dts == sorted(set(dts))
+    joined, source = read_frames(out), read_frames(src)
+    assert [f.pts for f in joined] == [f.pts for f in source]
+    parts = [f.image for s in segments for f in read_frames(s)]
+    assert all(np.array_equal(a.image, b) for a, b in zip(joined, parts, strict=True))
+    from gpen_video.media import VideoSource
+
+    with VideoSource(src) as a, VideoSource(out) as b:
+        assert (b.rotation, b.timecode, b.metadata.get("title")) == (90.0, "01:00:00:00",
+                                                                     "shot 12")
+        assert b.display_matrix == a.display_matrix
+    assert audio_packets(out) == audio_packets(src)

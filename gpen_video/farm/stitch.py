@@ -373,6 +373,9 @@ def _copy(placed: list[Segment], source: Path, output: Path, timeline: Timeline,
         with av.open(str(first.path)) as seg0:
             stream = out.add_stream_from_template(seg0.streams.video[0])
         stream.time_base = timeline.time_base
+        # the stream's frame rate (as the sink's): Matroska's default duration, MOV's timecode
+        # track; PyAV copies it to avg_frame_rate when the header is written
+        stream.codec_context.framerate = src.fps
         stream.metadata.update(_filter_tags(src.stream_metadata, _DROP_STREAM_TAGS))
         if src.timecode:
             try:
