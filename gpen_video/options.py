@@ -147,3 +147,20 @@ class FarmOptions:
     cpus_per_worker: float = 1.0  # CPUs Ray reserves for each worker
     retries: int = 2  # further attempts of a chunk whose worker died or failed transiently
     fault: str | None = None  # TESTS ONLY: fault injection, see gpen_video.farm.ray_runner
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """``gpen-video bench``: the job whose pipeline is timed (``run``: its input, output and
+    range are replaced per clip) and how it is timed (:mod:`gpen_video.bench`)."""
+
+    run: RunOptions
+    clip: Path | None = None  # a given clip; None: synthesise ``scenes`` from ``face``
+    face: Path | None = None  # face photo for synthesised clips (default: the checkout's)
+    scenes: tuple[str, ...] = ("1080p:1",)  # SIZE:FACES, e.g. 1080p:1, 4k:4, 640x360:2
+    frames: int = 24  # frames per timed run, from the clip's first
+    repeats: int = 3  # timed runs per mode; medians and min–max are reported
+    warmup: int | None = None  # frames of the untimed warm-up run (None: min(frames, 2·batch))
+    mode: str = "both"  # overlap (the product's threads) | serial (one stage at a time) | both
+    gpus: str = "all"  # all | N: one worker process per GPU; 0 or no GPU: one CPU worker
+    workdir: Path | None = None  # clips and outputs (None: a temporary folder, removed after)
