@@ -137,3 +137,20 @@ def test_rerun_after_a_killed_farm_reuses_finished_segments(cluster, job, tmp_pa
         st = (Path(summary["segment_dir"]) / name).stat()
         assert (st.st_ino, st.st_mtime_ns) == stamp, f"{name} was rewritten"
     _same_as_reference(out, job)
+
+
+def test_a_chunk_that_keeps_failing_exits_75_and_keeps_nothing_at_the_output(
+        cluster, job, tmp_path, capsys, monkeypatch):
+    """Retries are bounded: a chunk failing transiently on every attempt ends the job with exit
+    75 (retryable), a one-line message, and no output file."""
+    monkeypatch.setenv("GPEN_VIDEO_FARM_FAULT", "error@0x*")
+    out = tmp_path / "never.mkv"
+    code = main(["farm", str(job["clip"]), str(out), *job["args"], "--frames", "0-23",
+                 "--retries", "1"])
+    captured = capsys.readouterr()
+    assert code == 75
+    assert captured.err.strip().splitlines()[-1].startswith("gpen-video: error: chunk 0 "
+                                                              "(frames 0-23) failed 2 times")
+    statuses = [e["status"] for e in _events(captured.out) if e["event"] == "chunk"]
+    assert statuses == ["retry", "failed"]
+    assert not out.exists()

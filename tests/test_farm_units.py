@@ -48,8 +48,10 @@ def test_segment_format_follows_the_delivery_codec():
     fmt = segment_format(PRORES, 10, "out.mov", EncodeOptions())
     assert (fmt.mode, fmt.suffix, fmt.reencode, fmt.encode.tracks) == ("copy", ".mov", False,
                                                                        False)
-    fmt = segment_format(H264, 8, "out.mov", EncodeOptions(crf=20), "gop")
-    assert (fmt.mode, fmt.encode.crf, fmt.reencode) == ("gop", 20, False)
+    fmt = segment_format(H264, 8, "out.mkv", EncodeOptions(crf=20), "gop")
+    assert (fmt.mode, fmt.suffix, fmt.encode.crf, fmt.reencode) == ("gop", ".mov", 20, False)
+    ffv1 = SourceVideoInfo("ffv1", None, "yuv420p", 8)
+    assert segment_format(ffv1, 8, "out.mkv", EncodeOptions()).suffix == ".mkv"
     with pytest.raises(UsageError, match="intra-only"):
         segment_format(H264, 8, "out.mov", EncodeOptions(), "copy")
     with pytest.raises(UsageError, match="image sequence"):

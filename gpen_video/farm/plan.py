@@ -31,8 +31,7 @@ from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 
 from gpen_video.errors import UsageError
-from gpen_video.media.codecs import (SourceVideoInfo, choose_encoder, is_image_sequence,
-                                     output_container)
+from gpen_video.media.codecs import SourceVideoInfo, choose_encoder, is_image_sequence
 from gpen_video.options import EncodeOptions, RunOptions
 
 SEGMENT_MODES = ("auto", "copy", "lossless", "gop")
@@ -118,9 +117,10 @@ def segment_format(source: SourceVideoInfo, bit_depth: int, output: str | os.Pat
             raise UsageError(f"--segments copy needs an intra-only delivery codec (prores, dnxhr, "
                              f"ffv1, png), not {family}: use --segments gop or lossless")
         # no audio in segments: the stitch muxes the source's once (and Matroska would shift a
-        # segment's timestamps to fit audio priming)
-        return SegmentFormat(mode, output.suffix.lower(), replace(encode, tracks=False),
-                             reencode=False)
+        # segment's timestamps to fit audio priming). QuickTime segments keep decode timestamps,
+        # which Matroska drops for B-frames; FFV1 stays in the output's container (.mkv, .mp4).
+        suffix = output.suffix.lower() if family == "ffv1" else ".mov"
+        return SegmentFormat(mode, suffix, replace(encode, tracks=False), reencode=False)
     return SegmentFormat("lossless", LOSSLESS_SUFFIX, lossless_encode(bit_depth), reencode=True)
 
 
@@ -163,8 +163,3 @@ def default_segment_dir(output: str | os.PathLike[str], key: str) -> Path:
     """``<output folder>/.<output name>.farm-<key>``: hidden, beside the output, one per job."""
     output = Path(output)
     return output.parent / f".{output.name}.farm-{key}"
-
-
-def check_container(output: str | os.PathLike[str]) -> str:
-    """The muxer name for ``output`` (raises :class:`UsageError` for unknown suffixes)."""
-    return output_container(output)

@@ -164,8 +164,9 @@ def probe_segment(path: str | os.PathLike[str]) -> Segment:
                 if packet.dts is None and packet.size == 0:
                     continue  # PyAV's flush marker
                 if packet.pts is None or packet.dts is None:
-                    raise InputError(f"segment {path} has packets without timestamps: render "
-                                     "it again with gpen-video")
+                    raise InputError(f"segment {path} has packets without timestamps (Matroska "
+                                     "keeps no decode timestamps for B-frames): render long-GOP "
+                                     "segments as .mov or .mp4")
                 seg.packets.append((int(packet.pts), int(packet.dts), int(packet.duration or 0)))
         except av.error.FFmpegError as exc:
             raise InputError(f"segment {path} is damaged ({exc}); render it again") from None
