@@ -247,10 +247,13 @@ class Blender:
         touched = coverage > 0
         if not touched.any():
             return
-        a = coverage[touched][:, None]
-        src = view[touched].astype(np.float32)
-        mixed = src + (np.clip(color[touched], 0.0, 1.0) * maxval - src) * a
-        view[touched] = np.clip(np.rint(mixed), 0, maxval).astype(out.dtype)
+        src = view.astype(np.float32)
+        np.clip(color, 0.0, 1.0, out=color)
+        mixed = src + (color * maxval - src) * coverage[:, :, None]
+        np.rint(mixed, out=mixed)
+        np.clip(mixed, 0, maxval, out=mixed)
+        # only pixels with alpha > 0 are written: every other one keeps its exact value
+        np.copyto(view, mixed.astype(out.dtype), where=touched[:, :, None])
 
 
 def _clusters(items: list[tuple[Region, Paste]]) -> list[tuple[Region, list[tuple[Region, Paste]]]]:

@@ -202,6 +202,19 @@ def test_many_small_faces(testdata, tmp_path, small_gpen):
         assert np.array_equal(a.image[outside], b.image[outside])
 
 
+def test_faces_largest_keeps_one_face_per_frame(testdata, tmp_path):
+    import cv2
+
+    group = cv2.imread(str(testdata / "images" / "codeformer_whole_00.jpg"), cv2.IMREAD_COLOR)
+    group = cv2.cvtColor(group, cv2.COLOR_BGR2RGB)[:310 // 2 * 2, :491 // 2 * 2]
+    src = write_clip(tmp_path / "group.mov", [group] * 4)
+    seen, observer = _observe()
+    summary = pipeline.run(run_options(testdata, src, tmp_path / "out.mov", backend="identity",
+                                       codec="png", faces="largest"), observer=observer)
+    assert summary.frames == 4 and summary.faces == 4 and summary.tracks == 1
+    assert all(len(v) == 1 for v in seen.values())
+
+
 def _full_size_detect(testdata: Path):
     from gpen_video.options import DetectOptions
 

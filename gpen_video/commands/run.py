@@ -45,7 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                               "checks, timing everything but the network)")
     restore.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     restore.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
-    restore.add_argument("--batch", type=int, default=8, help="faces per forward pass")
+    restore.add_argument("--batch", type=int, default=8,
+                         help="faces per forward pass, gathered across frames (on the CPU the "
+                              "torch backend runs them one at a time: faster there)")
 
     faces = parser.add_argument_group("faces")
     faces.add_argument("--detector", default="resnet50", choices=["resnet50", "mobile0.25"])
