@@ -162,7 +162,8 @@ def write_markdown(result: dict) -> None:
         "frames, detection batched, paste over each face's region). *naive*: "
         "`benchmarks/naive_pipeline.py` (one thread, detect batch 1, restore batch 1, per-frame "
         "fit, full-frame paste), same network object, detector and encoder. Few frames for 512: "
-        "one forward costs ≈ 10 s per face on this CPU.",
+        "one forward costs several seconds per face on this CPU (restore time ÷ frames; one "
+        "face per frame).",
         "",
         "| model | frames | repeats | pipeline fps | naive fps | ratio | pipeline: time per stage "
         "(s, busy, overlapping) | naive: time per stage (s) |",
