@@ -1,0 +1,251 @@
+"""The benchmark report as a text table (what ``gpen-video bench`` prints) and a PNG plot.
+
+Both are drawn from the report dict that ``--json`` writes, so the printed numbers are the JSON's
+numbers (medians over the repeats, min–max as the spread).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gpen_video.pipeline import STAGES
+
+STAGE_LABELS = {"decode": "decode", "detect": "detect", "track": "track/smooth",
+                "align": "align/warp", "restore": "restore (GPEN)", "temporal": "temporal",
+                "paste": "paste", "encode": "encode"}
+
+
+def _f(value: Any, fmt: str = ".3f", none: str = "—") -> str:
+    return none if value is None else format(value, fmt)
+
+
+def _spread(s: dict, fmt: str = ".3f") -> str:
+    if s.get("min") is None:
+        return "—"
+    return f"{format(s['min'], fmt)}–{format(s['max'], fmt)}"
+
+
+def _pct(part: float | None, whole: float | None) -> str:
+    if part is None or not whole:
+        return ""
+    return f"{100 * part / whole:5.1f} %"
+
+
+def _table(rows: list[list[str]], right: set[int], indent: str = "  ") -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in
+                 enumerate(zip(r, widths))]
+        out.append((indent + "  ".join(cells)).rstrip())
+    return out
+
+
+def _floor(w: dict, key: str) -> str:
+    ov = w.get("overlap") or w.get("serial")
+    achieved = ov[key]["median"] if ov and key in ov else None
+    peak = w.get("peak_gflop_s")
+    if achieved is None or not peak:
+        return "—"
+    return f"{100 * achieved / peak:.2f} %"
+
+
+def format_worker(scene: dict, w: dict, config: dict) -> list[str]:
+    lines = []
+    ov, se = w.get("overlap"), w.get("serial")
+    head = ov or se
+    lines.append(f"  device    {w['device']}: {w['device_name']}")
+    model = config["model"] + (" (random weights)" if config.get("random_weights") else "")
+    flop = (f", {w['gflop_per_face']:.1f} GFLOP/face" if w.get("gflop_per_face") is not None
+            else "")
+    lines.append(f"  restorer  {w['restorer']}, batch {config['batch']} · {model}{flop}")
+    lines.append(f"  detector  {config['detector']} (batch {config['detector_batch']}) · "
+                 f"temporal {config['temporal']} · warm-up {w['warmup_frames']} frames, untimed")
+    lines.append(f"  timed     {head['frames']} frames, {head['faces']} faces per run × "
+                 f"{len(head['runs'])} repeat(s) per mode; medians, spread = min–max")
+    lines.append("")
+    if ov:
+        rows = [["end-to-end (overlap: the product's threads)", "median", "min–max"],
+                ["fps", _f(ov["fps"]["median"]), _spread(ov["fps"])],
+                ["faces/s", _f(ov["faces_per_s"]["median"]), _spread(ov["faces_per_s"])],
+                ["frame latency p50 (ms)", _f(ov["latency_p50_ms"]["median"], ".0f"),
+                 _spread(ov["latency_p50_ms"], ".0f")],
+                ["frame latency p95 (ms)", _f(ov["latency_p95_ms"]["median"], ".0f"),
+                 _spread(ov["latency_p95_ms"], ".0f")],
+                ["peak RSS (MiB)", _f(ov["peak_rss_mib"]["median"], ".0f"),
+                 _spread(ov["peak_rss_mib"], ".0f")],
+                ["peak GPU memory (MiB)", _f(ov["peak_gpu_mib"]["median"], ".0f"),
+                 _spread(ov["peak_gpu_mib"], ".0f")],
+                ["setup per run, not in fps (s)", _f(ov["setup_seconds"]["median"]),
+                 _spread(ov["setup_seconds"])]]
+        lines += _table(rows, {1, 2})
+    peak = w.get("peak_gflop_s")
+    if w.get("gflop_per_face") is not None:
+        lines.append(f"  compute floor: {w['gflop_per_face']:.1f} GFLOP/face at "
+                     f"{_f(peak, '.1f')} GFLOP/s ({w['peak_method']}) → end-to-end "
+                     f"{_floor(w, 'gflop_s')}, restore stage {_floor(w, 'restore_gflop_s')} "
+                     "of the floor")
+    else:
+        lines.append("  compute floor: — (no network: identity restorer)")
+    lines.append("")
+    header = ["per-stage time (s)"]
+    if ov:
+        header += ["overlap: busy", "% wall"]
+    if se:
+        header += ["serial", "% wall", "min–max"]
+    rows = [header]
+    for stage in STAGES:
+        row = [STAGE_LABELS[stage]]
+        if ov:
+            v = ov["stage_seconds"][stage]["median"]
+            row += [_f(v), _pct(v, ov["seconds"]["median"])]
+        if se:
+            s = se["stage_seconds"][stage]
+            row += [_f(s["median"]), _pct(s["median"], se["seconds"]["median"]), _spread(s)]
+        rows.append(row)
+    tail = [("idle ¹ / other ²", "idle_seconds", "other_seconds"),
+            ("Σ stages", "stage_sum", "stage_sum"),
+            ("wall ³", "seconds", "seconds")]
+    for label, okey, skey in tail:
+        row = [label]
+        if ov:
+            v = ov[okey]["median"]
+            row += [_f(v), _pct(v, ov["seconds"]["median"])]
+        if se:
+            s = se[skey]
+            row += [_f(s["median"]), _pct(s["median"], se["seconds"]["median"]), _spread(s)]
+        rows.append(row)
+    right = set(range(1, len(header)))
+    lines += _table(rows, right)
+    notes = []
+    if ov:
+        notes.append("¹ overlap: time no stage was busy; stages overlap, so busy times add up "
+                     "to more than the wall time")
+    if se:
+        notes.append("² serial (one stage at a time, same pipeline): wall − Σ stages = queue "
+                     "hand-overs and untimed code")
+    notes.append("³ first frame decoded → output file closed (opening the files: setup)")
+    lines += ["  " + n for n in notes]
+    if se:
+        lines.append(f"  serial: Σ stages / wall = {_f(se['sum_over_wall']['median'], '.3f')} "
+                     f"(min–max {_spread(se['sum_over_wall'])}); serial fps "
+                     f"{_f(se['fps']['median'])} (stages one at a time, for the breakdown)")
+    return lines
+
+
+def format_report(report: dict) -> str:
+    """The whole report as text."""
+    c = report["config"]
+    m = report["machine"]
+    v = report["versions"]
+    load = report.get("load_avg_1min", {})
+    vers = ", ".join(f"{k} {val}" for k, val in v.items() if val)
+    lines = [f"gpen-video bench · {c['device_note']} · {m['logical_cpus']} logical CPUs "
+             f"({m['cpu']}) · 1-min load average {load.get('before')} → {load.get('after')}",
+             f"versions: {vers}"]
+    for scene in report["scenes"]:
+        lines += ["", f"== {scene['description']} · {scene['frames']} frames · "
+                      f"{Path(scene['clip']).name}"]
+        for w in scene["workers"]:
+            lines += format_worker(scene, w, c)
+        if len(scene["workers"]) > 1:
+            rows = [["fps per worker", "overlap", "serial"]]
+            for w in scene["workers"]:
+                rows.append([w["device"], _f((w.get("overlap") or {}).get("fps", {})
+                                             .get("median")),
+                             _f((w.get("serial") or {}).get("fps", {}).get("median"))])
+            tot = scene["total_fps"]
+            rows.append(["total (all frames ÷ slowest wall)",
+                         _f(tot.get("overlap", {}).get("median")),
+                         _f(tot.get("serial", {}).get("median"))])
+            lines += [""] + _table(rows, {1, 2})
+    lines += ["", f"bench took {report['total_seconds']:.1f} s in all"]
+    return "\n".join(lines)
+
+
+def stage_ms_per_frame(mode: dict) -> dict[str, float]:
+    """Median seconds per stage of one mode's runs as milliseconds per frame (serial mode: with
+    the "other" row, so the bars add up to the wall time)."""
+    frames = max(1, mode["frames"])
+    out = {s: 1000 * mode["stage_seconds"][s]["median"] / frames for s in STAGES}
+    other = mode.get("other_seconds", {}).get("median")
+    if other is not None and other > 0 and mode["runs"] and mode["runs"][0]["mode"] == "serial":
+        out["other"] = 1000 * other / frames
+    return out
+
+
+def plot_report(report: dict, path: Path) -> Path:
+    """Per-stage bars of every scene and worker of a report: the serial breakdown (it adds up),
+    with the overlapped run's wall time per frame marked."""
+    entries = []
+    for scene in report["scenes"]:
+        for w in scene["workers"]:
+            se, ov = w.get("serial"), w.get("overlap")
+            base = se or ov
+            marks = []
+            for name, mode in (("overlap wall", ov), ("serial wall", se)):
+                if mode:
+                    marks.append((name, 1000 * mode["seconds"]["median"] / max(1, mode["frames"])))
+            label = f"{scene['scene']} · {w['device']}"
+            entries.append((label, stage_ms_per_frame(base), marks))
+    c = report["config"]
+    title = (f"gpen-video bench: {c['model']}{' (random weights)' if c['random_weights'] else ''}, "
+             f"{c['backend']}, batch {c['batch']} — time per frame by stage "
+             f"({'serial breakdown' if 'serial' in c['modes'] else 'overlapping busy time'})")
+    return plot_stages(entries, path, title)
+
+
+def plot_stages(entries: list[tuple[str, dict[str, float], list[tuple[str, float]]]],
+                path: Path, title: str) -> Path:
+    """Horizontal stacked bars, one per entry ``(label, {stage: ms per frame}, marks)``; each mark
+    ``(name, ms per frame)`` is drawn as a tick on the bar (e.g. the measured wall time). Needs
+    matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - optional
+        from gpen_video.errors import UsageError
+
+        raise UsageError("the plot needs matplotlib (pip install matplotlib)") from exc
+    keys = (*STAGES, "other")
+    stages = [s for s in keys if any(e[1].get(s, 0) > 0 for e in entries)]
+    palette = ("#4e79a7", "#f28e2b", "#b07aa1", "#76b7b2", "#e15759", "#edc948", "#59a14f",
+               "#9c755f", "#bab0ac")
+    colors = dict(zip(keys, palette))
+    longest = max([sum(e[1].values()) for e in entries] +
+                  [m for e in entries for _, m in e[2]] + [1e-9])
+    fig, ax = plt.subplots(figsize=(11, 1.6 + 0.8 * max(2, len(entries))), dpi=120)
+    y = list(range(len(entries)))[::-1]
+    for yi, (_, ms, marks) in zip(y, entries):
+        left = 0.0
+        for s in stages:
+            value = ms.get(s, 0.0)
+            if value <= 0:
+                continue
+            ax.barh(yi, value, left=left, color=colors[s], edgecolor="white", height=0.55)
+            if value >= 0.07 * longest:
+                ax.text(left + value / 2, yi, f"{value:.0f}", ha="center", va="center",
+                        fontsize=8, color="white", fontweight="bold")
+            left += value
+        for k, (name, value) in enumerate(marks):
+            ax.plot([value, value], [yi - 0.36, yi + 0.36], color="black",
+                    lw=1.8, ls="-" if k == 0 else ":")
+            ax.text(value, yi + 0.38 if k == 0 else yi - 0.38, f"{name} {value:.0f}",
+                    ha="center", va="bottom" if k == 0 else "top", fontsize=7.5)
+    ax.set_yticks(y, [e[0] for e in entries])
+    ax.set_ylim(-0.8, len(entries) - 0.2)
+    ax.set_xlim(0, longest * 1.08)
+    ax.set_xlabel("milliseconds per frame (median over repeats)")
+    ax.set_title(title, fontsize=9.5)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[s]) for s in stages]
+    ax.legend(handles, [STAGE_LABELS.get(s, "other (hand-overs, untimed)") for s in stages],
+              fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,272 @@
+"""``gpen-video bench``: the command prints the table and writes the same numbers as JSON; the
+per-stage times of the serial breakdown add up to the wall time; a stage slowed for real shows up
+in its own row; workers as processes; device planning and scene parsing.
+
+Small and fast: a random-weight GPEN of the real architecture at 128 px (or the identity
+restorer), the real MobileNet-0.25 detector, clips synthesised at 320×240 by the bench itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gpen_video.backends.identity import IdentityRestorer
+from gpen_video.bench import run_bench
+from gpen_video.bench.core import plan_devices
+from gpen_video.bench.measure import RecordingClock, percentile
+from gpen_video.bench.synth import Scene, parse_scene
+from gpen_video.cli import main
+from gpen_video.errors import BackendUnavailable, UsageError
+from gpen_video.options import (BenchOptions, DetectOptions, ModelOptions, RestoreOptions,
+                                RunOptions)
+from gpen_video.pipeline import STAGES
+
+from pipeline_helpers import save_small_gpen
+
+SCENE = "320x240:1"
+
+
+def _detector_weights(testdata: Path) -> Path:
+    return testdata / "weights" / "detection_mobilenet0.25_Final.pth"
+
+
+@pytest.fixture(scope="module")
+def small_gpen(tmp_path_factory) -> Path:
+    return save_small_gpen(tmp_path_factory.mktemp("bench_model") / "gpen128.pth")
+
+
+@pytest.fixture(scope="module")
+def cli_run(testdata, small_gpen, tmp_path_factory):
+    """One ``gpen-video bench`` run through the CLI: (exit code, stdout, report, plot path)."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("bench_cli")
+    report_path, plot_path = out / "report.json", out / "stages.png"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["bench", "--model", str(small_gpen), "--detector", "mobile0.25",
+                     "--detector-weights", str(_detector_weights(testdata)), "--scene", SCENE,
+                     "--frames", "8", "--repeats", "2", "--batch", "4", "--gpus", "all",
+                     "--json", str(report_path), "--plot", str(plot_path), "-q"])
+    report = json.loads(report_path.read_text()) if report_path.is_file() else None
+    return code, stdout.getvalue(), report, plot_path
+
+
+def _row(text: str, label: str) -> list[str]:
+    """The cells of the table row whose label is ``label`` (cells split on 2+ spaces)."""
+    for line in text.splitlines():
+        cells = re.split(r"\s{2,}", line.strip())
+        if cells and cells[0] == label:
+            return cells[1:]
+    raise AssertionError(f"no row {label!r} in:\n{text}")
+
+
+def test_bench_cli_prints_the_table_and_json_holds_the_same_numbers(cli_run):
+    code, text, report, plot_path = cli_run
+    assert code == 0, text
+    assert report is not None
+    assert "per-stage time (s)" in text and "no GPU: 1 CPU worker" in text
+    (scene,) = report["scenes"]
+    (worker,) = scene["workers"]
+    ov, se = worker["overlap"], worker["serial"]
+    assert len(ov["runs"]) == len(se["runs"]) == 2
+    assert ov["frames"] == 8 and ov["faces"] >= 6  # one face per frame, found by the detector
+    assert worker["gflop_per_face"] > 0  # counted from the model given (128 px, narrow)
+    # the printed numbers are the JSON's
+    assert _row(text, "fps")[:2] == [f"{ov['fps']['median']:.3f}",
+                                     f"{ov['fps']['min']:.3f}–{ov['fps']['max']:.3f}"]
+    assert _row(text, "faces/s")[0] == f"{ov['faces_per_s']['median']:.3f}"
+    assert _row(text, "frame latency p95 (ms)")[0] == f"{ov['latency_p95_ms']['median']:.0f}"
+    assert _row(text, "peak RSS (MiB)")[0] == f"{ov['peak_rss_mib']['median']:.0f}"
+    assert _row(text, "peak GPU memory (MiB)")[0] == "—"  # CPU run
+    labels = {"align": "align/warp", "restore": "restore (GPEN)", "track": "track/smooth"}
+    for stage in STAGES:
+        cells = _row(text, labels.get(stage, stage))
+        assert cells[0] == f"{ov['stage_seconds'][stage]['median']:.3f}"  # overlap busy
+        assert cells[2] == f"{se['stage_seconds'][stage]['median']:.3f}"  # serial
+    assert _row(text, "wall ³")[0] == f"{ov['seconds']['median']:.3f}"
+    # the measurements themselves are sane
+    lat = ov["latency_p50_ms"]["median"], ov["latency_p95_ms"]["median"]
+    assert 0 < lat[0] <= lat[1] < 1000 * max(r["seconds"] for r in ov["runs"])
+    assert ov["peak_rss_mib"]["median"] > 50
+    assert report["versions"]["torch"] and report["machine"]["logical_cpus"] >= 1
+    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_serial_stage_times_add_up_to_the_wall_time(cli_run):
+    _, text, report, _ = cli_run
+    (worker,) = report["scenes"][0]["workers"]
+    for run in worker["serial"]["runs"]:
+        total = sum(run["stage_seconds"].values())
+        # one stage at a time: the stages cannot add up to more than the wall time …
+        assert total <= run["seconds"] * 1.001 + 1e-3
+        # … and everything the pipeline does is inside some stage (within 10 %)
+        assert abs(total - run["seconds"]) <= 0.10 * run["seconds"], run
+    for run in worker["overlap"]["runs"]:
+        # overlapped: the stage threads' busy time covers the wall time up to idle gaps
+        assert run["idle_seconds"] <= 0.10 * run["seconds"], run
+
+
+def test_serial_clock_runs_one_stage_at_a_time(testdata, small_gpen, tmp_path):
+    """The baton: no two stages' busy intervals overlap in a serial run (they do in overlap)."""
+    from gpen_video import pipeline
+    from gpen_video.bench.synth import default_face_image, synthesize_clip
+    from gpen_video.options import RangeOptions
+
+    clip = synthesize_clip(default_face_image(), Scene(320, 240, 2), 8, tmp_path / "c.mp4")
+    job = RunOptions(input=clip, output=tmp_path / "o.mp4", overwrite=True, progress="none",
+                     model=ModelOptions(name="g", checkpoint_path=small_gpen),
+                     restore=RestoreOptions(backend="torch", device="cpu", batch=4),
+                     detect=DetectOptions(network="mobile0.25", device="cpu",
+                                          weights=_detector_weights(testdata)),
+                     range=RangeOptions(start=0, end=7))
+    clock = RecordingClock(serial=True)
+    summary = pipeline.run(job, clock=clock)
+    spans = sorted((a, b, s) for s, ivs in clock.intervals.items() for a, b in ivs)
+    assert summary.frames == 8 and len(spans) > 8 * 4
+    for (a0, b0, s0), (a1, b1, s1) in zip(spans, spans[1:]):
+        assert a1 >= b0 - 1e-6, f"{s0} {a0:.4f}–{b0:.4f} overlaps {s1} {a1:.4f}–{b1:.4f}"
+    assert len(clock.frame_latencies(summary.frames)) == 8
+
+
+class SleepyRestorer(IdentityRestorer):
+    """The identity restorer plus a real sleep per batch."""
+
+    def __init__(self, delay: float, **kw) -> None:
+        super().__init__(**kw)
+        self.delay = delay
+        self.calls = 0
+
+    def _restore_impl(self, batch):
+        self.calls += 1
+        time.sleep(self.delay)
+        return super()._restore_impl(batch)
+
+
+class SleepyDetector:
+    """A real detector plus a real sleep per call."""
+
+    def __init__(self, inner, delay: float) -> None:
+        self.inner, self.delay, self.calls = inner, delay, 0
+        self.options = inner.options
+
+    def detect(self, frames):
+        self.calls += 1
+        time.sleep(self.delay)
+        return self.inner.detect(frames)
+
+
+@pytest.mark.parametrize("stage", ["restore", "detect"])
+def test_a_slowed_stage_shows_up_in_its_own_row(testdata, tmp_path, stage):
+    from gpen_video.faces import FaceDetector
+
+    run = RunOptions(input=Path("-"), output=Path("-"), progress="none",
+                     restore=RestoreOptions(backend="identity", device="cpu", batch=4),
+                     detect=DetectOptions(network="mobile0.25", device="cpu", batch=4,
+                                          weights=_detector_weights(testdata)))
+    options = BenchOptions(run=run, scenes=(SCENE,), frames=8, repeats=1, warmup=2,
+                           mode="both", workdir=tmp_path)
+    detector = FaceDetector(run.detect)
+    delay = 0.3
+    fast_r = slow_r = IdentityRestorer(size=256, max_batch=4)
+    slow_d = detector
+    if stage == "restore":
+        slow_r = SleepyRestorer(delay, size=256, max_batch=4)
+    else:
+        slow_d = SleepyDetector(detector, delay)
+    fast = run_bench(options, restorer=fast_r, detector=detector)
+    slow = run_bench(options, restorer=slow_r, detector=slow_d)
+    (wf,), (ws,) = fast["scenes"][0]["workers"], slow["scenes"][0]["workers"]
+    for mode in ("serial", "overlap"):
+        (rf,), (rs,) = wf[mode]["runs"], ws[mode]["runs"]
+        # calls in this run: forward passes of the restorer, or batches of 4 frames detected
+        calls = rs["batches"] if stage == "restore" else -(-rs["frames"] // 4)
+        slept = delay * calls
+        assert slept >= 2 * delay
+        grown = {s: rs["stage_seconds"][s] - rf["stage_seconds"][s] for s in STAGES}
+        # the real delay lands in the slowed stage's row …
+        assert grown[stage] >= 0.9 * slept, (mode, grown, slept)
+        # … and not in the others
+        for other in STAGES:
+            if other != stage:
+                assert grown[other] < 0.5 * slept, (mode, other, grown, slept)
+        if mode == "serial":
+            assert abs(sum(rs["stage_seconds"].values()) - rs["seconds"]) <= 0.1 * rs["seconds"]
+
+
+def test_workers_as_processes_one_cpu_worker(testdata, small_gpen, tmp_path, monkeypatch):
+    """The several-GPU path (one process per device, a barrier per run) as it can run here: one
+    CPU worker process."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a GPU machine
+    run = RunOptions(input=Path("-"), output=Path("-"), progress="none",
+                     model=ModelOptions(name="g", checkpoint_path=small_gpen),
+                     restore=RestoreOptions(backend="torch", device="auto", batch=4),
+                     detect=DetectOptions(network="mobile0.25", device="auto",
+                                          weights=_detector_weights(testdata)))
+    options = BenchOptions(run=run, scenes=(SCENE,), frames=4, repeats=1, warmup=0,
+                           mode="overlap", gpus="1", workdir=tmp_path)
+    report = run_bench(options, processes=True)
+    assert report["config"]["workers_as_processes"] is True
+    assert report["config"]["device_note"] == "no GPU: 1 CPU worker"
+    (scene,) = report["scenes"]
+    (worker,) = scene["workers"]
+    assert worker["device"] == "cpu" and worker["overlap"]["frames"] == 4
+    (run0,) = worker["overlap"]["runs"]
+    assert scene["total_fps"]["overlap"]["median"] == pytest.approx(
+        run0["frames"] / run0["seconds"], rel=1e-3)
+
+
+def test_plan_devices_without_a_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert plan_devices("all", "auto") == (["cpu"], "no GPU: 1 CPU worker")
+    assert plan_devices("4", "auto")[0] == ["cpu"]
+    assert plan_devices("0", "auto")[0] == ["cpu"]
+    with pytest.raises(UsageError):
+        plan_devices("two", "auto")
+    with pytest.raises(BackendUnavailable):
+        plan_devices("all", "cuda")
+
+
+def test_plan_devices_several_gpus(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert plan_devices("all", "auto")[0] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert plan_devices("2", "auto")[0] == ["cuda:0", "cuda:1"]
+    assert plan_devices("all", "cuda:3")[0] == ["cuda:3"]
+    with pytest.raises(UsageError):
+        plan_devices("5", "auto")
+
+
+def test_scenes_and_inputs():
+    assert parse_scene("1080p:4") == Scene(1920, 1080, 4)
+    assert parse_scene("4k:1") == Scene(3840, 2160, 1)
+    assert parse_scene("640x360:2").name == "640x360:2"
+    for bad in ("1080p:x", "big:1", "641x360:1", "1080p:0"):
+        with pytest.raises(UsageError):
+            parse_scene(bad)
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert percentile([5.0], 95) == 5.0
+
+
+def test_bench_without_input_or_face_outside_a_checkout(monkeypatch, tmp_path):
+    import gpen_video.bench.synth as synth
+
+    monkeypatch.setattr(synth, "default_face_image", lambda: None)
+    run = RunOptions(input=Path("-"), output=Path("-"),
+                     restore=RestoreOptions(backend="identity", device="cpu"))
+    with pytest.raises(UsageError, match="--face"):
+        run_bench(replace(BenchOptions(run=run), workdir=tmp_path), restorer=IdentityRestorer(),
+                  detector=object())
