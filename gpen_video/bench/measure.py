@@ -160,7 +160,7 @@ def gpen_flops_per_face(config: Any) -> float:
     return float(counter.get_total_flops())
 
 
-def cpu_conv_peak_flops(repeats: int = 4) -> float:
+def cpu_conv_peak_flops(repeats: int = 8) -> float:
     """fp32 FLOP/s of a large 3×3 convolution (best of ``repeats``): the CPU's practical peak for
     GPEN's ops, measured now (so a loaded machine lowers it as it lowers everything else)."""
     import torch
