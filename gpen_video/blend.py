@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 INTERPOLATION = cv2.INTER_CUBIC  # both warps (see the module docstring)
+ALPHA_FLOOR = 1e-6  # warped alpha below this is bicubic ringing of the zero margin: not the face
 
 FloatImage = np.ndarray  # H×W×C float32
 Frame = np.ndarray  # H×W×3 uint8 | uint16, RGB
@@ -71,6 +72,19 @@ def template_mask(size: int, shape: MaskShape = MaskShape()) -> np.ndarray:
     alpha[r <= shape.inner] = 1.0
     alpha[r >= shape.outer] = 0.0
     return alpha.astype(np.float32)
+
+
+def face_coverage(warped_mask, factor):
+    """A face's alpha over its region: the warped template mask × the face's factor (ramp ×
+    strength), clipped to ``[0, 1]``, with values below :data:`ALPHA_FLOOR` set to exactly 0.
+
+    The one rule both paste paths use — numpy here, torch tensors in
+    :mod:`gpen_video.gpu_geometry` (the expression is written for either) — so both write
+    exactly the same set of pixels (alpha > 0) and leave every other one untouched.
+    """
+    alpha = (warped_mask * factor).clip(0.0, 1.0)
+    alpha[alpha < ALPHA_FLOOR] = 0.0
+    return alpha
 
 
 def to_hwc(batch: np.ndarray) -> np.ndarray:
@@ -196,9 +210,7 @@ class Blender:
         warped = cv2.warpAffine(rgba, m, (region.x1 - region.x0, region.y1 - region.y0),
                                 flags=INTERPOLATION | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-        alpha = warped[:, :, 3] * np.float32(paste.alpha * self.strength)
-        np.clip(alpha, 0.0, 1.0, out=alpha)
-        alpha[alpha < 1e-6] = 0.0  # bicubic ringing of the zero margin: not the face
+        alpha = face_coverage(warped[:, :, 3], np.float32(paste.alpha * self.strength))
         return warped[:, :, :3], alpha
 
     def paste(self, frame: Frame, faces: list[Paste], inplace: bool = False) -> Frame:

@@ -42,7 +42,8 @@ each face's sample points are moved into its frame's band; folding first and the
 every tap inside its own frame. Precision: float32 grids, ≲ 0.01 px of position error even for 32
 stacked 4K frames.
 
-Compositing is :class:`~gpen_video.blend.Blender`'s: coverage ``1 − Π(1 − aᵢ)``, colour
+Compositing is :class:`~gpen_video.blend.Blender`'s: each face's alpha by the same
+:func:`~gpen_video.blend.face_coverage` rule, coverage ``1 − Π(1 − aᵢ)``, colour
 ``Σ aᵢcᵢ / Σ aᵢ``, in float32, rounded once (half to even) to the frame's dtype; pixels with
 coverage 0 are left bit-identical.
 """
@@ -231,7 +232,7 @@ class GpuGeometry:
                                align_corners=False)  # F×4×Hb×Wb, one call for every face
         factor = torch.tensor([alphas[i] * strength for i, _ in faces], device=self.device,
                               dtype=torch.float32).view(-1, 1, 1)
-        coverage = (warped[:, 3] * factor).clamp_(0.0, 1.0)
+        coverage = blend.face_coverage(warped[:, 3], factor)  # Blender's rule, on the device
         by_frame: dict[int, list[int]] = {}
         for k, (i, _) in enumerate(faces):
             by_frame.setdefault(int(frame_index[i]), []).append(k)

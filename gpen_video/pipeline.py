@@ -7,7 +7,10 @@
                                                                      Blender)
 
 Each arrow is a bounded queue and each box a thread, so decoding, detection, the network, pasting
-and encoding overlap (PyAV, OpenCV and torch release the GIL while they work). Memory is bounded
+and encoding overlap (PyAV, OpenCV and torch release the GIL while they work). Crops and paste run
+on the host with OpenCV, or on the restorer's torch device (``BlendOptions.geometry``,
+:mod:`gpen_video.face_geometry`: frames uploaded once, one sampling call per batch, only finished
+frames back). Memory is bounded
 by the queues plus the faces stage's look-ahead window (``FaceStream.delay`` frames) plus at most
 ``max(16, 2·batch)`` frames waiting for their faces' batch — never by the clip's length.
 
@@ -106,8 +109,9 @@ class PastedFace:
 @dataclass
 class _FaceJob:
     face: Any  # gpen_video.faces.TrackedFace
-    crop: np.ndarray | None = None  # S×S×3 float32 [0, 1] aligned input
-    restored: np.ndarray | None = None  # S×S×3 float32 [0, 1]
+    source: Any = None  # its frame as the geometry holds it (face_geometry: image or tensor)
+    crop: Any = None  # aligned input: S×S×3 float32 [0, 1] (cpu) or 3×S×S tensor (torch)
+    restored: Any = None  # the restorer's output, same kind
 
 
 @dataclass
@@ -115,6 +119,7 @@ class _FrameJob:
     frame: Any  # gpen_video.media.Frame
     faces: list[_FaceJob]
     cut: bool
+    source: Any = None  # the frame as the geometry holds it, when it has faces to restore
 
     @property
     def ready(self) -> bool:
@@ -280,6 +285,11 @@ def _check_options(options: RunOptions) -> None:
         raise UsageError(f"--strength {options.blend.strength}: must be between 0 and 1")
     if options.restore.batch < 1:
         raise UsageError(f"--batch {options.restore.batch}: must be at least 1")
+    from gpen_video.face_geometry import GEOMETRIES
+
+    if options.blend.geometry not in GEOMETRIES:
+        raise UsageError(f"--geometry {options.blend.geometry!r}: choose "
+                         f"{', '.join(GEOMETRIES)}")
 
 
 def run(
@@ -317,7 +327,7 @@ def run(
             output path.
     """
     from gpen_video.backends import create_restorer
-    from gpen_video.blend import Blender
+    from gpen_video.face_geometry import create_geometry
     from gpen_video.faces import FaceDetector, FaceStream
     from gpen_video.media import VideoSink, VideoSource
     from gpen_video.temporal import TemporalSmoother
@@ -338,13 +348,15 @@ def run(
         stream = FaceStream(options.track, options.smooth, fps=fps, crop_size=size,
                             ramp_frames=options.blend.ramp_frames,
                             detect_every=max(1, options.detect.every))
-        blender = Blender(size, strength=options.blend.strength)
+        geometry, why = create_geometry(options.blend.geometry, size, restorer.device,
+                                        strength=options.blend.strength)
+        log.info(why)
         temporal = TemporalSmoother(size, options.temporal.mode)
         sink = VideoSink(options.output, source, options.encode, overwrite=options.overwrite)
         setup_seconds = time.perf_counter() - t_setup
         state = _Run(clock)
         try:
-            return _execute(state, options, source, sink, restorer, detector, stream, blender,
+            return _execute(state, options, source, sink, restorer, detector, stream, geometry,
                             temporal, observer, setup_seconds, stdout, stderr)
         finally:
             if state.alive:
@@ -369,9 +381,9 @@ def _remove_sink_temp(sink: Any) -> None:
 
 
 def _execute(state: "_Run", options: RunOptions, source: Any, sink: Any, restorer: Any,
-             detector: Any, stream: Any, blender: Any, temporal: Any, observer: Any,
+             detector: Any, stream: Any, geometry: Any, temporal: Any, observer: Any,
              setup_seconds: float, stdout: TextIO | None, stderr: TextIO | None) -> Summary:
-    from gpen_video.blend import ColorMatcher, Paste, crop_face, to_hwc, to_nchw
+    from gpen_video.blend import ColorMatcher
 
     clock = state.clock
     size = restorer.spec.size
@@ -445,12 +457,13 @@ def _execute(state: "_Run", options: RunOptions, source: Any, sink: Any, restore
 
         def run_batch(jobs: list[_FaceJob]) -> None:
             t = time.perf_counter()
-            batch = to_nchw(np.stack([j.crop for j in jobs]))
-            out = to_hwc(restorer.restore(batch))
+            crops = geometry.crop([j.source for j in jobs], [j.face.matrix for j in jobs])
+            t = clock.add("align", t)
+            out = geometry.restore(restorer, crops)
             clock.add("restore", t)
             state.batches += 1
-            for j, crop in zip(jobs, out):
-                j.restored = crop
+            for j, crop, restored in zip(jobs, crops, out):
+                j.crop, j.restored, j.source = crop, restored, None
 
         def emit_ready() -> None:
             while pending and pending[0].ready:
@@ -465,10 +478,11 @@ def _execute(state: "_Run", options: RunOptions, source: Any, sink: Any, restore
                 # warm-up frame before the range: tracked, not restored, not written
                 for f in job.faces:
                     f.restored = np.empty(0, np.float32)
-            else:
+            elif job.faces:
                 t = time.perf_counter()
+                job.source = geometry.frame(job.frame.image)  # torch: the one upload
                 for f in job.faces:
-                    f.crop = crop_face(job.frame.image, f.face.matrix, size)
+                    f.source = job.source
                     waiting.append(f)
                 clock.add("align", t)
             pending.append(job)
@@ -484,6 +498,9 @@ def _execute(state: "_Run", options: RunOptions, source: Any, sink: Any, restore
         emit_ready()
         state.put(q_restored, _END)
 
+    # temporal smoothing and colour matching are CPU code (face_geometry says what comes back)
+    host_crops = options.blend.color_match or temporal.mode != "off"
+
     def paste() -> None:
         matchers: dict[int, ColorMatcher] = {}
         while True:
@@ -497,33 +514,39 @@ def _execute(state: "_Run", options: RunOptions, source: Any, sink: Any, restore
             if not job.frame.in_range:
                 state.put(q_encode, (job.frame, job.frame.image))
                 continue
-            pastes, seen = [], []
+            seen = []
             t = time.perf_counter()
-            for f in job.faces:
+            items = [f.restored for f in job.faces]
+            if host_crops and job.faces:
+                sources = geometry.to_host([f.crop for f in job.faces])
+                items = geometry.to_host(items)
+            for k, f in enumerate(job.faces):
                 face = f.face
                 if face.is_start:
                     temporal.reset(face.track_id)
                     matchers.pop(face.track_id, None)
-                restored = f.restored
-                if options.blend.color_match:
-                    matcher = matchers.get(face.track_id)
-                    if matcher is None:
-                        matcher = matchers[face.track_id] = ColorMatcher(blender.mask)
-                    restored = matcher(restored, f.crop)
-                restored = temporal(face.track_id, f.crop, restored)
+                if host_crops:
+                    if options.blend.color_match:
+                        matcher = matchers.get(face.track_id)
+                        if matcher is None:
+                            matcher = matchers[face.track_id] = ColorMatcher(geometry.mask)
+                        items[k] = matcher(items[k], sources[k])
+                    items[k] = temporal(face.track_id, sources[k], items[k])
                 if face.is_end:
                     temporal.reset(face.track_id)
                     matchers.pop(face.track_id, None)
-                pastes.append(Paste(restored, face.matrix, face.alpha_hint))
                 seen.append(PastedFace(face.track_id, np.asarray(face.matrix), size,
                                        face.alpha_hint * options.blend.strength))
                 f.crop = f.restored = None
+            if host_crops:
+                items = geometry.from_host(items)
             t = clock.add("temporal", t)
-            image = job.frame.image
-            if pastes:
-                image = blender.paste(image, pastes, inplace=image.flags.writeable)
+            image = geometry.paste(job.frame.image, job.source, items,
+                                   [f.face.matrix for f in job.faces],
+                                   [f.face.alpha_hint for f in job.faces])
+            job.source = None
             clock.add("paste", t)
-            state.faces += len(pastes)
+            state.faces += len(seen)
             state.tracks.update(p.track_id for p in seen)
             if observer is not None:
                 observer(job.frame.index, seen)
