@@ -122,6 +122,7 @@ class RunOptions:
     output: Path
     overwrite: bool = False
     faces: str = "all"  # all | largest
+    on_damage: str = "conceal"  # conceal | fail: a damaged input packet (VideoSource errors=)
     progress: str = "bar"  # bar | plain | json | none
     model: ModelOptions = field(default_factory=ModelOptions)
     restore: RestoreOptions = field(default_factory=RestoreOptions)

@@ -277,6 +277,8 @@ def _check_options(options: RunOptions) -> None:
 
     if options.faces not in ("all", "largest"):
         raise UsageError(f"--faces {options.faces!r}: choose all or largest")
+    if options.on_damage not in ("conceal", "fail"):
+        raise UsageError(f"--on-damage {options.on_damage!r}: choose conceal or fail")
     if options.progress not in ("bar", "plain", "json", "none"):
         raise UsageError(f"--progress {options.progress!r}: choose bar, plain, json or none")
     if options.temporal.mode not in MODES:
@@ -334,7 +336,8 @@ def run(
 
     _check_options(options)
     t_setup = time.perf_counter()
-    source = VideoSource(options.input, options.range)
+    source = VideoSource(options.input, options.range,
+                         errors="strict" if options.on_damage == "fail" else "conceal")
     own_restorer = restorer is None
     sink = None
     try:

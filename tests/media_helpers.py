@@ -282,3 +282,20 @@ def decoded_planes(path: Path, limit: int | None = None) -> list[list[np.ndarray
                 planes.append(arr.astype(np.float64))
             out.append(planes)
     return out
+
+
+def damaged_clip(tmp_path: Path) -> tuple[Path, Path]:
+    """A 36-frame H.264 clip and a copy whose packet #20 (a P/B frame) holds garbage."""
+    src = make_video(tmp_path / "good.mp4", VideoSpec(n=36, noise=0.08,
+                                                      audio=[AudioSpec(seconds=1.5)]))
+    with av.open(str(src)) as c:
+        packets = [(p.pos, p.size, p.is_keyframe) for p in c.demux(video=0)
+                   if p.dts is not None]
+    pos, size, key = packets[20]
+    assert not key and size > 200
+    data = bytearray(src.read_bytes())
+    data[pos + 6: pos + size] = np.random.default_rng(7).integers(
+        0, 256, size - 6, np.uint8).tobytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    return src, bad

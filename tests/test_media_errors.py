@@ -18,7 +18,7 @@ from gpen_video.errors import EXIT_USAGE, InputError, OutputError
 from gpen_video.media import VideoSink, VideoSource, copy_video
 from gpen_video.media.paths import TEMP_TAG
 from gpen_video.options import EncodeOptions
-from tests.media_helpers import AudioSpec, VideoSpec, frame_times, make_video
+from tests.media_helpers import AudioSpec, VideoSpec, damaged_clip, frame_times, make_video
 
 
 def assert_refused(exc: pytest.ExceptionInfo, kind: type, out: Path, *words: str) -> None:
@@ -110,23 +110,6 @@ def test_truncated_faststart_mp4(tmp_path):
     with pytest.raises(InputError) as exc:
         copy_video(cut, out)
     assert_refused(exc, InputError, out, "truncated", "24")
-
-
-def damaged_clip(tmp_path: Path) -> tuple[Path, Path]:
-    """A 36-frame H.264 clip and a copy whose packet #20 (a P/B frame) holds garbage."""
-    src = make_video(tmp_path / "good.mp4", VideoSpec(n=36, noise=0.08,
-                                                      audio=[AudioSpec(seconds=1.5)]))
-    with av.open(str(src)) as c:
-        packets = [(p.pos, p.size, p.is_keyframe) for p in c.demux(video=0)
-                   if p.dts is not None]
-    pos, size, key = packets[20]
-    assert not key and size > 200
-    data = bytearray(src.read_bytes())
-    data[pos + 6: pos + size] = np.random.default_rng(7).integers(
-        0, 256, size - 6, np.uint8).tobytes()
-    bad = tmp_path / "bad.mp4"
-    bad.write_bytes(bytes(data))
-    return src, bad
 
 
 def test_damaged_packet_is_concealed_and_later_frames_kept(tmp_path, caplog):
