@@ -6,15 +6,22 @@ other commands are named first (``gpen-video bench …``). Each command lives in
 are imported only when their command is used, so ``--help`` is fast.
 
 Set ``GPEN_VIDEO_DEBUG=1`` to get a traceback instead of the one-line error.
+
+Logging: for the length of :func:`main`, the product's log records (the ``gpen_video`` logger
+tree) go to stderr as ``gpen-video: …`` lines — warnings and errors by default (damaged input,
+the one-time TensorRT engine build), also info with ``-v`` (which backend and geometry
+``auto`` picked, and why), debug with ``-vv``, errors only with ``-q``. The library itself never
+configures logging.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gpen_video.errors import EXIT_FAILURE, EXIT_INTERRUPTED, GpenVideoError
 
@@ -53,6 +60,40 @@ def build_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     return parser, module
 
 
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"gpen-video: {record.levelname.lower()}: {message}"
+        if record.levelno < logging.INFO:
+            return f"gpen-video: debug: {record.name}: {message}"
+        return f"gpen-video: {message}"
+
+
+def log_level(verbose: int = 0, quiet: bool = False) -> int:
+    """``-q`` → ERROR, default → WARNING, ``-v`` → INFO, ``-vv`` → DEBUG."""
+    if quiet:
+        return logging.ERROR
+    return (logging.WARNING, logging.INFO, logging.DEBUG)[min(max(verbose, 0), 2)]
+
+
+def configure_logging(level: int, stream=None) -> Callable[[], None]:
+    """Send ``gpen_video`` log records of ``level`` and above to ``stream`` (default: the
+    current ``sys.stderr``); returns the function that undoes it."""
+    logger = logging.getLogger("gpen_video")
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(_Formatter())
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+    return undo
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script. Returns the process exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -60,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name != "run" or (args_list and args_list[0] == "run"):
         args_list = args_list[1:]
     debug = os.environ.get("GPEN_VIDEO_DEBUG") == "1"
+    undo_logging = None
     try:
         parser, module = build_parser(name)
         # a command whose positionals sit on both sides of its options (``stitch SEG… --audio-from
@@ -67,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse = (parser.parse_intermixed_args if getattr(module, "INTERMIXED_ARGS", False)
                  else parser.parse_args)
         args = parse(args_list)
+        undo_logging = configure_logging(log_level(getattr(args, "verbose", 0) or 0,
+                                                   bool(getattr(args, "quiet", False))))
         return int(module.execute(args) or 0)
     except GpenVideoError as exc:
         if debug:
@@ -87,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILURE
+    finally:
+        if undo_logging is not None:
+            undo_logging()
 
 
 def console() -> None:

@@ -109,8 +109,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         choices=["bar", "plain", "json", "openjd", "none"],
                         help="plain: 'Progress: N%%' lines (Deadline); openjd: "
                              "'openjd_progress: N' lines (Open Job Description)")
-    report.add_argument("-v", "--verbose", action="count", default=0)
-    report.add_argument("-q", "--quiet", action="store_true")
+    report.add_argument("-v", "--verbose", action="count", default=0,
+                        help="-v: also say which backend and geometry were picked and why; "
+                             "-vv: debug")
+    report.add_argument("-q", "--quiet", action="store_true",
+                        help="errors only: no progress, summary or warnings")
 
 
 def parse_frames(text: str) -> tuple[int, int | None]:
