@@ -270,3 +270,27 @@ def test_bench_without_input_or_face_outside_a_checkout(monkeypatch, tmp_path):
     with pytest.raises(UsageError, match="--face"):
         run_bench(replace(BenchOptions(run=run), workdir=tmp_path), restorer=IdentityRestorer(),
                   detector=object())
+
+
+def test_gpu_floor_by_name(monkeypatch):
+    import torch
+
+    import gpen_video.bench.measure as measure
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    for name, precision, tflops in (("NVIDIA H100 80GB HBM3", "fp16", 989.0),
+                                    ("NVIDIA H100 PCIe", "bf16", 756.0),
+                                    ("NVIDIA H200", "fp32", 494.0),  # TF32 convolutions
+                                    ("NVIDIA A100-SXM4-80GB", "fp16", 312.0)):
+        monkeypatch.setattr(measure, "device_name", lambda device, n=name: n)
+        assert measure.device_peak_flops("cuda:0", precision)[0] == tflops * 1e12
+    monkeypatch.setattr(measure, "device_name", lambda device: "NVIDIA L40")
+    assert measure.device_peak_flops("cuda:0", "fp16")[0] is None
+
+
+def test_flops_of_the_512_model():
+    """The figure the compute floor is computed from: GPEN-BFR-512 ≈ 276 GFLOP per face."""
+    from gpen_video.bench.measure import gpen_config_of, gpen_flops_per_face
+
+    config = gpen_config_of(ModelOptions(name="GPEN-BFR-512"))
+    assert gpen_flops_per_face(config) / 1e9 == pytest.approx(276.2, abs=0.5)

@@ -167,6 +167,7 @@ class Worker:
     def describe(self) -> dict[str, Any]:
         return {"device": self.device, "device_name": self.device_name,
                 "restorer": self.restorer.describe(), "precision": self.precision,
+                "max_forward_batch": self.restorer.spec.max_batch,
                 "gflop_per_face": None if self.flops is None else round(self.flops / 1e9, 3),
                 "peak_gflop_s": None if self.peak_flops is None else round(self.peak_flops / 1e9,
                                                                            1),
@@ -210,8 +211,10 @@ class Worker:
         return run
 
     def bench(self, clip: dict, options: BenchOptions, workdir: Path, modes: tuple[str, ...],
-              barrier: Any = None, log: Log = _quiet) -> dict[str, Any]:
-        """Warm up, then ``options.repeats`` timed runs per mode (interleaved)."""
+              barrier: Any = None, log: Log = _quiet,
+              after_repeat: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Warm up, then ``options.repeats`` timed runs per mode (interleaved); ``after_repeat(i)``
+        is called after each repeat (a comparison run can share the same conditions)."""
         from gpen_video import pipeline
 
         frames = clip["frames"]
@@ -236,6 +239,8 @@ class Worker:
                 log(f"bench: {clip['scene']} on {self.device}: {mode} run {i + 1}/"
                     f"{options.repeats}: {run['fps']:.3f} fps, stages {run['stage_sum']:.2f} s "
                     f"of {run['seconds']:.2f} s wall (load {run['load_avg_1min']})")
+            if after_repeat is not None:
+                after_repeat(i)
         return {**self.describe(), "warmup_frames": warm,
                 **{mode: aggregate(rs) for mode, rs in runs.items()}}
 

@@ -27,16 +27,16 @@ from typing import Any
 
 from gpen_video.pipeline import STAGES, StageClock
 
-# dense peak TFLOP/s (no sparsity): fp16/bf16 tensor cores; fp32 without TF32
+# dense peak TFLOP/s (no sparsity), vendor figures: fp16/bf16 and tf32 tensor cores, fp32 CUDA
+# cores. Matched by name tokens, first match wins ("NVIDIA H100 80GB HBM3" is the SXM part).
 GPU_PEAK_TFLOPS = {
-    "H100 SXM": {"fp16": 989.0, "bf16": 989.0, "fp32": 67.0},
-    "H100 PCIe": {"fp16": 756.0, "bf16": 756.0, "fp32": 51.0},
-    "H100 NVL": {"fp16": 835.0, "bf16": 835.0, "fp32": 60.0},
-    "H100": {"fp16": 989.0, "bf16": 989.0, "fp32": 67.0},  # "NVIDIA H100 80GB HBM3" is SXM
-    "H200": {"fp16": 989.0, "bf16": 989.0, "fp32": 67.0},
-    "A100": {"fp16": 312.0, "bf16": 312.0, "fp32": 19.5},
-    "L40S": {"fp16": 362.0, "bf16": 362.0, "fp32": 91.6},
-    "L4": {"fp16": 121.0, "bf16": 121.0, "fp32": 30.3},
+    "H100 PCIe": {"fp16": 756.0, "bf16": 756.0, "tf32": 378.0, "fp32": 51.0},
+    "H100 NVL": {"fp16": 835.0, "bf16": 835.0, "tf32": 418.0, "fp32": 60.0},
+    "H100": {"fp16": 989.0, "bf16": 989.0, "tf32": 494.0, "fp32": 67.0},
+    "H200": {"fp16": 989.0, "bf16": 989.0, "tf32": 494.0, "fp32": 67.0},
+    "A100": {"fp16": 312.0, "bf16": 312.0, "tf32": 156.0, "fp32": 19.5},
+    "L40S": {"fp16": 362.0, "bf16": 362.0, "tf32": 183.0, "fp32": 91.6},
+    "L4": {"fp16": 121.0, "bf16": 121.0, "tf32": 60.0, "fp32": 30.3},
 }
 
 
@@ -181,10 +181,15 @@ def cpu_conv_peak_flops(repeats: int = 8) -> float:
 def device_peak_flops(device: str, precision: str) -> tuple[float | None, str]:
     """(peak FLOP/s, how it was obtained) for the restorer's device and precision."""
     if device.startswith("cuda"):
+        import torch
+
         name = device_name(device)
+        tokens = set(re.split(r"[\s\-_]+", name.lower()))
+        p = precision if precision in ("fp16", "bf16") else "fp32"
+        if p == "fp32" and torch.backends.cudnn.allow_tf32:
+            p = "tf32"  # torch runs fp32 convolutions on TF32 tensor cores by default
         for key, peaks in GPU_PEAK_TFLOPS.items():
-            if all(word.lower() in name.lower() for word in key.split()):
-                p = precision if precision in peaks else "fp16"
+            if all(word.lower() in tokens for word in key.split()):
                 return peaks[p] * 1e12, f"{key} dense {p} peak (vendor figure)"
         return None, f"unknown peak for {name}"
     if precision not in ("fp32", "auto", ""):

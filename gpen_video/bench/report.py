@@ -59,7 +59,10 @@ def format_worker(scene: dict, w: dict, config: dict) -> list[str]:
     model = config["model"] + (" (random weights)" if config.get("random_weights") else "")
     flop = (f", {w['gflop_per_face']:.1f} GFLOP/face" if w.get("gflop_per_face") is not None
             else "")
-    lines.append(f"  restorer  {w['restorer']}, batch {config['batch']} · {model}{flop}")
+    forward = w.get("max_forward_batch")
+    split = (f" (forward passes of ≤ {forward}: the backend's limit here)"
+             if forward is not None and forward < config["batch"] else "")
+    lines.append(f"  restorer  {w['restorer']}, batch {config['batch']}{split} · {model}{flop}")
     lines.append(f"  detector  {config['detector']} (batch {config['detector_batch']}) · "
                  f"temporal {config['temporal']} · warm-up {w['warmup_frames']} frames, untimed")
     lines.append(f"  timed     {head['frames']} frames, {head['faces']} faces per run × "
@@ -164,13 +167,19 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def stage_ms_per_frame(mode: dict) -> dict[str, float]:
-    """Median seconds per stage of one mode's runs as milliseconds per frame (serial mode: with
-    the "other" row, so the bars add up to the wall time)."""
-    frames = max(1, mode["frames"])
-    out = {s: 1000 * mode["stage_seconds"][s]["median"] / frames for s in STAGES}
-    other = mode.get("other_seconds", {}).get("median")
-    if other is not None and other > 0 and mode["runs"] and mode["runs"][0]["mode"] == "serial":
+def median_run(runs: list[dict]) -> dict:
+    """The run whose wall time is the median (the lower middle one for an even count)."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def stage_ms_per_frame(run: dict) -> dict[str, float]:
+    """One run's seconds per stage as milliseconds per frame, with "other" (wall − Σ stages)
+    when positive, so that the bars of a serial (or single-threaded) run add up to its wall."""
+    frames = max(1, run["frames"])
+    out = {s: 1000 * v / frames for s, v in run["stage_seconds"].items()}
+    other = run["seconds"] - sum(run["stage_seconds"].values())
+    if other > 0:
         out["other"] = 1000 * other / frames
     return out
 
@@ -182,16 +191,18 @@ def plot_report(report: dict, path: Path) -> Path:
     for scene in report["scenes"]:
         for w in scene["workers"]:
             se, ov = w.get("serial"), w.get("overlap")
-            base = se or ov
+            run = median_run((se or ov)["runs"])
             marks = []
-            for name, mode in (("overlap wall", ov), ("serial wall", se)):
-                if mode:
-                    marks.append((name, 1000 * mode["seconds"]["median"] / max(1, mode["frames"])))
+            if ov:
+                wall = 1000 * ov["seconds"]["median"] / max(1, ov["frames"])
+                marks.append(("overlap wall", wall))
+            if se:
+                marks.append(("serial wall", 1000 * run["seconds"] / max(1, run["frames"])))
             label = f"{scene['scene']} · {w['device']}"
-            entries.append((label, stage_ms_per_frame(base), marks))
+            entries.append((label, stage_ms_per_frame(run), marks))
     c = report["config"]
-    title = (f"gpen-video bench: {c['model']}{' (random weights)' if c['random_weights'] else ''}, "
-             f"{c['backend']}, batch {c['batch']} — time per frame by stage "
+    title = (f"gpen-video bench: {c['model']}{' (random weights)' if c['random_weights'] else ''}"
+             f", {c['backend']}, batch {c['batch']} — time per frame by stage, median run "
              f"({'serial breakdown' if 'serial' in c['modes'] else 'overlapping busy time'})")
     return plot_stages(entries, path, title)
 
@@ -217,8 +228,8 @@ def plot_stages(entries: list[tuple[str, dict[str, float], list[tuple[str, float
     colors = dict(zip(keys, palette))
     longest = max([sum(e[1].values()) for e in entries] +
                   [m for e in entries for _, m in e[2]] + [1e-9])
-    fig, ax = plt.subplots(figsize=(11, 1.6 + 0.8 * max(2, len(entries))), dpi=120)
-    y = list(range(len(entries)))[::-1]
+    fig, ax = plt.subplots(figsize=(11, 1.6 + 0.9 * max(2, len(entries))), dpi=120)
+    y = [1.4 * i for i in range(len(entries))][::-1]
     for yi, (_, ms, marks) in zip(y, entries):
         left = 0.0
         for s in stages:
@@ -236,9 +247,9 @@ def plot_stages(entries: list[tuple[str, dict[str, float], list[tuple[str, float
             ax.text(value, yi + 0.38 if k == 0 else yi - 0.38, f"{name} {value:.0f}",
                     ha="center", va="bottom" if k == 0 else "top", fontsize=7.5)
     ax.set_yticks(y, [e[0] for e in entries])
-    ax.set_ylim(-0.8, len(entries) - 0.2)
+    ax.set_ylim(-0.9, 1.4 * (len(entries) - 1) + 0.9)
     ax.set_xlim(0, longest * 1.08)
-    ax.set_xlabel("milliseconds per frame (median over repeats)")
+    ax.set_xlabel("milliseconds per frame")
     ax.set_title(title, fontsize=9.5)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[s]) for s in stages]
     ax.legend(handles, [STAGE_LABELS.get(s, "other (hand-overs, untimed)") for s in stages],
