@@ -32,7 +32,6 @@ import shlex
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +39,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+from gpen_video.bench.measure import in_thread  # noqa: E402
+from gpen_video.bench.records import write_json, write_section  # noqa: E402
 
 TESTDATA = REPO.parent / "shared" / "testdata"
 RESULTS_JSON = REPO / "benchmarks" / "results" / "end_to_end.json"
@@ -49,24 +51,6 @@ BEGIN, END = "<!-- end_to_end:begin -->", "<!-- end_to_end:end -->"
 NO_GPU = "not measured (no GPU lent to this task)"
 # scene → (frames, repeats): fewer frames where a run costs more
 PLAN = {"1080p:1": (24, 3), "1080p:4": (12, 3), "4k:1": (12, 3), "4k:4": (8, 2)}
-
-
-def in_thread(fn, *args, **kwargs):
-    """``fn`` in a fresh thread (torch work runs in threads in the pipeline too)."""
-    box: dict = {}
-
-    def body() -> None:
-        try:
-            box["result"] = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            box["error"] = exc
-
-    t = threading.Thread(target=body)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
 
 
 def run_options(model: str, batch: int):
@@ -315,14 +299,7 @@ def findings(result: dict) -> str:
 
 
 def update_results_md(section: str) -> None:
-    text = RESULTS_MD.read_text() if RESULTS_MD.is_file() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS_MD.write_text(text)
+    write_section(RESULTS_MD, section, BEGIN, END)
 
 
 def plot(result: dict) -> None:
@@ -394,8 +371,7 @@ def main() -> None:
     if args.no_write:
         print(markdown(result))
         return
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    write_json(RESULTS_JSON, result, default=str)
     update_results_md(markdown(result))
     plot(result)
     print(json.dumps({s["scene"]: {"gpen_video_fps": s["gpen_video"]["overlap"]["fps"]["median"],

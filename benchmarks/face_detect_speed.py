@@ -38,6 +38,7 @@ for _path in (REPO, REPO / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from gpen_video.bench.records import update_section, write_json  # noqa: E402
 from gpen_video.faces.detect import FaceDetector  # noqa: E402
 from gpen_video.options import DetectOptions  # noqa: E402
 
@@ -174,13 +175,10 @@ def main(argv: list[str] | None = None) -> int:
                 "offline): speed only. CPU shared with other jobs.",
         "detection": rows, "refinement": refine_rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.out, report)
     print(f"wrote {args.out}")
     if args.markdown:
-        from face_stability import update_results_md
-
-        update_results_md("face_detect_speed", markdown(report))
+        update_section(REPO / "benchmarks" / "RESULTS.md", "face_detect_speed", markdown(report))
     return 0
 
 

@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from gpen_video.bench.records import update_section, write_json  # noqa: E402
 from gpen_video.faces import (  # noqa: E402
     FFHQ_TEMPLATE_512,
     TEMPLATE_IOD_512,
@@ -503,15 +504,7 @@ RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
 
 def update_results_md(name: str, block: str, path: Path = RESULTS_MD) -> None:
     """Replace the ``name`` section (between its markers) of RESULTS.md, or append it."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    block = f"{begin}\n{block.strip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    update_section(path, name, block)
 
 
 def markdown(report: dict) -> str:
@@ -618,8 +611,7 @@ def main(argv: list[str] | None = None) -> int:
                                   for v in e.get("lag_sweep", {}).values())
                 print(f"lag sweep {name} (frames rmse/max): {sweep}")
         print(json.dumps(res["checks"], indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.out, report)
     print(f"wrote {args.out}")
     if args.markdown:
         update_results_md("face_stability", markdown(report))

@@ -17,7 +17,6 @@ paste mask is 1). Writes ``benchmarks/results/flicker.json`` and the ``flicker``
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -35,6 +34,7 @@ def main() -> None:
     import numpy as np
 
     from gpen_video import pipeline
+    from gpen_video.bench.records import write_json, write_section
     from gpen_video.options import ModelOptions
     from tests.pipeline_helpers import flicker, mask_union, read_frames, run_options
     from tests.test_pipeline import _noisy_still
@@ -62,8 +62,7 @@ def main() -> None:
             print(row, file=sys.stderr)
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python benchmarks/flicker.py", "rows": rows}
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(result, indent=1) + "\n")
+    write_json(RESULTS_JSON, result)
     lines = [BEGIN, "## B2: static-scene flicker (`benchmarks/flicker.py`)", "",
              __doc__.split("\n\n", 2)[2].split("Writes")[0].strip().replace("\n", " "), "",
              f"Date: {result['date']}.", "",
@@ -74,14 +73,7 @@ def main() -> None:
         lines.append(f"| {name} | {r['temporal']} | {r['flicker_input']:.3f} | "
                      f"{r['flicker_output']:.3f} | {r['flicker_output'] / r['flicker_input']:.2f} |")
     lines += ["", "Raw data: `benchmarks/results/flicker.json`.", END]
-    block = "\n".join(lines)
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS_MD.write_text(text)
+    write_section(RESULTS_MD, "\n".join(lines), BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from gpen_video.bench.measure import load_average
+from gpen_video.bench.records import write_json, write_section
 from gpen_video.models.load import build_gpen
 from gpen_video.models.weights import REGISTRY
 
@@ -123,7 +125,7 @@ def run(models: list[str], batches: list[int], warmup: int, repeats: dict[str, i
                 "achieved_gflop_s": round(flops_per_face * batch / median / 1e9, 1),
                 "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "load_avg_1min_before": round(load_before, 2),
-                "load_avg_1min_after": round(os.getloadavg()[0], 2),
+                "load_avg_1min_after": load_average(),
             })
             print(f"{name} batch {batch}: median {median:.3f} s ({batch / median:.2f} faces/s, "
                   f"{flops_per_face * batch / median / 1e9:.0f} GFLOP/s)", flush=True)
@@ -190,14 +192,7 @@ def merged_with_previous(report: dict) -> dict:
 
 
 def update_results_md(section: str) -> None:
-    text = RESULTS_MD.read_text() if RESULTS_MD.is_file() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS_MD.write_text(text)
+    write_section(RESULTS_MD, section, BEGIN, END)
 
 
 def main() -> None:
@@ -228,8 +223,7 @@ def main() -> None:
         return
     if not args.replace:
         report = merged_with_previous(report)
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(RESULTS_JSON, report)
     update_results_md(markdown(report))
     print(f"wrote {RESULTS_JSON.relative_to(REPO)} and its section of "
           f"{RESULTS_MD.relative_to(REPO)}")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import json
 import os
 import platform
 import shlex
@@ -47,6 +46,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gpen_video.bench import records  # noqa: E402
+from gpen_video.bench.measure import cpu_model, load_average  # noqa: E402
 from gpen_video.media import VideoSink, VideoSource  # noqa: E402
 from gpen_video.options import EncodeOptions  # noqa: E402
 
@@ -54,20 +55,6 @@ RESULTS_JSON = REPO / "benchmarks" / "results" / "media_io.json"
 RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- media_io:begin -->", "<!-- media_io:end -->"
 WIDTH, HEIGHT, FPS = 1920, 1080, 24
-
-
-def load() -> float:
-    return os.getloadavg()[0]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def base_frames(count: int = 8) -> list[np.ndarray]:
@@ -131,7 +118,7 @@ def bench_decode(clip: Path, frames: int, repeats: int) -> dict:
     run()  # warm-up (page cache, libraries)
     loads, rates = [], []
     for _ in range(repeats):
-        loads.append(load())
+        loads.append(load_average(None))
         rates.append(run())
     return {"frames": frames, "fps_runs": rates, "fps_median": statistics.median(rates),
             "load_1min": loads}
@@ -163,7 +150,7 @@ def bench_encode(clip: Path, name: str, options: EncodeOptions, suffix: str, fra
         run(min(frames, 12))  # warm-up
         loads, rates = [], []
         for _ in range(repeats):
-            loads.append(load())
+            loads.append(load_average(None))
             rates.append(run(frames))
     bits = run.size * 8 / (frames / FPS)  # type: ignore[attr-defined]
     return {"codec": name, "options": dataclasses.asdict(options), "frames": frames,
@@ -187,7 +174,7 @@ print(result.frames_written, elapsed, peak_kib)
 
 def bench_rss(clip: Path, preset: str, workdir: Path) -> dict:
     out = workdir / f"copy_{clip.stem}.mp4"
-    before = load()
+    before = load_average(None)
     proc = subprocess.run([sys.executable, "-c", RSS_CHILD, str(clip), str(out), preset],
                           capture_output=True, text=True, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -198,7 +185,7 @@ def bench_rss(clip: Path, preset: str, workdir: Path) -> dict:
     return {"clip": clip.name, "frames": int(frames), "seconds": round(float(elapsed), 1),
             "fps": round(int(frames) / float(elapsed), 1),
             "peak_rss_mib": round(int(peak_kib) / 1024, 1), "preset": preset,
-            "load_1min": [before, load()]}
+            "load_1min": [before, load_average(None)]}
 
 
 def markdown(result: dict) -> str:
@@ -240,14 +227,7 @@ def markdown(result: dict) -> str:
 
 
 def write_section(text: str) -> None:
-    current = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        current = head + text + tail
-    else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
-    RESULTS_MD.write_text(current)
+    records.write_section(RESULTS_MD, text, BEGIN, END)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,8 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             result["rss"].append(entry)
             long_clip.unlink()
             print("rss", entry, flush=True)
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(result, indent=2) + "\n")
+    records.write_json(RESULTS_JSON, result, indent=2)
     write_section(markdown(result))
     print(markdown(result))
     return 0

@@ -38,6 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from gpen_video.bench.measure import in_thread, load_average  # noqa: E402
+from gpen_video.bench.records import write_json, write_section  # noqa: E402
+
 TESTDATA = REPO.parent / "shared" / "testdata"
 RESULTS_JSON = REPO / "benchmarks" / "results" / "pipeline_cpu.json"
 RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
@@ -45,10 +48,7 @@ BEGIN, END = "<!-- pipeline_cpu:begin -->", "<!-- pipeline_cpu:end -->"
 
 
 def _load() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
+    return load_average(None, float("nan"))
 
 
 def _options(clip: Path, out: Path, frames: int, batch: int, backend: str = "torch"):
@@ -94,8 +94,8 @@ def bench_model(model: str, clip: Path, frames: int, repeats: int, batch: int,
         runs["pipeline"].append({**summary.as_dict(), "load": load})
         print(f"{model} pipeline: {summary.fps:.3f} fps", file=sys.stderr)
         load = _load()
-        naive = _in_thread(run_naive, clip, workdir / f"naive_{size}.mp4", restorer,
-                           naive_detector, range_options=opts.range)
+        naive = in_thread(run_naive, clip, workdir / f"naive_{size}.mp4", restorer,
+                          naive_detector, range_options=opts.range)
         runs["naive"].append({**naive, "load": load})
         print(f"{model} naive: {naive['fps']:.3f} fps", file=sys.stderr)
     restorer.close()
@@ -103,28 +103,6 @@ def bench_model(model: str, clip: Path, frames: int, repeats: int, batch: int,
     return {"model": model, "random_weights": True, "crop": size, "frames": frames,
             "batch": batch, "repeats": repeats, "runs": runs,
             "median_fps": med, "ratio": med["pipeline"] / med["naive"] if med["naive"] else None}
-
-
-def _in_thread(fn, *args, **kwargs):
-    """Run ``fn`` in a fresh thread, as the pipeline runs its torch work. Measured here: torch
-    (OpenMP) calls from the main thread of a loaded 2-core machine were 5-50× slower than the
-    same calls from a worker thread, which would flatter the pipeline."""
-    import threading
-
-    box: dict = {}
-
-    def body() -> None:
-        try:
-            box["result"] = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            box["error"] = exc
-
-    t = threading.Thread(target=body)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
 
 
 def bench_identity(clip: Path, frames: int, workdir: Path) -> dict:
@@ -194,15 +172,7 @@ def write_markdown(result: dict) -> None:
               "attempt at load 8–11 gave 3–5× slower and erratic numbers, so compare rows of the "
               "same run only.",
               "", "Raw data: `benchmarks/results/pipeline_cpu.json`.", END]
-    block = "\n".join(lines)
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS_MD.write_text(text)
+    write_section(RESULTS_MD, "\n".join(lines), BEGIN, END)
 
 
 def main() -> None:
@@ -226,8 +196,7 @@ def main() -> None:
         repeats = args.repeats[min(i, len(args.repeats) - 1)]
         result["models"].append(bench_model(model, args.clip, frames, repeats, args.batch,
                                             workdir))
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(result, indent=1) + "\n")
+    write_json(RESULTS_JSON, result)
     write_markdown(result)
     print(json.dumps({r["model"]: {"fps": r["median_fps"], "ratio": r["ratio"]}
                       for r in result["models"]}))

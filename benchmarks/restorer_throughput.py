@@ -173,6 +173,8 @@ def skip_reason(backend: str, kind: str, gflop_call: float, cap: float) -> str |
 
 
 def run(args: argparse.Namespace) -> dict:
+    from gpen_video.bench.measure import cpu_model, load_average
+
     # the CPU's peak: the best large-conv rate seen during the run (measured at the start and
     # after every CPU row; on a shared machine any single measurement may be depressed)
     cpu_peaks = [cpu_peak_gflops(repeats=10)]
@@ -234,7 +236,7 @@ def run(args: argparse.Namespace) -> dict:
                     "floor_fraction": round(achieved / peak, 4) if peak else None,
                     "peak_gpu_memory_mib": round(memory / 2**20, 1) if memory else None,
                     "load_avg_1min_before": round(load_before, 2),
-                    "load_avg_1min_after": round(os.getloadavg()[0], 2),
+                    "load_avg_1min_after": load_average(),
                 })
                 print(f"{name} {backend} {precision} {kind} b{batch}: {batch / median:.3f} "
                       f"faces/s ({1000 * median / batch:.1f} ms/face)", flush=True)
@@ -253,7 +255,7 @@ def run(args: argparse.Namespace) -> dict:
         "benchmark": "restorer_throughput",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + shlex.join(sys.argv),
-        "machine": {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
+        "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "gpu": gpu_name,
                     "python": platform.python_version()},
         "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
@@ -265,16 +267,6 @@ def run(args: argparse.Namespace) -> dict:
         "cpu_gflop_cap": args.cpu_gflop_cap,
         "rows": rows,
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _tensorrt_version() -> str | None:
@@ -339,14 +331,9 @@ def markdown(report: dict) -> str:
 
 
 def update_results_md(section: str) -> None:
-    text = RESULTS_MD.read_text() if RESULTS_MD.is_file() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS_MD.write_text(text)
+    from gpen_video.bench.records import write_section
+
+    write_section(RESULTS_MD, section, BEGIN, END)
 
 
 def main() -> None:
@@ -376,8 +363,9 @@ def main() -> None:
     if args.no_write:
         print(json.dumps(report, indent=1))
         return
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(report, indent=1) + "\n")
+    from gpen_video.bench.records import write_json
+
+    write_json(RESULTS_JSON, report)
     update_results_md(markdown(report))
     print(f"wrote {RESULTS_JSON.relative_to(REPO)} and its section of "
           f"{RESULTS_MD.relative_to(REPO)}")

@@ -10,7 +10,8 @@
   by ``torch.utils.flop_counter`` on the meta device (GPEN-BFR-512: 276 GFLOP/face).
 * :func:`device_peak_flops` — the device's peak at the precision (CPU: best rate of a large fp32
   3×3 convolution measured now; GPU: vendor dense tensor-core figure by name), the "floor".
-* :func:`synchronize`, :func:`summarize`, :func:`machine_info`, :func:`versions`.
+* :func:`synchronize`, :func:`summarize`, :func:`machine_info`, :func:`cpu_model`,
+  :func:`load_average`, :func:`versions`, :func:`in_thread`.
 """
 
 from __future__ import annotations
@@ -215,11 +216,37 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def load_average() -> float | None:
+def load_average(ndigits: int | None = 2, default: float | None = None) -> float | None:
+    """1-minute load average, rounded to ``ndigits`` (``None``: as read); ``default`` where the
+    platform has none."""
     try:
-        return round(os.getloadavg()[0], 2)
+        load = os.getloadavg()[0]
     except OSError:
-        return None
+        return default
+    return load if ndigits is None else round(load, ndigits)
+
+
+def in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in a fresh thread, as the pipeline runs its torch work; its result,
+    or its exception re-raised here. Measured: torch (OpenMP) calls from the main thread of a
+    loaded 2-core machine were 5-50× slower than the same calls from a worker thread, which would
+    flatter the pipeline in a comparison."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            box["result"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            box["error"] = exc
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def machine_info() -> dict[str, Any]:
