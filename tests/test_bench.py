@@ -174,7 +174,7 @@ def test_a_slowed_stage_shows_up_in_its_own_row(testdata, tmp_path, stage):
     options = BenchOptions(run=run, scenes=(SCENE,), frames=8, repeats=1, warmup=2,
                            mode="both", workdir=tmp_path)
     detector = FaceDetector(run.detect)
-    delay = 0.3
+    delay = 0.5  # large against the run-to-run noise of a loaded 2-core machine
     fast_r = slow_r = IdentityRestorer(size=256, max_batch=4)
     slow_d = detector
     if stage == "restore":
@@ -192,7 +192,7 @@ def test_a_slowed_stage_shows_up_in_its_own_row(testdata, tmp_path, stage):
         assert slept >= 2 * delay
         grown = {s: rs["stage_seconds"][s] - rf["stage_seconds"][s] for s in STAGES}
         # the real delay lands in the slowed stage's row …
-        assert grown[stage] >= 0.9 * slept, (mode, grown, slept)
+        assert grown[stage] >= 0.8 * slept, (mode, grown, slept)
         # … and not in the others
         for other in STAGES:
             if other != stage:
