@@ -27,6 +27,7 @@ output path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -34,7 +35,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -158,36 +159,35 @@ class _Run:
         self.batches = 0
         self.alive = False  # some thread still running after a stop (see run())
 
-    def put(self, q: queue.Queue, item: Any) -> None:
+    @contextlib.contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """Hand the serial clock's baton over while this thread waits at a queue."""
         if self.baton is not None:
             self.baton.release()
         try:
-            while True:
-                if self.stop.is_set():
-                    raise _Stopped
+            yield
+        finally:
+            if self.baton is not None:
+                self.baton.acquire()
+
+    def put(self, q: queue.Queue, item: Any) -> None:
+        with self._waiting():
+            while not self.stop.is_set():
                 try:
                     q.put(item, timeout=_POLL)
                     return
                 except queue.Full:
                     continue
-        finally:
-            if self.baton is not None:
-                self.baton.acquire()
+            raise _Stopped
 
     def get(self, q: queue.Queue) -> Any:
-        if self.baton is not None:
-            self.baton.release()
-        try:
-            while True:
-                if self.stop.is_set():
-                    raise _Stopped
+        with self._waiting():
+            while not self.stop.is_set():
                 try:
                     return q.get(timeout=_POLL)
                 except queue.Empty:
                     continue
-        finally:
-            if self.baton is not None:
-                self.baton.acquire()
+            raise _Stopped
 
     def thread(self, name: str, target: Callable[[], None]) -> threading.Thread:
         def body() -> None:
