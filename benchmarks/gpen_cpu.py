@@ -124,6 +124,7 @@ def run(models: list[str], batches: list[int], warmup: int, repeats: dict[str, i
                 "faces_per_s": round(batch / median, 3),
                 "achieved_gflop_s": round(flops_per_face * batch / median / 1e9, 1),
                 "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "command": "python " + shlex.join(sys.argv),
                 "load_avg_1min_before": round(load_before, 2),
                 "load_avg_1min_after": load_average(),
             })
@@ -172,7 +173,8 @@ def markdown(report: dict) -> str:
             f"{r['median_s']:.3f} | {r['min_s']:.3f} | {r['ms_per_face']} | {r['faces_per_s']:.2f} | "
             f"{r['achieved_gflop_s']} | {r['load_avg_1min_before']} → {r['load_avg_1min_after']} |"
         )
-    lines += ["", f"Raw data: `benchmarks/results/gpen_cpu.json`.", END]
+    lines += ["", *reading(report["results"]), "", "Raw data: `benchmarks/results/gpen_cpu.json`.",
+              END]
     return "\n".join(lines)
 
 
@@ -187,8 +189,27 @@ def merged_with_previous(report: dict) -> dict:
     fresh = {(r["model"], r["batch"]) for r in report["results"]}
     kept = [r for r in previous.get("results", []) if (r["model"], r["batch"]) not in fresh]
     rows = sorted(kept + report["results"], key=lambda r: (r["size"], r["batch"]))
-    commands = sorted({previous.get("command", ""), report["command"]} - {""})
-    return {**report, "command": " ; ".join(commands), "results": rows}
+    commands = list(dict.fromkeys(r.get("command", previous.get("command", "")) for r in rows))
+    return {**report, "command": " ; ".join(c for c in commands if c), "results": rows}
+
+
+def reading(rows: list[dict]) -> list[str]:
+    """A few sentences computed from the rows (so they stay true when the rows change)."""
+    notes = []
+    by_model: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        by_model.setdefault(r["model"], {})[r["batch"]] = r
+    for name, batches in by_model.items():
+        if 1 in batches and len(batches) > 1:
+            big = max(batches)
+            ratio = batches[big]["ms_per_face"] / batches[1]["ms_per_face"]
+            notes.append(f"{name}: batch {big} costs {ratio:.2f}× the time per face of batch 1.")
+    notes.append(
+        "FLOPs are exact (they do not depend on the machine); times on this shared 2-core VM "
+        "vary a lot: the same rows measured at busier moments took 2–15× longer, even with a "
+        "low load average inside the VM: re-measure with `--wait-quiet` and check that the runs "
+        "of a row (in the JSON) agree.")
+    return [" ".join(notes)]
 
 
 def update_results_md(section: str) -> None:
