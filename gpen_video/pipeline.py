@@ -56,6 +56,11 @@ class _Stopped(Exception):
     """Raised inside a stage thread when the run is being stopped."""
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 face``, ``0 faces``, ``3 faces``."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 @dataclass(frozen=True)
 class Summary:
     """What a run did. ``stage_seconds``: busy time per stage (stages overlap, so they add up to
@@ -79,10 +84,11 @@ class Summary:
         """Human-readable closing summary (a few lines)."""
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items())
         return (
-            f"gpen-video: wrote {self.output}: {self.frames} frames, {self.faces} faces in "
-            f"{self.tracks} tracks, {self.fps:.2f} fps ({self.seconds:.1f}s + "
+            f"gpen-video: wrote {self.output}: {_count(self.frames, 'frame')}, "
+            f"{_count(self.faces, 'face')} in {_count(self.tracks, 'track')}, "
+            f"{self.fps:.2f} fps ({self.seconds:.1f}s + "
             f"{self.setup_seconds:.1f}s setup)\n"
-            f"  restorer: {self.restorer}, {self.batches} batches\n"
+            f"  restorer: {self.restorer}, {_count(self.batches, 'batch', 'batches')}\n"
             f"  time per stage: {stages}"
         )
 

@@ -81,7 +81,7 @@ def test_same_input_twice_gives_bit_identical_output(testdata, tmp_path, small_g
     assert all(np.array_equal(a, b) for a, b in zip(*outputs, strict=True))
     plain = texts[0].splitlines()
     assert plain[0] == "Progress: 0%" or plain[0].startswith("Progress: ")
-    assert "Progress: 100%" in plain and "15 faces in 1 tracks" in texts[0]
+    assert "Progress: 100%" in plain and "15 faces in 1 track," in texts[0]
     events = [json.loads(line) for line in texts[1].splitlines()]
     assert events[-1]["event"] == "summary" and events[-1]["faces"] == 15
     assert set(events[-1]["stage_seconds"]) >= {"decode", "detect", "restore", "paste", "encode"}
