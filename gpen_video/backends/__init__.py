@@ -132,10 +132,9 @@ def create_restorer(model: "ModelOptions", restore: "RestoreOptions",
     cls = backend_class(name)
     if name == "identity":
         if size is None:
-            from gpen_video.models.weights import REGISTRY
+            from gpen_video.models.weights import registry_crop_size
 
-            spec = REGISTRY.get(model.name)
-            size = spec.gpen.size if spec is not None and spec.gpen is not None else 512
+            size = registry_crop_size(model.name) or 512
         return cls(size=size, max_batch=restore.batch)
     if name == "torch":
         return cls(

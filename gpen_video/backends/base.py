@@ -169,6 +169,19 @@ class Restorer:
         raise NotImplementedError
 
 
+def model_crop_size(model: Any) -> int | None:
+    """Crop size of a backend's ``model``: registry name in :class:`ModelOptions`, or a network
+    with a ``config``; ``None`` when it can be known only after loading (a ``.pth`` path)."""
+    from gpen_video.options import ModelOptions
+
+    if isinstance(model, ModelOptions):
+        from gpen_video.models.weights import registry_crop_size
+
+        return registry_crop_size(model.name)
+    config = getattr(model, "config", None)
+    return int(config.size) if config is not None else None
+
+
 def _is_torch(batch: Any) -> bool:
     return type(batch).__module__.startswith("torch")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from gpen_video.backends.base import InputSpec, Restorer
+from gpen_video.backends.base import InputSpec, Restorer, model_crop_size
 from gpen_video.errors import BackendUnavailable, UsageError
 from gpen_video.options import ModelOptions, RestoreOptions
 
@@ -119,13 +119,7 @@ class OnnxRuntimeRestorer(Restorer):
         return f"onnxruntime ({provider}, fp32, {self.spec.size}px)"
 
     def _known_size(self) -> int | None:
-        if isinstance(self._model, ModelOptions):
-            from gpen_video.models.weights import REGISTRY
-
-            spec = REGISTRY.get(self._model.name)
-            return spec.gpen.size if spec is not None and spec.gpen is not None else None
-        config = getattr(self._model, "config", None)
-        return int(config.size) if config is not None else None
+        return model_crop_size(self._model)
 
     def _onnx_file(self) -> Path:
         if isinstance(self._model, (str, Path)) and str(self._model).endswith(".onnx"):

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from gpen_video.backends.base import InputSpec, Restorer
+from gpen_video.backends.base import InputSpec, Restorer, model_crop_size
 from gpen_video.engine.gate import GATE_PSNR_DB
 from gpen_video.engine.profile import profile_for_restore
 from gpen_video.engine.trt import import_tensorrt
@@ -115,13 +115,7 @@ class TensorRTRestorer(Restorer):
         return "gpen"
 
     def _model_size(self) -> int | None:
-        if isinstance(self._model, ModelOptions):
-            from gpen_video.models.weights import REGISTRY
-
-            spec = REGISTRY.get(self._model.name)
-            return spec.gpen.size if spec is not None and spec.gpen is not None else None
-        config = getattr(self._model, "config", None)
-        return int(config.size) if config is not None else None
+        return model_crop_size(self._model)
 
     def _load_impl(self) -> None:
         from gpen_video.engine.runtime import EngineRunner

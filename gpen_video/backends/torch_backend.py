@@ -120,7 +120,9 @@ class TorchRestorer(Restorer):
             # activations fall out of cache); batches still help on CUDA
             max_batch = 1
         if size is None and isinstance(model, str) and checkpoint_path is None:
-            size = _registry_size(model)
+            from gpen_video.models.weights import registry_crop_size
+
+            size = registry_crop_size(model)
         # size may still be unknown (a .pth path): it is read from the network in load()
         super().__init__(InputSpec(size=size or 0, max_batch=max_batch))
 
@@ -184,13 +186,6 @@ class TorchRestorer(Restorer):
         if isinstance(y, (tuple, list)):
             y = y[0]
         return (y.float() * 0.5 + 0.5).clamp_(0.0, 1.0).contiguous()
-
-
-def _registry_size(name: str) -> int | None:
-    from gpen_video.models.weights import REGISTRY
-
-    spec = REGISTRY.get(name)
-    return spec.gpen.size if spec is not None and spec.gpen is not None else None
 
 
 def _network_size(net: Any) -> int | None:

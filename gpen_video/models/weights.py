@@ -95,6 +95,12 @@ def get_spec(name: str) -> WeightsSpec:
         ) from None
 
 
+def registry_crop_size(name: str) -> int | None:
+    """The crop size of registry GPEN ``name`` (its network's input size); ``None`` otherwise."""
+    spec = REGISTRY.get(name)
+    return spec.gpen.size if spec is not None and spec.gpen is not None else None
+
+
 def default_cache_dir() -> Path:
     """``$GPEN_VIDEO_HOME/weights``, else ``$XDG_CACHE_HOME/gpen-video/weights``."""
     home = os.environ.get("GPEN_VIDEO_HOME")
