@@ -678,13 +678,19 @@ class VideoSource:
             return index_of[pts]
         return state.index + 1
 
-    def _emit(self, state: _EmitState, av_frame: av.VideoFrame, pts: int, duration: int,
-              index_of: dict[int, int] | None, first: int, last: int | None) -> Iterator[Frame]:
+    def _advance(self, state: _EmitState, pts: int, duration: int,
+                 index_of: dict[int, int] | None) -> tuple[int, int]:
+        """Number the frame at ``pts`` (decoded or lost), fill in its duration, move ``state``."""
         index = self._index_for(state, pts, index_of)
         if duration <= 0:
             duration = self._duration_for(index, index_of)
         state.index = index
         state.next_pts = pts + duration
+        return index, duration
+
+    def _emit(self, state: _EmitState, av_frame: av.VideoFrame, pts: int, duration: int,
+              index_of: dict[int, int] | None, first: int, last: int | None) -> Iterator[Frame]:
+        index, duration = self._advance(state, pts, duration, index_of)
         if index < first or (last is not None and index > last):
             state.last_image = None
             return
@@ -710,11 +716,7 @@ class VideoSource:
     def _emit_lost(self, state: _EmitState, pts: int, duration: int,
                    index_of: dict[int, int] | None, first: int, last: int | None,
                    next_frame: av.VideoFrame | None) -> Iterator[Frame]:
-        index = self._index_for(state, pts, index_of)
-        if duration <= 0:
-            duration = self._duration_for(index, index_of)
-        state.index = index
-        state.next_pts = pts + duration
+        index, duration = self._advance(state, pts, duration, index_of)
         if index < first or (last is not None and index > last):
             return
         if self._errors == "strict":
