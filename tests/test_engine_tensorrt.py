@@ -129,7 +129,7 @@ def test_engine_builds_passes_the_gate_and_runs(tmp_path, testdata, precision):
 
 @pytest.mark.parametrize("version, accepted, message", [
     ("8.6.1", False, "too old"), ("10.0.1", True, ""), ("10.13.3.9", True, ""),
-    ("11.4.0", False, r"'tensorrt>=10,<11'"),
+    ("11.4.0", True, ""), ("12.0.0", False, r"'tensorrt>=10,<12'"),
 ])
 def test_tensorrt_version_gate(monkeypatch, version, accepted, message):
     """Only the version check is under test: a module object stands in for the wheel."""

@@ -1,4 +1,4 @@
-"""``tensorrt``: GPEN as a TensorRT 10 engine on a CUDA GPU — FP16 (gated), BF16 or FP32.
+"""``tensorrt``: GPEN as a TensorRT 10/11 engine on a CUDA GPU — FP16 (gated), BF16 or FP32.
 
 On first use the engine for (weights, TensorRT version, GPU, precision, batch profile) is built
 and checked by the quality gate — a one-time cost of minutes, announced in the log — then cached

@@ -10,7 +10,8 @@ Modules (none imports ``tensorrt`` at import time; :mod:`.trt` does, when asked)
 * :mod:`.key` — engine cache keys (ONNX sha256, TensorRT version, GPU, precision, profile).
 * :mod:`.timing_cache` — a TensorRT timing cache file merged under a lock by every builder.
 * :mod:`.precision` — which layers an FP16 engine keeps in FP32.
+* :mod:`.mixed` — that plan written into the ONNX graph (FP16/BF16 casts) for strongly typed builds.
 * :mod:`.gate` — the FP16 quality gate: candidate vs FP32 torch on real face crops.
-* :mod:`.trt`, :mod:`.build`, :mod:`.runtime` — the TensorRT 10 builder and runtime (need the
+* :mod:`.trt`, :mod:`.build`, :mod:`.runtime` — the TensorRT 10/11 builder and runtime (need the
   ``tensorrt`` extra and a CUDA GPU).
 """

@@ -1,9 +1,10 @@
 """Engines as explicit, cached steps: GPEN → ONNX (cached) → TensorRT plan (cached, gated).
 
-:func:`build_serialized` is the TensorRT 10 builder: parse the dynamic-batch ONNX, one
-optimisation profile (min/opt/max batch), precision flags, FP32 pinning
-(:mod:`gpen_video.engine.precision`), the shared timing cache
-(:mod:`gpen_video.engine.timing_cache`), ``build_serialized_network``.
+:func:`build_serialized` is the TensorRT 10/11 builder: a strongly typed network parsed from the
+dynamic-batch ONNX — for FP16/BF16 the graph with the precision plan written into it
+(:mod:`gpen_video.engine.mixed`, :mod:`gpen_video.engine.precision`) — one optimisation profile
+(min/opt/max batch), the shared timing cache (:mod:`gpen_video.engine.timing_cache`),
+``build_serialized_network``.
 
 :func:`ensure_engine` is what ``gpen-video engine build`` and the ``tensorrt`` backend's first
 use call: find the plan for the key (:mod:`gpen_video.engine.key`) in the engine folder, or build
@@ -34,7 +35,7 @@ from gpen_video.engine.key import EngineKey, cuda_device_info, timing_cache_name
 from gpen_video.engine.locking import atomic_write_bytes, lock_for
 from gpen_video.engine.onnx_cache import cached_onnx, file_sha256
 from gpen_video.engine.paths import engine_dir
-from gpen_video.engine.precision import FP16_POLICIES, PinPolicy, keep_fp32
+from gpen_video.engine.precision import FP16_POLICIES, PinPolicy
 from gpen_video.engine.profile import Profile
 from gpen_video.engine.timing_cache import TimingCacheFile
 from gpen_video.engine.trt import import_tensorrt
@@ -185,42 +186,40 @@ def build_serialized(onnx_path: Path | str, precision: str, profile: Profile, si
                      workspace_bytes: int = WORKSPACE_BYTES) -> tuple[bytes, dict]:
     """Build a serialised TensorRT engine (the plan's bytes) from a dynamic-batch ONNX file.
 
-    Returns the bytes and a record of what was asked for (precision, policy, pinned layers).
+    The network is strongly typed (TensorRT 10's ``STRONGLY_TYPED`` creation flag; always so in
+    TensorRT 11): it computes in the types the graph gives it. FP32 builds the FP32 export as it
+    is, with TF32 off; FP16/BF16 build the graph :func:`~gpen_video.engine.mixed.mixed_onnx`
+    rewrites under ``policy`` (the style path, and what else the policy keeps, in FP32).
+
+    Returns the bytes and a record of what was asked for (precision, policy, graph, layers).
 
     Raises:
-        BackendUnavailable: no TensorRT, or no BF16 support in this TensorRT.
-        GpenVideoError: the parser or the builder failed (their messages included).
+        BackendUnavailable: no TensorRT (or no onnx/onnxruntime for the FP16/BF16 rewrite).
+        GpenVideoError: the rewrite, the parser or the builder failed (their messages included).
     """
+    from gpen_video.engine.mixed import mixed_onnx
+
     trt = import_tensorrt()
+    if precision not in ("fp32", "fp16", "bf16"):
+        raise GpenVideoError(f"unknown engine precision {precision!r}")
+    graph = Path(onnx_path)
+    if precision != "fp32":
+        graph = mixed_onnx(graph, precision, policy or FP16_POLICIES[0])
     trt_logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(trt_logger)
-    network = builder.create_network(0)  # TensorRT 10: always explicit batch, weakly typed
+    network = builder.create_network(strongly_typed_flags(trt))
     parser = trt.OnnxParser(network, trt_logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    if not parser.parse_from_file(str(graph)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise GpenVideoError(f"TensorRT could not parse {onnx_path}: {errors}")
+        raise GpenVideoError(f"TensorRT could not parse {graph}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    if hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # what the graph says is FP32 stays true FP32
     input_name = network.get_input(0).name
     trt_profile = builder.create_optimization_profile()
     trt_profile.set_shape(input_name, *profile.shapes(size))
     config.add_optimization_profile(trt_profile)
-
-    pinned = 0
-    if precision == "fp32":
-        config.clear_flag(trt.BuilderFlag.TF32)
-    elif precision in ("fp16", "bf16"):
-        flag = getattr(trt.BuilderFlag, precision.upper(), None)
-        if flag is None:
-            raise BackendUnavailable(f"TensorRT {trt.__version__} has no {precision} builder flag;"
-                                     " use --precision fp16 or fp32")
-        config.set_flag(flag)
-        config.clear_flag(trt.BuilderFlag.TF32)  # what stays FP32 stays true FP32
-        if policy is not None:
-            pinned = pin_fp32_layers(trt, network, size, policy)
-            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-    else:
-        raise GpenVideoError(f"unknown engine precision {precision!r}")
 
     cache = None
     if timing_cache is not None:
@@ -228,40 +227,21 @@ def build_serialized(onnx_path: Path | str, precision: str, profile: Profile, si
         config.set_timing_cache(cache, ignore_mismatch=False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise GpenVideoError(f"TensorRT failed to build the {precision} engine from {onnx_path} "
+        raise GpenVideoError(f"TensorRT failed to build the {precision} engine from {graph} "
                              "(see the TensorRT messages above); try --precision fp32, or a "
                              "smaller --max-batch if the GPU ran out of memory")
     if timing_cache is not None and cache is not None:
         timing_cache.update(lambda current: _merge_timing(config, current))
     info = {"precision": precision, "policy": policy.name if policy else None,
-            "fp32_layers": pinned, "layers": network.num_layers,
-            "tensorrt": trt.__version__}
+            "graph": graph.name, "layers": network.num_layers, "tensorrt": trt.__version__}
     return bytes(serialized), info
 
 
-def pin_fp32_layers(trt: Any, network: Any, size: int, policy: PinPolicy) -> int:
-    """Mark the layers :func:`~gpen_video.engine.precision.keep_fp32` selects as FP32.
-
-    Only layers whose outputs are all floating point (shape and index layers are left alone)
-    and that are not constants (weights follow their consumer). Returns how many were pinned.
-    """
-    floats = {trt.float32, trt.float16}
-    if hasattr(trt, "bfloat16"):
-        floats.add(trt.bfloat16)
-    count = 0
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        if layer.type == trt.LayerType.CONSTANT or layer.num_outputs == 0:
-            continue
-        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
-        if any(o.dtype not in floats for o in outputs):
-            continue
-        if keep_fp32(layer.name, [tuple(o.shape) for o in outputs], size, policy):
-            layer.precision = trt.float32
-            for j in range(layer.num_outputs):
-                layer.set_output_type(j, trt.float32)
-            count += 1
-    return count
+def strongly_typed_flags(trt: Any) -> int:
+    """``create_network`` flags for a strongly typed network: the ``STRONGLY_TYPED`` bit where
+    the enum has it (TensorRT 10; TensorRT 11 accepts it and is strongly typed anyway)."""
+    flag = getattr(getattr(trt, "NetworkDefinitionCreationFlag", None), "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
 
 
 def _merge_timing(config: Any, current: bytes) -> bytes:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from gpen_video.engine.profile import Profile
 from gpen_video.errors import BackendUnavailable, UsageError
 
-BUILD_RECIPE = 1
+BUILD_RECIPE = 2  # 2: strongly typed networks, precision written into the ONNX graph
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 

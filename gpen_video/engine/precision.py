@@ -93,6 +93,12 @@ class PinPlan:
     nodes: int  # float-producing nodes considered
     conv_macs: int  # multiply-accumulates of every Conv/ConvTranspose at batch 1
     conv_macs_pinned: int
+    floats: frozenset[str] = frozenset()  # names of every float-producing node
+
+    @property
+    def low(self) -> frozenset[str]:
+        """Float-producing nodes not pinned: the ones an FP16/BF16 graph runs in low precision."""
+        return self.floats - self.pinned
 
     @property
     def pinned_share(self) -> float:
@@ -140,6 +146,7 @@ def plan_onnx(onnx_path: Path | str, policy: PinPolicy) -> PinPlan:
     x = np.zeros((1, 3, size, size), np.float32)
     values = dict(zip(names, session.run(names, {graph.input[0].name: x})))
     pinned: set[str] = set()
+    floats: set[str] = set()
     considered = 0
     macs = macs_pinned = 0
     for node in graph.node:
@@ -148,6 +155,7 @@ def plan_onnx(onnx_path: Path | str, policy: PinPolicy) -> PinPlan:
         if not outs:
             continue
         considered += 1
+        floats.add(node.name)
         keep = keep_fp32(node.name, [v.shape for v in outs], size, policy)
         if keep:
             pinned.add(node.name)
@@ -161,4 +169,4 @@ def plan_onnx(onnx_path: Path | str, policy: PinPolicy) -> PinPlan:
                 n_macs = int(np.prod(per.shape)) * k  # per output (Conv) / input (Transpose) value
                 macs += n_macs
                 macs_pinned += n_macs if keep else 0
-    return PinPlan(policy, frozenset(pinned), considered, macs, macs_pinned)
+    return PinPlan(policy, frozenset(pinned), considered, macs, macs_pinned, frozenset(floats))

@@ -1,4 +1,4 @@
-"""Running a serialised TensorRT engine (TensorRT 10 named-tensor API) from torch tensors.
+"""Running a serialised TensorRT engine from torch tensors (the named-tensor API of TensorRT 10/11).
 
 Memory and streams are torch's (``torch.cuda`` tensors, pinned host tensors, streams, events), so
 the engine shares the caching allocator with the rest of the GPU pipeline and no other CUDA

@@ -1,12 +1,12 @@
 """The one place that imports ``tensorrt``, with the one error line users see when it is missing.
 
-Supported: TensorRT 10.x. The builder marks FP32 layers with per-layer precision constraints and
-the FP16/BF16 builder flags ("weak typing"), deprecated in 10.12 and removed in TensorRT 11, which
-requires strongly typed networks (precision written into the ONNX graph as casts); TensorRT 11 is
-refused with a clear message until that path exists.
+Supported: TensorRT 10.x and 11.x. Engines are built as strongly typed networks from a graph
+that carries its own precision (:mod:`gpen_video.engine.mixed`), the one way both majors share:
+TensorRT 11 removed the FP16/BF16 builder flags ("weak typing") that 10.12 deprecated. The
+runtime uses only the named-tensor API of TensorRT 10, unchanged in 11.
 
 TensorRT's Python wheels are NVIDIA's (``pip install 'gpen-video[tensorrt]'`` asks for
-``tensorrt>=10,<11``) and need a CUDA GPU with a matching driver. Without them the product runs
+``tensorrt>=10,<12``) and need a CUDA GPU with a matching driver. Without them the product runs
 with ``--backend torch``.
 """
 
@@ -16,10 +16,10 @@ import importlib.util
 
 from gpen_video.errors import BackendUnavailable
 
-MISSING = ("TensorRT is not installed: pip install 'gpen-video[tensorrt]' (TensorRT 10, needs an "
-           "NVIDIA GPU and driver); --backend torch works without it")
+MISSING = ("TensorRT is not installed: pip install 'gpen-video[tensorrt]' (TensorRT 10 or 11, "
+           "needs an NVIDIA GPU and driver); --backend torch works without it")
 MIN_MAJOR = 10
-MAX_MAJOR = 10  # TensorRT 11 removed the weak-typing precision flags the builder uses
+MAX_MAJOR = 11  # the newest major whose API this code was written against
 
 
 def tensorrt_present() -> bool:
@@ -31,7 +31,7 @@ def tensorrt_present() -> bool:
 
 
 def import_tensorrt():
-    """The ``tensorrt`` module (version 10 or newer).
+    """The ``tensorrt`` module (version 10 or 11).
 
     Raises:
         BackendUnavailable: not installed, fails to load (no driver/CUDA libraries), or too old;
@@ -55,8 +55,7 @@ def import_tensorrt():
                                  f"{MIN_MAJOR} or newer (pip install -U 'gpen-video[tensorrt]'); "
                                  "--backend torch works without it")
     if major > MAX_MAJOR:
-        raise BackendUnavailable(f"TensorRT {version} is not supported yet: gpen-video builds "
-                                 "engines with TensorRT 10's precision flags, which TensorRT 11 "
-                                 "removed; pip install 'tensorrt>=10,<11' (the 'tensorrt' "
-                                 "extra), or use --backend torch")
+        raise BackendUnavailable(f"TensorRT {version} is newer than gpen-video knows (10 and "
+                                 f"{MAX_MAJOR} are supported): pip install 'tensorrt>=10,<12' "
+                                 "(the 'tensorrt' extra), or use --backend torch")
     return trt
