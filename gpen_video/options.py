@@ -32,6 +32,7 @@ class RestoreOptions:
     batch: int = 8  # faces per forward pass, gathered across frames
     max_batch: int | None = None  # TensorRT profile max (default max(32, batch)); see engine/
     engine_dir: Path | None = None  # cached ONNX/TensorRT engines; default engine/paths.py
+    cuda_graphs: bool = True  # torch on CUDA: replay the forward pass from CUDA graphs
 
 
 @dataclass(frozen=True)

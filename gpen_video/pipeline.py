@@ -232,11 +232,17 @@ class _Progress:
         self._last_percent = -1
         self._last_json = 0.0
         self._start = time.perf_counter()
+        self._redirect = None
         if mode == "bar":
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
             self._bar = tqdm(total=self.total or None, unit="frame", file=self.err,
                              dynamic_ncols=True, desc="gpen-video", leave=True)
+            # log lines go through tqdm.write while the bar is drawn: on their own line, with
+            # the bar redrawn under them
+            self._redirect = logging_redirect_tqdm(loggers=[logging.getLogger("gpen_video")])
+            self._redirect.__enter__()
 
     def update(self, done: int) -> None:
         if self.mode == "bar" and self._bar is not None:
@@ -261,6 +267,9 @@ class _Progress:
                       file=self.out, flush=True)
 
     def close(self, summary: Summary | None) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
         if self._bar is not None:
             self._bar.close()
         if summary is None or self.mode == "none":

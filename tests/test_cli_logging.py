@@ -62,3 +62,36 @@ def test_engine_build_notice_shows_by_default(tmp_path, capsys, monkeypatch):
                    "cost\n")
     assert main([str(tmp_path / "in.mp4"), str(tmp_path / "out.mp4"), "-vv"]) == 0
     assert "gpen-video: debug: gpen_video.pipeline: a debug record" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("which", ["pipeline", "farm"])
+def test_log_lines_do_not_break_the_progress_bar(capsys, which):
+    """A warning logged while the tqdm bar is drawn gets a line of its own (the bar's line is
+    cleared first and the bar drawn again below), instead of being glued to the bar's text."""
+    import logging
+
+    from gpen_video.cli import configure_logging
+
+    undo = configure_logging(logging.WARNING)
+    try:
+        if which == "pipeline":
+            from gpen_video.pipeline import _Progress
+
+            progress = _Progress("bar", 10)
+        else:
+            from gpen_video.farm.progress import FarmProgress
+
+            progress = FarmProgress("bar", 10)
+        progress.update(3)
+        logging.getLogger("gpen_video.test").warning("a line while the bar is drawn")
+        progress.update(6)
+        progress.close(None)
+    finally:
+        undo()
+    err = capsys.readouterr().err
+    before, line, after = err.partition("gpen-video: warning: a line while the bar is drawn\n")
+    assert line, err
+    assert before.endswith("\r")  # the bar's line cleared, not appended to
+    assert "6/10" in after  # the bar goes on below the message
+    handlers = logging.getLogger("gpen_video").handlers
+    assert not any("Tqdm" in type(h).__name__ for h in handlers)  # redirect undone at close

@@ -2,7 +2,9 @@
 
 Precision: ``fp32`` everywhere; ``fp16``/``bf16`` only on CUDA (on CPUs without AVX-512 half
 precision convolutions are ~250× slower than fp32, so they are refused there). ``auto`` is fp32
-on the CPU and fp16 on CUDA. On CUDA the network and the batches are ``channels_last``.
+on the CPU and fp16 on CUDA. On CUDA the network and the batches are ``channels_last``, and the
+forward pass is replayed from a CUDA graph per batch shape
+(:mod:`gpen_video.backends.cuda_graphs`; ``cuda_graphs=False`` runs it eagerly).
 
 Model I/O: the network takes RGB in ``[-1, 1]`` and returns raw RGB; this backend maps the
 ``[0, 1]`` batch to ``x·2 − 1`` and the output back with ``y·0.5 + 0.5`` clipped to ``[0, 1]``,
@@ -83,6 +85,7 @@ class TorchRestorer(Restorer):
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
         precision: ``auto`` | ``fp32`` | ``fp16`` | ``bf16``.
         max_batch: split larger batches (memory bound).
+        cuda_graphs: on CUDA, replay the forward pass from captured CUDA graphs.
         size: crop size, when it cannot be read from the registry before loading.
         checkpoint_path, cache_dir, download, random_weights, seed: passed to
             :func:`gpen_video.models.load.load_gpen`.
@@ -100,6 +103,7 @@ class TorchRestorer(Restorer):
         precision: str = "auto",
         max_batch: int | None = None,
         *,
+        cuda_graphs: bool = True,
         size: int | None = None,
         checkpoint_path: Path | None = None,
         cache_dir: Path | None = None,
@@ -114,6 +118,8 @@ class TorchRestorer(Restorer):
                                  random_weights=random_weights, seed=seed)
         self._checkpoint_path = checkpoint_path
         self._net = None
+        self._cuda_graphs = cuda_graphs and self._device.startswith("cuda")
+        self._forward = None
         if self._device == "cpu":
             # one face per forward pass on the CPU: measured on the 2-core machines, GPEN-BFR-256
             # takes 0.19-0.29 s/face at batch 1 and 0.53-0.55 s/face at batch 4 or 8 (bigger
@@ -164,11 +170,17 @@ class TorchRestorer(Restorer):
             raise UsageError(f"the network is {size}px but {self.spec.size}px was asked for")
         self.spec = InputSpec(size=size, max_batch=self.spec.max_batch)
         self._net = net
+        self._forward = _first_output(net)
+        if self._cuda_graphs:
+            from gpen_video.backends.cuda_graphs import GraphedForward
+
+            self._forward = GraphedForward(self._forward)
 
     def _close_impl(self) -> None:
         import torch
 
         self._net = None
+        self._forward = None  # graphs (and their memory pools) go with it
         if self._device.startswith("cuda"):
             torch.cuda.empty_cache()
 
@@ -182,10 +194,17 @@ class TorchRestorer(Restorer):
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            y = self._net(x)
-        if isinstance(y, (tuple, list)):
-            y = y[0]
+            y = self._forward(x)
         return (y.float() * 0.5 + 0.5).clamp_(0.0, 1.0).contiguous()
+
+
+def _first_output(net: Any):
+    """``net``'s forward returning only the image (GPEN modules may return a tuple)."""
+    def forward(x: Any) -> Any:
+        y = net(x)
+        return y[0] if isinstance(y, (tuple, list)) else y
+
+    return forward
 
 
 def _network_size(net: Any) -> int | None:

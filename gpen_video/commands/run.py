@@ -51,6 +51,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     restore.add_argument("--max-batch", type=int, default=None, metavar="N",
                          help="largest batch an engine accepts (TensorRT profile max; default "
                               "max(32, --batch)); onnxruntime splits larger batches")
+    restore.add_argument("--no-cuda-graphs", action="store_true",
+                         help="torch on CUDA: run the network eagerly instead of replaying CUDA "
+                              "graphs (one per batch size)")
     restore.add_argument("--engine-dir", type=Path, default=None, metavar="DIR",
                          help="cache of exported ONNX files and TensorRT engines (default: "
                               "engines/ in a checkout, else the user cache)")
@@ -165,7 +168,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         ),
         restore=RestoreOptions(backend=args.backend, device=args.device,
                                precision=args.precision, batch=args.batch,
-                               max_batch=args.max_batch, engine_dir=args.engine_dir),
+                               max_batch=args.max_batch, engine_dir=args.engine_dir,
+                               cuda_graphs=not args.no_cuda_graphs),
         detect=DetectOptions(network=args.detector, weights=args.detector_weights,
                              min_face=args.min_face, device=args.device,
                              download=not args.no_download, max_side=args.detect_size,

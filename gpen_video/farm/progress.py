@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import sys
 import time
@@ -78,11 +79,15 @@ class FarmProgress:
         self._start = time.perf_counter()
         self._done = 0
         self._bar = None
+        self._redirect = None
         if mode == "bar":
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
             self._bar = tqdm(total=self.total or None, unit="frame", file=self.err,
                              dynamic_ncols=True, desc="gpen-video farm", leave=True)
+            self._redirect = logging_redirect_tqdm(loggers=[logging.getLogger("gpen_video")])
+            self._redirect.__enter__()  # log lines above the bar, not through it
 
     def update(self, done: float, *, force: bool = False) -> None:
         """``done`` units of work out of ``total`` (may be fractional; never goes back)."""
@@ -127,6 +132,9 @@ class FarmProgress:
             print(f"gpen-video farm: {message}", file=self.err, flush=True)
 
     def close(self, summary: dict[str, Any] | None = None, text: str | None = None) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None
