@@ -16,6 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO.parent / "shared" / "testdata"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _engine_cache(tmp_path_factory) -> None:
+    """Exported ONNX files and engines of a test run go to a temporary folder, not the
+    checkout's ``engines/`` or the user's cache (unless GPEN_VIDEO_ENGINES is set)."""
+    if not os.environ.get("GPEN_VIDEO_ENGINES"):
+        os.environ["GPEN_VIDEO_ENGINES"] = str(tmp_path_factory.mktemp("engines"))
+
+
 @pytest.fixture(scope="session")
 def testdata() -> Path:
     """``../shared/testdata`` (real images, clips, detector weights, GPEN reference tensors)."""

@@ -25,7 +25,8 @@ def test_verbose_prints_the_backend_auto_choice(testdata, tmp_path, capsys):
     base = _args(testdata, clip, tmp_path / "out.mp4") + ["--model", str(model), "-y"]
     assert main([*base, "-v", "--backend", "auto"]) == 0
     err = capsys.readouterr().err
-    assert "gpen-video: backend auto: torch on cpu (--device cpu" in err
+    assert "gpen-video: backend auto: onnxruntime on cpu (faster than torch on CPUs; --device cpu" \
+        in err
     assert "gpen-video: geometry: OpenCV on the CPU" in err
     assert main([*base, "--backend", "auto"]) == 0  # default: warnings only
     assert "backend auto" not in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""``--backend auto``: TensorRT → torch CUDA → torch CPU, and one log line saying which and why."""
+"""``--backend auto``: TensorRT → torch CUDA → onnxruntime CPU → torch CPU, and one log line
+saying which and why."""
 
 from __future__ import annotations
 
@@ -17,19 +18,40 @@ cpu_only = pytest.mark.skipif(torch.cuda.is_available() or tensorrt_present(),
 
 
 @cpu_only
-def test_auto_on_a_cpu_machine_logs_torch_on_cpu_and_why(caplog):
+def test_auto_on_a_cpu_machine_logs_onnxruntime_on_cpu_and_why(caplog):
+    pytest.importorskip("onnxruntime")
+    from gpen_video.backends.onnxruntime_backend import OnnxRuntimeRestorer
+
     caplog.set_level(logging.INFO, logger="gpen_video.backends")
     restorer = create_restorer(ModelOptions(name="GPEN-BFR-256", random_weights=True),
                                RestoreOptions(backend="auto"))
-    assert isinstance(restorer, TorchRestorer) and restorer.device == "cpu"
+    assert isinstance(restorer, OnnxRuntimeRestorer)
     lines = [r.getMessage() for r in caplog.records if r.name == "gpen_video.backends"]
-    assert lines == ["backend auto: torch on cpu (TensorRT skipped: not installed, pip install "
-                     "'gpen-video[tensorrt]'; CUDA skipped: torch sees no CUDA GPU)"]
+    assert lines == ["backend auto: onnxruntime on cpu (faster than torch on CPUs; TensorRT "
+                     "skipped: not installed, pip install 'gpen-video[tensorrt]'; CUDA skipped: "
+                     "torch sees no CUDA GPU)"]
+
+
+@cpu_only
+def test_auto_without_onnxruntime_falls_back_to_torch_and_says_how_to_speed_up(monkeypatch):
+    import gpen_video.backends as backends
+
+    real = backends._present
+    monkeypatch.setattr(backends, "_present", lambda m: m != "onnxruntime" and real(m))
+    name, why = auto_choice("auto")
+    assert name == "torch" and why.startswith("backend auto: torch on cpu (TensorRT skipped")
+    assert why.endswith("onnxruntime not installed: pip install 'gpen-video[onnx]' runs GPEN "
+                        "about 2x faster on CPUs)")
+    restorer = create_restorer(ModelOptions(name="GPEN-BFR-256", random_weights=True),
+                               RestoreOptions(backend="auto"))
+    assert isinstance(restorer, TorchRestorer) and restorer.device == "cpu"
 
 
 def test_explicit_cpu_device_skips_the_gpu_backends():
-    assert auto_choice("cpu") == ("torch", "backend auto: torch on cpu (--device cpu: "
-                                           "TensorRT and CUDA not tried)")
+    pytest.importorskip("onnxruntime")
+    assert auto_choice("cpu") == ("onnxruntime", "backend auto: onnxruntime on cpu (faster than "
+                                                 "torch on CPUs; --device cpu: TensorRT and CUDA "
+                                                 "not tried)")
 
 
 @cpu_only
@@ -46,4 +68,4 @@ def test_choice_follows_what_is_there():
     elif torch.cuda.is_available():
         assert name == "torch" and why.startswith("backend auto: torch on cuda (TensorRT skipped")
     else:
-        assert name == "torch" and why.startswith("backend auto: torch on cpu (")
+        assert name in ("onnxruntime", "torch") and why.startswith(f"backend auto: {name} on cpu (")

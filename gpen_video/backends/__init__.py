@@ -14,11 +14,16 @@ Backends (name → module, imported only when used):
 
 * ``identity`` — returns its input; for geometry tests and for timing everything but the model.
 * ``torch`` — GPEN in PyTorch, CPU or CUDA, fp32/fp16/bf16.
-* ``onnxruntime``, ``tensorrt`` — plug in by adding ``gpen_video/backends/<name>_backend.py``
-  with a ``Restorer`` subclass and an entry in :data:`BACKENDS`.
+* ``onnxruntime`` — the ONNX export run by ONNX Runtime, FP32 (CPU, or its CUDA providers).
+* ``tensorrt`` — a gated FP16/BF16/FP32 TensorRT engine on a CUDA GPU.
+
+A new backend is a ``gpen_video/backends/<name>_backend.py`` with a ``Restorer`` subclass and an
+entry in :data:`BACKENDS`.
 
 ``auto`` picks, in order: ``tensorrt`` (CUDA and TensorRT present), then ``torch`` on CUDA, then
-``torch`` on the CPU, and logs which and why (:func:`auto_choice`).
+on the CPU ``onnxruntime`` when it is installed (measured 1.6× / 2.1× faster than torch for
+GPEN-BFR-256 / -512 on a 2-core CPU), else ``torch``; and logs which and why
+(:func:`auto_choice`).
 """
 
 from __future__ import annotations
@@ -39,11 +44,9 @@ BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "identity": ("gpen_video.backends.identity", "IdentityRestorer", ()),
     "torch": ("gpen_video.backends.torch_backend", "TorchRestorer", ("torch",)),
     "onnxruntime": ("gpen_video.backends.onnxruntime_backend", "OnnxRuntimeRestorer",
-                    ("onnxruntime",)),
+                    ("onnxruntime", "onnx")),
     "tensorrt": ("gpen_video.backends.tensorrt_backend", "TensorRTRestorer", ("tensorrt",)),
 }
-
-_AUTO_ORDER = ("tensorrt", "torch")
 
 __all__ = ["BACKENDS", "InputSpec", "Restorer", "available_backends", "backend_class",
            "create_restorer"]
@@ -91,11 +94,12 @@ def _auto_backend(device: str) -> str:
 def auto_choice(device: str) -> tuple[str, str]:
     """``--backend auto``: (backend name, one log line saying which and why).
 
-    Order: TensorRT (installed and a CUDA GPU) → torch on CUDA → torch on the CPU.
+    Order: TensorRT (installed and a CUDA GPU) → torch on CUDA → on the CPU, onnxruntime
+    (installed: the ``onnx`` extra) → torch.
     """
     text = (device or "auto").strip().lower()
     if text == "cpu":
-        return "torch", "backend auto: torch on cpu (--device cpu: TensorRT and CUDA not tried)"
+        return _cpu_choice("--device cpu: TensorRT and CUDA not tried")
     try:
         import torch
 
@@ -111,8 +115,15 @@ def auto_choice(device: str) -> tuple[str, str]:
         return "torch", f"backend auto: torch on cuda ({trt_why})"
     if text != "auto":  # an explicit CUDA device that is not there: torch will say so
         return "torch", f"backend auto: torch on {text} ({trt_why}; torch sees no CUDA GPU)"
-    return "torch", (f"backend auto: torch on cpu ({trt_why}; CUDA skipped: torch sees no "
-                     "CUDA GPU)")
+    return _cpu_choice(f"{trt_why}; CUDA skipped: torch sees no CUDA GPU")
+
+
+def _cpu_choice(why: str) -> tuple[str, str]:
+    if all(_present(m) for m in BACKENDS["onnxruntime"][2]):
+        return "onnxruntime", (f"backend auto: onnxruntime on cpu (faster than torch on CPUs; "
+                               f"{why})")
+    return "torch", (f"backend auto: torch on cpu ({why}; onnxruntime not installed: pip "
+                     "install 'gpen-video[onnx]' runs GPEN about 2x faster on CPUs)")
 
 
 def create_restorer(model: "ModelOptions", restore: "RestoreOptions",

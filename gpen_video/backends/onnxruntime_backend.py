@@ -15,6 +15,7 @@ Model I/O as in the torch backend: ``x·2 − 1`` in, ``clip(y·0.5 + 0.5, 0, 1)
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ class OnnxRuntimeRestorer(Restorer):
             label = Path(str(net.name)).stem
             net = load_gpen(source, cache_dir=net.cache_dir, download=net.download,
                             random_weights=net.random_weights)
-        return cached_onnx(net, self._engine_dir, label=label)
+        return cached_onnx(net, self._engine_dir, label=label, log=_notice)
 
     def _load_impl(self) -> None:
         import onnxruntime as ort
@@ -163,7 +164,12 @@ class OnnxRuntimeRestorer(Restorer):
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         self.onnx_path = path
-        self.spec = InputSpec(size=size, max_batch=self.spec.max_batch)
+        max_batch = self.spec.max_batch
+        if max_batch is None and self._providers[0] == "CPUExecutionProvider":
+            # one face per run on the CPU: measured on the 2-core machines, GPEN-BFR-256 takes
+            # 108 ms/face at batch 1 and 121 at batch 8; GPEN-BFR-512 1.62 s vs 1.82 s at 2
+            max_batch = 1
+        self.spec = InputSpec(size=size, max_batch=max_batch)
 
     def _close_impl(self) -> None:
         self._session = None
@@ -175,6 +181,11 @@ class OnnxRuntimeRestorer(Restorer):
         out = y * np.float32(0.5) + np.float32(0.5)
         np.clip(out, 0.0, 1.0, out=out)
         return out.astype(np.float32, copy=False)
+
+
+def _notice(line: str) -> None:
+    # WARNING so it shows by default: the first run pauses for the export (seconds to a minute)
+    logging.getLogger("gpen_video.backends").warning(f"{line} (once; later runs reuse it)")
 
 
 def _onnx_size(path: Path) -> int:
