@@ -127,8 +127,9 @@ def markdown(record: dict) -> str:
         f"of the six real gate crops against FP32 torch (threshold {GATE_PSNR_DB:.0f} dB). "
         "onnxruntime runs FP16 tensors through FP32 kernels on this CPU, so the storage rounding "
         "is real and the accumulation FP32, as on tensor cores; CPU seconds are not a speed "
-        "figure for the GPU. Peak memory of the whole run (plans run the model once with every "
-        f"activation kept): {record['peak_rss_mib']:.0f} MiB.",
+        "figure for the GPU. Peak memory of the whole run (a plan runs the model at batch 1 "
+        "with every activation fetched, in (size/256)² shares): "
+        f"{record['peak_rss_mib']:.0f} MiB.",
         "",
         "| model | graph | kept FP32 nodes | their share of conv work | rewrite s | file MB "
         "| worst-face PSNR dB | max abs error | gate |",

@@ -3,8 +3,9 @@
     PYTHONPATH=. python benchmarks/pipeline_cpu.py                 # 720p clip, 256 and 512
     PYTHONPATH=. python benchmarks/pipeline_cpu.py --models GPEN-BFR-256 --frames 30 --repeats 3
 
-For each GPEN architecture (random weights: the speed of the real network, not a restoration) the
-same loaded network runs through
+For each GPEN architecture (random weights: the speed of the real network, not a restoration) and
+each CPU backend (``--backends``: torch, and onnxruntime — what ``--backend auto`` picks on a CPU
+where it is installed) the same loaded restorer runs through
 
 * ``pipeline``: :func:`gpen_video.pipeline.run` — threads and bounded queues, faces batched
   across frames (``--batch``), detection batched, paste over each face's region only;
@@ -65,7 +66,7 @@ def _options(clip: Path, out: Path, frames: int, batch: int, backend: str = "tor
     )
 
 
-def bench_model(model: str, clip: Path, frames: int, repeats: int, batch: int,
+def bench_model(model: str, backend: str, clip: Path, frames: int, repeats: int, batch: int,
                 workdir: Path) -> dict:
     import numpy as np
 
@@ -77,10 +78,11 @@ def bench_model(model: str, clip: Path, frames: int, repeats: int, batch: int,
     from naive_pipeline import run_naive
 
     restorer = create_restorer(ModelOptions(name=model, random_weights=True),
-                               RestoreOptions(backend="torch", device="cpu", batch=batch)).load()
+                               RestoreOptions(backend=backend, device="cpu", batch=batch,
+                                              engine_dir=workdir / "engines")).load()
     size = restorer.spec.size
     restorer.restore(np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32))
-    opts = _options(clip, workdir / f"pipeline_{size}.mp4", frames, batch)
+    opts = _options(clip, workdir / f"pipeline_{size}.mp4", frames, batch, backend)
     detector = FaceDetector(opts.detect)  # batched, as the product runs it
     naive_detector = FaceDetector(replace(opts.detect, batch=1))
     with VideoSource(clip) as source:
@@ -92,15 +94,16 @@ def bench_model(model: str, clip: Path, frames: int, repeats: int, batch: int,
         load = _load()
         summary = pipeline.run(opts, restorer=restorer, detector=detector)
         runs["pipeline"].append({**summary.as_dict(), "load": load})
-        print(f"{model} pipeline: {summary.fps:.3f} fps", file=sys.stderr)
+        print(f"{model} {backend} pipeline: {summary.fps:.3f} fps", file=sys.stderr)
         load = _load()
         naive = in_thread(run_naive, clip, workdir / f"naive_{size}.mp4", restorer,
                           naive_detector, range_options=opts.range)
         runs["naive"].append({**naive, "load": load})
-        print(f"{model} naive: {naive['fps']:.3f} fps", file=sys.stderr)
+        print(f"{model} {backend} naive: {naive['fps']:.3f} fps", file=sys.stderr)
     restorer.close()
     med = {k: statistics.median(r["fps"] for r in v) for k, v in runs.items()}
-    return {"model": model, "random_weights": True, "crop": size, "frames": frames,
+    return {"model": model, "backend": backend, "random_weights": True, "crop": size,
+            "frames": frames,
             "batch": batch, "repeats": repeats, "runs": runs,
             "median_fps": med, "ratio": med["pipeline"] / med["naive"] if med["naive"] else None}
 
@@ -143,16 +146,17 @@ def write_markdown(result: dict) -> None:
         "one forward costs several seconds per face on this CPU (restore time ÷ frames; one "
         "face per frame).",
         "",
-        "| model | frames | repeats | pipeline fps | naive fps | ratio | pipeline: time per stage "
-        "(s, busy, overlapping) | naive: time per stage (s) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| model | backend | frames | repeats | pipeline fps | naive fps | ratio | pipeline: time "
+        "per stage (s, busy, overlapping) | naive: time per stage (s) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in result["models"]:
         p = r["runs"]["pipeline"][len(r["runs"]["pipeline"]) // 2]
         n = r["runs"]["naive"][len(r["runs"]["naive"]) // 2]
         ps = ", ".join(f"{k} {v:.1f}" for k, v in p["stage_seconds"].items() if v >= 0.05)
         ns = ", ".join(f"{k} {v:.1f}" for k, v in n["stage_seconds"].items() if v >= 0.05)
-        lines.append(f"| {r['model']} | {r['frames']} | {r['repeats']} | "
+        lines.append(f"| {r['model']} | {r.get('backend', 'torch')} | {r['frames']} | "
+                     f"{r['repeats']} | "
                      f"{r['median_fps']['pipeline']:.3f} | {r['median_fps']['naive']:.3f} | "
                      f"{r['ratio']:.2f}× | {ps} | {ns} |")
     ident = result.get("identity")
@@ -165,7 +169,8 @@ def write_markdown(result: dict) -> None:
               "comes from batched detection, pasting over the face's region instead of the whole "
               "frame, and decode/paste/encode overlapping the network (all stages share the same "
               "two cores, so overlap buys little here). Faces are restored one per forward pass "
-              "on the CPU (batch 1 measured ≈ 2× faster per face than batch 4–8 here), so the "
+              "on the CPU by both backends (batch 1 measured faster per face than batch 4–8 here), "
+              "so the "
               "pipeline does not win by batching the network on this machine; on a GPU it would "
               "(not measurable here: no GPU). Runs alternate pipeline/naive; the machine is "
               "shared, and the 1-minute load average at each run is in the JSON — an earlier "
@@ -183,6 +188,8 @@ def main() -> None:
                         help="frames per model (in --models order)")
     parser.add_argument("--repeats", nargs="+", type=int, default=[3, 1])
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"],
+                        choices=["torch", "onnxruntime"])
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gpen_bench_"))
@@ -194,11 +201,13 @@ def main() -> None:
     for i, model in enumerate(args.models):
         frames = args.frames[min(i, len(args.frames) - 1)]
         repeats = args.repeats[min(i, len(args.repeats) - 1)]
-        result["models"].append(bench_model(model, args.clip, frames, repeats, args.batch,
-                                            workdir))
+        for backend in args.backends:
+            result["models"].append(bench_model(model, backend, args.clip, frames, repeats,
+                                                args.batch, workdir))
     write_json(RESULTS_JSON, result)
     write_markdown(result)
-    print(json.dumps({r["model"]: {"fps": r["median_fps"], "ratio": r["ratio"]}
+    print(json.dumps({f"{r['model']} {r['backend']}": {"fps": r["median_fps"],
+                                                       "ratio": r["ratio"]}
                       for r in result["models"]}))
 
 
