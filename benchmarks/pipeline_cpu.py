@@ -164,6 +164,15 @@ def write_markdown(result: dict) -> None:
         st = ", ".join(f"{k} {v:.1f}" for k, v in ident["stage_seconds"].items() if v >= 0.05)
         lines += ["", f"Everything but the network (`--backend identity`, 512 crops, "
                       f"{ident['frames']} frames): {ident['fps']:.2f} fps; {st}."]
+    by_backend = {(r["model"], r.get("backend", "torch")): r["median_fps"]["pipeline"]
+                  for r in result["models"]}
+    gains = [f"{model} {fps / by_backend[(model, 'torch')]:.2f}×"
+             for (model, backend), fps in by_backend.items()
+             if backend == "onnxruntime" and by_backend.get((model, "torch"))]
+    if gains:
+        lines += ["", "Backend: the product with onnxruntime (what `--backend auto` picks on a CPU "
+                      "where it is installed) against the product with torch, end to end: "
+                      + ", ".join(gains) + "."]
     lines += ["", "Reading it: on two CPU cores the network is most of the busy time, so the "
               "end-to-end gain of the pipeline is modest and shrinks as the network grows; it "
               "comes from batched detection, pasting over the face's region instead of the whole "
@@ -172,7 +181,10 @@ def write_markdown(result: dict) -> None:
               "on the CPU by both backends (batch 1 measured faster per face than batch 4–8 here), "
               "so the "
               "pipeline does not win by batching the network on this machine; on a GPU it would "
-              "(not measurable here: no GPU). Runs alternate pipeline/naive; the machine is "
+              "(not measurable here: no GPU). With the 512 network the pipeline is at or below "
+              "the naive one here: the network's busy time grows when detection and encoding "
+              "run beside it on the same two cores (compare the restore times of a row). "
+              "Runs alternate pipeline/naive; the machine is "
               "shared, and the 1-minute load average at each run is in the JSON — an earlier "
               "attempt at load 8–11 gave 3–5× slower and erratic numbers, so compare rows of the "
               "same run only.",
@@ -191,7 +203,12 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"],
                         choices=["torch", "onnxruntime"])
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite the RESULTS.md section from the JSON, measure nothing")
     args = parser.parse_args()
+    if args.render_only:
+        write_markdown(json.loads(RESULTS_JSON.read_text()))
+        return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gpen_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
