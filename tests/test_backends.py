@@ -121,3 +121,27 @@ def test_torch_backend_runs_gpen_and_matches_the_network():
         ref = (net(torch.from_numpy(x) * 2 - 1) * 0.5 + 0.5).clamp(0, 1).numpy()
     np.testing.assert_allclose(y, ref, atol=1e-5)
     np.testing.assert_allclose(y1[0], y[1], atol=1e-5)
+
+
+def test_channels_last_preparation_works_on_gpen_and_changes_nothing():
+    """The CUDA path stores GPEN channels_last. ``Module.to(memory_format=…)`` raises on GPEN's
+    5-D modulated weights; :func:`to_channels_last` converts only the 4-D tensors, and the
+    network computes the same (checked on the CPU, where the conversion is the same code)."""
+    import copy
+
+    import torch
+
+    from gpen_video.backends.torch_backend import to_channels_last
+    from tests.engine_helpers import small_gpen
+
+    net = small_gpen()
+    with pytest.raises(RuntimeError, match="rank 4"):
+        copy.deepcopy(net).to(memory_format=torch.channels_last)
+    converted = to_channels_last(copy.deepcopy(net))
+    four_d = [p for p in converted.parameters() if p.dim() == 4]
+    assert four_d and all(p.is_contiguous(memory_format=torch.channels_last) for p in four_d)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        expected = net(x)
+        got = converted(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)

@@ -162,7 +162,7 @@ class TorchRestorer(Restorer):
             net = load_gpen(source, device=self._device, dtype=dtype, **self._load_kwargs)
         net.eval()
         if self._device.startswith("cuda"):
-            net = net.to(memory_format=torch.channels_last)
+            to_channels_last(net)
         size = _network_size(net) or self.spec.size
         if not size:
             raise UsageError("cannot tell the crop size of this GPEN network; pass size=")
@@ -196,6 +196,22 @@ class TorchRestorer(Restorer):
         with torch.inference_mode():
             y = self._forward(x)
         return (y.float() * 0.5 + 0.5).clamp_(0.0, 1.0).contiguous()
+
+
+def to_channels_last(net: Any) -> Any:
+    """Store ``net``'s 4-D parameters and buffers channels_last, in place; returns ``net``.
+
+    ``Module.to(memory_format=torch.channels_last)`` cannot be used on GPEN: it converts every
+    4-D *and* 5-D tensor, and the modulated convolutions' ``1×Cout×Cin×k×k`` weights are 5-D
+    (torch raises "required rank 4 tensor to use channels_last format").
+    """
+    import torch
+
+    with torch.no_grad():
+        for tensor in list(net.parameters()) + list(net.buffers()):
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return net
 
 
 def _first_output(net: Any):
