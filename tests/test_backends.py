@@ -32,6 +32,9 @@ def test_identity_numpy_and_torch_in_kind_out():
         (np.zeros((1, 3, 32, 32), np.uint8), "float32"),
         (np.full((1, 3, 32, 32), 255.0, np.float32), "divide 8-bit"),
         (np.full((1, 3, 32, 32), np.nan, np.float32), "values in"),
+        (torch.full((1, 3, 32, 32), 255.0), "divide 8-bit"),  # torch batches: one aminmax
+        (torch.full((1, 3, 32, 32), float("nan")), "values in"),
+        (torch.cat([torch.zeros(1, 3, 32, 32), torch.full((1, 3, 32, 32), -0.5)]), "values in"),
     ],
 )
 def test_input_checks(batch, message):

@@ -95,3 +95,22 @@ def test_registry_and_options():
     assert isinstance(r, OnnxRuntimeRestorer) and r.spec.size == 256 and not r.loaded
     with pytest.raises(UsageError, match="--backend tensorrt"):
         OnnxRuntimeRestorer(small_gpen(), RestoreOptions(precision="fp16"))
+
+
+def test_unusable_engine_folder_is_one_line_naming_the_ways_out(tmp_path):
+    """``--backend auto`` picks onnxruntime on a CPU, which caches an ONNX export: a folder that
+    cannot be made says so and names --engine-dir and --backend torch (which needs no cache)."""
+    from gpen_video.backends.onnxruntime_backend import OnnxRuntimeRestorer
+    from gpen_video.errors import OutputError
+    from gpen_video.options import RestoreOptions
+    from tests.engine_helpers import small_gpen
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    restorer = OnnxRuntimeRestorer(small_gpen(), RestoreOptions(device="cpu"),
+                                   engine_dir=blocker / "engines")
+    with pytest.raises(OutputError) as info:
+        restorer.load()
+    message = str(info.value)
+    assert "\n" not in message and str(blocker / "engines") in message
+    assert "--engine-dir" in message and "--backend torch" in message

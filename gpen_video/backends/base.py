@@ -124,7 +124,13 @@ class Restorer:
             raise UsageError(f"{self.name} restorer expects {self.spec.dtype} crops, got {dtype}")
         lo, hi = self.spec.value_range
         tol = 1e-3
-        bmin, bmax = (float(batch.min()), float(batch.max()))
+        if is_torch:
+            import torch
+
+            # one reduction, one wait for a device batch (min() and max() would be two)
+            bmin, bmax = (float(v) for v in torch.aminmax(batch.detach()))
+        else:
+            bmin, bmax = float(batch.min()), float(batch.max())
         if not (bmin >= lo - tol and bmax <= hi + tol):  # also catches NaN
             raise UsageError(
                 f"{self.name} restorer expects values in [{lo}, {hi}], got [{bmin:.4g}, {bmax:.4g}]"

@@ -41,8 +41,11 @@ def engine_dir(explicit: Path | str | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the engine cache folder {folder}: "
-                          f"{exc.strerror or exc}; pass another with --engine-dir") from None
+                          f"{exc.strerror or exc}; pass another with --engine-dir (or set "
+                          "GPEN_VIDEO_ENGINES), or use --backend torch, which needs none"
+                          ) from None
     if not os.access(folder, os.W_OK):
         raise OutputError(f"the engine cache folder {folder} is not writable; pass another with "
-                          "--engine-dir (or set GPEN_VIDEO_ENGINES)")
+                          "--engine-dir (or set GPEN_VIDEO_ENGINES), or use --backend torch, "
+                          "which needs none")
     return folder
