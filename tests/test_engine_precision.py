@@ -50,7 +50,7 @@ def test_policies_on_the_exported_graph():
     assert any(n.startswith("/generator/style/") for n in pinned)
     assert all(n in pinned for n in ("/final_linear/final_linear.0/MatMul",
                                      "/generator/convs.0/conv/modulation/Gemm",
-                                     "/generator/convs.7/conv/ReduceSum",
+                                     "/generator/convs.7/conv/MatMul",  # Σ s²·W²
                                      "/generator/convs.7/conv/Sqrt",
                                      "/generator/to_rgbs.3/conv/modulation/Gemm"))
     # ... and none of the image convolutions

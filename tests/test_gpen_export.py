@@ -82,3 +82,24 @@ def test_cli_export_with_random_weights(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["export", "--model", "GPEN-BFR-256", "--random-weights", "--size", "64",
                  "--narrow", "0.125", "--no-verify", str(out)]) == 2
     assert "pass -y" in capsys.readouterr().err
+
+
+def test_export_has_every_convolution_weight_as_a_constant(tmp_path):
+    """The exporter leaves the FIR kernels of blur/upsampling as a constant subgraph feeding the
+    convolution weights; the export folds it (TensorRT wants build-time kernels)."""
+    import onnx
+
+    from gpen_video.models.config import GpenConfig
+    from gpen_video.models.export import export_onnx
+    from gpen_video.models.load import build_gpen
+    from gpen_video.models.onnx_fold import fold_constants
+
+    path = export_onnx(build_gpen(GpenConfig(64, channel_multiplier=1, narrow=0.25), seed=0),
+                       tmp_path / "g.onnx")
+    model = onnx.load(str(path))
+    constants = {i.name for i in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    assert convs and all(n.input[1] in constants for n in convs)
+    upsampling = [n for n in convs if n.op_type == "ConvTranspose" and "upsample" in n.name]
+    assert upsampling  # the nodes that had computed (Expand) weights before folding
+    assert fold_constants(model) == 0  # nothing constant left to fold

@@ -25,7 +25,7 @@ from gpen_video.engine.paths import engine_dir
 if TYPE_CHECKING:
     import torch
 
-EXPORT_RECIPE = 1
+EXPORT_RECIPE = 2  # 2: constant subgraphs folded (gpen_video.models.onnx_fold)
 
 
 def weights_digest(model: "torch.nn.Module") -> str:

@@ -7,6 +7,8 @@ The ONNX graph has one input ``input`` (N×3×S×S float32, RGB, [-1, 1]) and on
 The export uses torch's TorchScript-based exporter (``dynamo=False``): it needs nothing beyond
 torch and onnx, and the network has no data-dependent control flow. The modulated convolutions
 are in the unfused form (:mod:`gpen_video.models.gpen`), so no operator depends on the batch size.
+Constant subgraphs the exporter leaves (the FIR kernels' ``Expand``) are folded into initializers
+(:mod:`gpen_video.models.onnx_fold`): every convolution weight is a constant.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 from gpen_video.errors import BackendUnavailable, OutputError
 from gpen_video.models.gpen import GPEN
+from gpen_video.models.onnx_fold import fold_constants
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -66,6 +69,7 @@ def export_onnx(model: GPEN, path: Path | str, opset: int = DEFAULT_OPSET) -> Pa
                 do_constant_folding=True,
             )
         proto = onnx.load(str(tmp))
+        fold_constants(proto)  # every convolution weight an initializer (see onnx_fold)
         proto.producer_name = "gpen-video"
         meta = {
             "gpen_config": json.dumps(asdict(cpu_model.config)),
