@@ -1,10 +1,12 @@
-"""``gpen-video engine build|list``: build TensorRT engines ahead of time, list the cache.
+"""``gpen-video engine build|list|clean``: build TensorRT engines ahead of time, list the cache,
+delete what no longer applies.
 
 ``build`` does what the ``tensorrt`` backend does on first use, without a video: export the
 dynamic-batch ONNX (cached), build the engine for this GPU, precision and batch profile, run the
 quality gate against FP32 torch on real face crops, and cache the plan with its gate report.
 Without TensorRT it exits 2 with one line saying how to install it. ``list`` shows the cached
-engines and their gate results (no GPU needed).
+engines and their gate results (no GPU needed). ``clean`` deletes the files this version will not
+use again (:mod:`gpen_video.engine.clean`); ``--dry-run`` only lists them.
 """
 
 from __future__ import annotations
@@ -47,12 +49,48 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="never download weights; fail if they are not cached")
     listing = sub.add_parser("list", help="list cached engines and their quality-gate results")
     listing.add_argument("--engine-dir", type=Path, default=None, help="engine cache folder")
+    clean = sub.add_parser("clean", help="delete cached exports, graphs and engines of earlier "
+                                         "recipes or TensorRT versions")
+    clean.add_argument("--engine-dir", type=Path, default=None, help="engine cache folder")
+    clean.add_argument("--dry-run", action="store_true", help="list what would go; delete nothing")
 
 
 def execute(args: argparse.Namespace) -> int:
     if args.action == "list":
         return _list(args)
+    if args.action == "clean":
+        return _clean(args)
     return _build(args)
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from gpen_video.engine.clean import stale_files
+    from gpen_video.engine.paths import default_engine_dir
+    from gpen_video.engine.trt import import_tensorrt, tensorrt_present
+    from gpen_video.errors import BackendUnavailable
+
+    folder = Path(args.engine_dir) if args.engine_dir is not None else default_engine_dir()
+    version = None
+    if tensorrt_present():
+        try:
+            version = import_tensorrt().__version__
+        except BackendUnavailable:
+            version = None  # not loadable here: judge plans by recipe only
+    stale = stale_files(folder, version)
+    freed = 0
+    for item in stale:
+        size = item.path.stat().st_size
+        if not args.dry_run:
+            try:
+                item.path.unlink()
+            except FileNotFoundError:
+                continue  # another clean got there first
+        freed += size
+        print(f"{'would delete' if args.dry_run else 'deleted'} {item.path.name}: {item.why}")
+    verb = "would free" if args.dry_run else "freed"
+    print(f"{folder}: {len(stale)} stale file(s), {verb} {freed / 1e6:.1f} MB"
+          + ("" if version else " (TensorRT not installed: plans judged by recipe only)"))
+    return 0
 
 
 def _build(args: argparse.Namespace) -> int:

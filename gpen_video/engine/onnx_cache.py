@@ -6,8 +6,9 @@ this module only decides the file name and makes concurrent processes export it 
 Cache key: sha256 of the weights (every tensor of the state dict: name, dtype, shape, bytes), the
 architecture (:class:`~gpen_video.models.config.GpenConfig`), the opset, the torch version
 (the exporter) and :data:`EXPORT_RECIPE` (bumped when the export code changes its graph).
-File: ``<label>-<size>px-opset<N>-<key[:16]>.onnx`` in the engine folder; found by its key
-whatever the label it was first saved under.
+File: ``<label>-<size>px-opset<N>-r<recipe>-<key[:16]>.onnx`` in the engine folder; found by its
+key whatever the label it was first saved under (the recipe in the name lets ``engine clean`` tell
+exports of an earlier recipe).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def cached_onnx(
     folder = engine_dir(cache_dir)
     config = model.config
     key = onnx_cache_key(weights_digest(model), config, opset)
-    suffix = f"-{config.size}px-opset{opset}-{key[:16]}.onnx"
+    suffix = f"-{config.size}px-opset{opset}-r{EXPORT_RECIPE}-{key[:16]}.onnx"
     found = _find(folder, suffix)
     if found is not None:
         return found

@@ -1,0 +1,120 @@
+"""Which files of an engine folder this version of gpen-video will never use again.
+
+An engine folder only grows: every change of weights, export recipe, precision rewrite format,
+engine build recipe or TensorRT version leaves the earlier files behind (a GPEN-BFR-512 export is
+300 MB, a plan about as much). Stale, by file kind:
+
+* ONNX export ``…-opset<N>-r<R>-<key>.onnx``: ``R`` is not
+  :data:`~gpen_video.engine.onnx_cache.EXPORT_RECIPE` (names without ``-r<R>-``: recipe 1);
+* precision graph ``<export>.<fp16|bf16>-<policy>-m<F>.onnx``: ``F`` is not
+  :data:`~gpen_video.engine.mixed.FORMAT`, or its export is gone or stale;
+* TensorRT plan ``*.plan``: no gate report beside it (never used without one), its report's key
+  has another build recipe, or it was built by another TensorRT than the installed one;
+  gate reports (``.json``, ``.rejected.json``) go with their plan, or alone when stale likewise;
+* timing cache ``timing-trt<version>-….cache``: another TensorRT than the installed one.
+
+Where TensorRT is not installed, plans and timing caches are judged by recipe only. Lock files and
+anything not named like the above (``README.md``) are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_EXPORT = re.compile(r"^(?P<stem>.+-\d+px-opset\d+-(?:r(?P<recipe>\d+)-)?[0-9a-f]{16})\.onnx$")
+_MIXED = re.compile(r"^(?P<export>.+)\.(?:fp16|bf16)-[a-z-]+-m(?P<format>\d+)\.onnx$")
+_TIMING = re.compile(r"^timing-trt(?P<version>.+?)-.+\.cache$")
+
+
+@dataclass(frozen=True)
+class Stale:
+    path: Path
+    why: str
+
+
+def stale_files(folder: Path, tensorrt_version: str | None = None) -> list[Stale]:
+    """The files of ``folder`` that the current recipes (and ``tensorrt_version``, if given)
+    will not use again, with the reason for each; nothing is deleted here."""
+    from gpen_video.engine.key import BUILD_RECIPE
+    from gpen_video.engine.mixed import FORMAT
+    from gpen_video.engine.onnx_cache import EXPORT_RECIPE
+
+    if not folder.is_dir():
+        return []
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    names = {p.name for p in files}
+    stale: dict[Path, str] = {}
+
+    current_exports = set()
+    for p in files:
+        m = _EXPORT.match(p.name)
+        if m and not _MIXED.match(p.name):
+            recipe = int(m.group("recipe") or 1)
+            if recipe != EXPORT_RECIPE:
+                stale[p] = f"ONNX export of recipe {recipe} (now {EXPORT_RECIPE})"
+            else:
+                current_exports.add(m.group("stem"))
+    for p in files:
+        m = _MIXED.match(p.name)
+        if not m:
+            continue
+        if int(m.group("format")) != FORMAT:
+            stale[p] = f"precision graph of format {m.group('format')} (now {FORMAT})"
+        elif m.group("export") not in current_exports:
+            stale[p] = "precision graph of an export that is gone or stale"
+
+    for p in files:
+        if p.suffix != ".plan":
+            continue
+        reports = [folder / f"{p.stem}.json", folder / f"{p.stem}.rejected.json"]
+        why = _plan_staleness(folder / f"{p.stem}.json", BUILD_RECIPE, tensorrt_version)
+        if why is not None:
+            stale[p] = why
+            for r in reports:
+                if r.name in names:
+                    stale[r] = f"gate report of a stale plan ({why})"
+    for p in files:
+        record = _read_json(p) if p.name.endswith(".json") and p not in stale else None
+        if record is None or "extra" not in record:
+            continue  # judged with its plan, or not a gate report of ours
+        if p.name.endswith(".rejected.json"):  # a cached verdict: kept while it still applies
+            why = _key_staleness(record, BUILD_RECIPE, tensorrt_version)
+            if why is not None:
+                stale[p] = f"rejected build: {why}"
+        elif f"{p.name[:-len('.json')]}.plan" not in names:
+            stale[p] = "gate report without its plan"
+    for p in files:
+        m = _TIMING.match(p.name)
+        if m and tensorrt_version is not None and m.group("version") != tensorrt_version:
+            stale[p] = f"timing cache of TensorRT {m.group('version')} (installed: " \
+                       f"{tensorrt_version})"
+    return [Stale(p, why) for p, why in sorted(stale.items())]
+
+
+def _plan_staleness(report: Path, recipe: int, tensorrt_version: str | None) -> str | None:
+    record = _read_json(report)
+    if record is None:
+        return "TensorRT plan without a gate report"
+    return _key_staleness(record, recipe, tensorrt_version)
+
+
+def _key_staleness(record: dict, recipe: int, tensorrt_version: str | None) -> str | None:
+    key = (record.get("extra") or {}).get("key") or {}
+    built_recipe = key.get("recipe", 1)
+    if built_recipe != recipe:
+        return f"engine of build recipe {built_recipe} (now {recipe})"
+    built_by = key.get("tensorrt_version")
+    if tensorrt_version is not None and built_by not in (None, tensorrt_version):
+        return f"engine built by TensorRT {built_by} (installed: {tensorrt_version})"
+    return None
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
