@@ -41,7 +41,7 @@ def test_auto_without_onnxruntime_falls_back_to_torch_and_says_how_to_speed_up(m
     name, why = auto_choice("auto")
     assert name == "torch" and why.startswith("backend auto: torch on cpu (TensorRT skipped")
     assert why.endswith("onnxruntime not installed: pip install 'gpen-video[onnx]' runs GPEN "
-                        "about 2x faster on CPUs)")
+                        "about 1.5x faster on CPUs)")
     restorer = create_restorer(ModelOptions(name="GPEN-BFR-256", random_weights=True),
                                RestoreOptions(backend="auto"))
     assert isinstance(restorer, TorchRestorer) and restorer.device == "cpu"

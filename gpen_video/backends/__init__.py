@@ -21,8 +21,8 @@ A new backend is a ``gpen_video/backends/<name>_backend.py`` with a ``Restorer``
 entry in :data:`BACKENDS`.
 
 ``auto`` picks, in order: ``tensorrt`` (CUDA and TensorRT present), then ``torch`` on CUDA, then
-on the CPU ``onnxruntime`` when it is installed (measured 1.6× / 2.1× faster than torch for
-GPEN-BFR-256 / -512 on a 2-core CPU), else ``torch``; and logs which and why
+on the CPU ``onnxruntime`` when it is installed (measured 1.4× / 1.7× faster than torch for
+GPEN-BFR-256 / -512 per face on a 2-core CPU), else ``torch``; and logs which and why
 (:func:`auto_choice`).
 """
 
@@ -123,7 +123,7 @@ def _cpu_choice(why: str) -> tuple[str, str]:
         return "onnxruntime", (f"backend auto: onnxruntime on cpu (faster than torch on CPUs; "
                                f"{why})")
     return "torch", (f"backend auto: torch on cpu ({why}; onnxruntime not installed: pip "
-                     "install 'gpen-video[onnx]' runs GPEN about 2x faster on CPUs)")
+                     "install 'gpen-video[onnx]' runs GPEN about 1.5x faster on CPUs)")
 
 
 def create_restorer(model: "ModelOptions", restore: "RestoreOptions",
