@@ -80,7 +80,3 @@ class GraphedForward:
         entry = (static_in, graph, static_out)
         self._graphs[key] = entry
         return entry
-
-    def clear(self) -> None:
-        """Drop every graph and its memory."""
-        self._graphs.clear()

@@ -20,13 +20,8 @@ anything not named like the above (``README.md``) are left alone.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
-
-_EXPORT = re.compile(r"^(?P<stem>.+-\d+px-opset\d+-(?:r(?P<recipe>\d+)-)?[0-9a-f]{16})\.onnx$")
-_MIXED = re.compile(r"^(?P<export>.+)\.(?:fp16|bf16)-[a-z-]+-m(?P<format>\d+)\.onnx$")
-_TIMING = re.compile(r"^timing-trt(?P<version>.+?)-.+\.cache$")
 
 
 @dataclass(frozen=True)
@@ -38,9 +33,9 @@ class Stale:
 def stale_files(folder: Path, tensorrt_version: str | None = None) -> list[Stale]:
     """The files of ``folder`` that the current recipes (and ``tensorrt_version``, if given)
     will not use again, with the reason for each; nothing is deleted here."""
-    from gpen_video.engine.key import BUILD_RECIPE
-    from gpen_video.engine.mixed import FORMAT
-    from gpen_video.engine.onnx_cache import EXPORT_RECIPE
+    from gpen_video.engine.key import BUILD_RECIPE, timing_cache_version
+    from gpen_video.engine.mixed import FORMAT, parse_name
+    from gpen_video.engine.onnx_cache import EXPORT_RECIPE, export_recipe_of
 
     if not folder.is_dir():
         return []
@@ -50,20 +45,21 @@ def stale_files(folder: Path, tensorrt_version: str | None = None) -> list[Stale
 
     current_exports = set()
     for p in files:
-        m = _EXPORT.match(p.name)
-        if m and not _MIXED.match(p.name):
-            recipe = int(m.group("recipe") or 1)
-            if recipe != EXPORT_RECIPE:
-                stale[p] = f"ONNX export of recipe {recipe} (now {EXPORT_RECIPE})"
-            else:
-                current_exports.add(m.group("stem"))
-    for p in files:
-        m = _MIXED.match(p.name)
-        if not m:
+        recipe = export_recipe_of(p.name)
+        if recipe is None or parse_name(p.name) is not None:
             continue
-        if int(m.group("format")) != FORMAT:
-            stale[p] = f"precision graph of format {m.group('format')} (now {FORMAT})"
-        elif m.group("export") not in current_exports:
+        if recipe != EXPORT_RECIPE:
+            stale[p] = f"ONNX export of recipe {recipe} (now {EXPORT_RECIPE})"
+        else:
+            current_exports.add(p.stem)
+    for p in files:
+        parsed = parse_name(p.name)
+        if parsed is None:
+            continue
+        export, fmt = parsed
+        if fmt != FORMAT:
+            stale[p] = f"precision graph of format {fmt} (now {FORMAT})"
+        elif export not in current_exports:
             stale[p] = "precision graph of an export that is gone or stale"
 
     for p in files:
@@ -87,10 +83,9 @@ def stale_files(folder: Path, tensorrt_version: str | None = None) -> list[Stale
         elif f"{p.name[:-len('.json')]}.plan" not in names:
             stale[p] = "gate report without its plan"
     for p in files:
-        m = _TIMING.match(p.name)
-        if m and tensorrt_version is not None and m.group("version") != tensorrt_version:
-            stale[p] = f"timing cache of TensorRT {m.group('version')} (installed: " \
-                       f"{tensorrt_version})"
+        version = timing_cache_version(p.name)
+        if version is not None and tensorrt_version is not None and version != tensorrt_version:
+            stale[p] = f"timing cache of TensorRT {version} (installed: {tensorrt_version})"
     return [Stale(p, why) for p, why in sorted(stale.items())]
 
 

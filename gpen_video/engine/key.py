@@ -94,3 +94,9 @@ def timing_cache_name(tensorrt_version: str, device: DeviceInfo) -> str:
     """One timing cache per TensorRT version and GPU model (timings are not portable)."""
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", device.name).strip("-").lower() or "gpu"
     return f"timing-trt{tensorrt_version}-{gpu[:32]}-{device.sm}.cache"
+
+
+def timing_cache_version(name: str) -> str | None:
+    """The TensorRT version in a file named like :func:`timing_cache_name`; ``None`` otherwise."""
+    m = re.match(r"^timing-trt(?P<version>.+?)-.+\.cache$", name)
+    return m.group("version") if m else None

@@ -22,6 +22,7 @@ only by low nodes are stored in the low type (FP16 saturated to ±65504); the re
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Collection
 from pathlib import Path
@@ -90,13 +91,12 @@ def to_mixed_precision(model: "onnx.ModelProto", precision: str,
         from onnx import version_converter
 
         out = version_converter.convert_version(out, BF16_OPSET)
-        model = out
     graph = out.graph
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
            for n in graph.node for a in n.attribute):
         raise GpenVideoError("mixed precision: graphs with subgraphs (If/Loop) are not supported")
 
-    types = _element_types(model)
+    types = _element_types(out)  # before anything below changes a type
     wanted = set(low_nodes)
     is_low = [n.name in wanted and n.op_type in LOW_OPS
               and any(types.get(o) == FLOAT for o in n.output) for n in graph.node]
@@ -211,7 +211,7 @@ def mixed_onnx(onnx_path: Path | str, precision: str, policy: "PinPolicy") -> Pa
 
     source = Path(onnx_path)
     tag = policy.name.replace("+", "-")
-    target = source.with_name(f"{source.stem}.{precision}-{tag}-m{FORMAT}.onnx")
+    target = source.with_name(f"{source.stem}.{precision}-{tag}-m{FORMAT}.onnx")  # see parse_name
     if target.is_file():
         return target
     with lock_for(target):
@@ -221,3 +221,13 @@ def mixed_onnx(onnx_path: Path | str, precision: str, policy: "PinPolicy") -> Pa
         model = to_mixed_precision(onnx.load(str(source)), precision, plan.low)
         atomic_write_bytes(target, model.SerializeToString())
     return target
+
+
+_NAME = re.compile(r"^(?P<export>.+)\.(?:fp16|bf16)-[a-z-]+-m(?P<format>\d+)\.onnx$")
+
+
+def parse_name(name: str) -> tuple[str, int] | None:
+    """(stem of the FP32 export, rewrite format) of a file named like :func:`mixed_onnx`'s
+    output; ``None`` for any other name."""
+    m = _NAME.match(name)
+    return (m.group("export"), int(m.group("format"))) if m else None

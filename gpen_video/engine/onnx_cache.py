@@ -108,6 +108,16 @@ def cached_onnx(
     return path
 
 
+_EXPORT_NAME = re.compile(r"^(?P<stem>.+-\d+px-opset\d+-(?:r(?P<recipe>\d+)-)?[0-9a-f]{16})\.onnx$")
+
+
+def export_recipe_of(name: str) -> int | None:
+    """The export recipe of a file named like :func:`cached_onnx`'s exports (names without
+    ``-r<R>-`` come from recipe 1); ``None`` for any other name."""
+    m = _EXPORT_NAME.match(name)
+    return int(m.group("recipe") or 1) if m else None
+
+
 def _find(folder: Path, suffix: str) -> Path | None:
     """A cached export with this key, whatever label it was first saved under."""
     return next((p for p in sorted(folder.glob(f"*{suffix}")) if p.is_file()), None)

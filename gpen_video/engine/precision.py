@@ -19,6 +19,7 @@ Layers are recognised by their output shapes and, where a shape is not known bef
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -106,13 +107,64 @@ class PinPlan:
 
 
 def plan_onnx(onnx_path: Path | str, policy: PinPolicy) -> PinPlan:
-    """Apply ``policy`` to every node of an exported GPEN, with the real tensor shapes.
+    """Apply ``policy`` to every node of an exported GPEN, with the real tensor shapes
+    (:func:`graph_shapes`, measured once per file and reused by every policy).
 
-    Shapes come from onnxruntime runs at batch 1 on the CPU with every intermediate tensor
-    exposed (static shape inference loses GPEN's spatial sizes after its computed pads): one run
-    up to 256 px, ``(size / 256)²`` runs above, each a session fetching an interleaved share of
-    the tensors, so that memory stays near one 256 px run's worth of activations (GPEN-BFR-512:
-    4 runs, 21 s and 3.0 GB peak on 2 cores, against 18 s and 6.4 GB for one run with all).
+    Raises:
+        BackendUnavailable: onnx or onnxruntime is missing.
+    """
+    import numpy as np
+
+    path = Path(onnx_path)
+    stat = path.stat()
+    shapes = graph_shapes(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    found = shapes.tensors
+    pinned: set[str] = set()
+    floats: set[str] = set()
+    considered = 0
+    macs = macs_pinned = 0
+    for name, op_type, inputs, outputs in shapes.nodes:
+        outs = [found[o][0] for o in outputs if o in found and found[o][1]]
+        if not outs:
+            continue
+        considered += 1
+        floats.add(name)
+        keep = keep_fp32(name, outs, shapes.size, policy)
+        if keep:
+            pinned.add(name)
+        if op_type in ("Conv", "ConvTranspose") and len(inputs) > 1:
+            w = shapes.constants.get(inputs[1])
+            if w is None and inputs[1] in found:
+                w = found[inputs[1]][0]
+            if w is not None:
+                k = int(np.prod(w[1:]))  # Conv: Cin/groups·kh·kw; ConvTranspose: Cout·kh·kw
+                per = found[inputs[0]][0] if op_type == "ConvTranspose" else outs[0]
+                n_macs = int(np.prod(per)) * k  # per output (Conv) / input (Transpose) value
+                macs += n_macs
+                macs_pinned += n_macs if keep else 0
+    return PinPlan(policy, frozenset(pinned), considered, macs, macs_pinned, frozenset(floats))
+
+
+@dataclass(frozen=True)
+class GraphShapes:
+    """An ONNX graph's nodes and the measured shape of every tensor they produce."""
+
+    size: int  # crop size (the input's spatial side)
+    nodes: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]  # name, op, ins, outs
+    constants: dict[str, tuple[int, ...]]  # initializer → shape
+    tensors: dict[str, tuple[tuple[int, ...], bool]]  # tensor → (shape, is float)
+
+
+@functools.lru_cache(maxsize=4)
+def graph_shapes(path: str, mtime_ns: int, size_bytes: int) -> GraphShapes:
+    """Run the ONNX file at ``path`` at batch 1 on the CPU and record every tensor's shape.
+
+    ``mtime_ns`` and ``size_bytes`` are part of the cache key only (a rewritten file is measured
+    again). Static shape inference loses GPEN's spatial sizes after its computed pads, hence the
+    run: one up to 256 px, ``(size / 256)²`` above, each a session fetching an interleaved share
+    of the tensors, so that memory stays near one 256 px run's worth of activations
+    (GPEN-BFR-512: 4 runs, 21 s and 3.0 GB peak on 2 cores, against 18 s and 6.4 GB for one run
+    with all).
 
     Raises:
         BackendUnavailable: onnx or onnxruntime is missing.
@@ -127,53 +179,30 @@ def plan_onnx(onnx_path: Path | str, policy: PinPolicy) -> PinPlan:
     except ImportError:
         raise BackendUnavailable("plan_onnx needs onnx and onnxruntime: "
                                  "pip install 'gpen-video[onnx]'") from None
-    model = onnx.load(str(onnx_path))
+    model = onnx.load(path)
     graph = model.graph
-    dims = graph.input[0].type.tensor_type.shape.dim
-    size = int(dims[2].dim_value)
-    consts = {i.name: tuple(i.dims) for i in graph.initializer}
+    size = int(graph.input[0].type.tensor_type.shape.dim[2].dim_value)
     float_outputs = [o for n in graph.node if n.op_type not in ("Constant", "Shape")
                      for o in n.output if o]
     declared = list(graph.output)
+    known = {o.name for o in declared}
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.enable_cpu_mem_arena = False  # give each share's activations back before the next
     x = np.zeros((1, 3, size, size), np.float32)
     runs = max(1, (size // 256) ** 2)
-    found: dict[str, tuple[tuple[int, ...], bool]] = {}  # tensor → (shape, is float)
+    found: dict[str, tuple[tuple[int, ...], bool]] = {}
     for k in range(runs):
         share = float_outputs[k::runs]
         del graph.output[:]
         graph.output.extend(declared)
-        known = {o.name for o in declared}
         graph.output.extend(onnx.ValueInfoProto(name=n) for n in share if n not in known)
         session = ort.InferenceSession(model.SerializeToString(), options,
                                        providers=["CPUExecutionProvider"])
         for name, value in zip(share, session.run(share, {graph.input[0].name: x})):
             found[name] = (tuple(value.shape), bool(np.issubdtype(value.dtype, np.floating)))
         del session
-    pinned: set[str] = set()
-    floats: set[str] = set()
-    considered = 0
-    macs = macs_pinned = 0
-    for node in graph.node:
-        outs = [found[o][0] for o in node.output if o in found and found[o][1]]
-        if not outs:
-            continue
-        considered += 1
-        floats.add(node.name)
-        keep = keep_fp32(node.name, outs, size, policy)
-        if keep:
-            pinned.add(node.name)
-        if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1:
-            w = consts.get(node.input[1])
-            if w is None and node.input[1] in found:
-                w = found[node.input[1]][0]
-            if w is not None:
-                k = int(np.prod(w[1:]))  # Conv: Cin/groups·kh·kw; ConvTranspose: Cout·kh·kw
-                per = found[node.input[0]][0] if node.op_type == "ConvTranspose" else outs[0]
-                n_macs = int(np.prod(per)) * k  # per output (Conv) / input (Transpose) value
-                macs += n_macs
-                macs_pinned += n_macs if keep else 0
-    return PinPlan(policy, frozenset(pinned), considered, macs, macs_pinned, frozenset(floats))
+    nodes = tuple((n.name, n.op_type, tuple(n.input), tuple(n.output)) for n in graph.node)
+    constants = {i.name: tuple(i.dims) for i in graph.initializer}
+    return GraphShapes(size, nodes, constants, found)
