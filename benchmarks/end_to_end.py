@@ -198,7 +198,7 @@ def markdown(result: dict) -> str:
             f"{ov['load_avg_1min']['min']}–{ov['load_avg_1min']['max']} |")
     lines.append(f"| GPU (any scene) | | {NO_GPU} | {NO_GPU} | | | | | |")
     lines += ["", "Per-stage time, milliseconds per frame (medians). *gpen-video serial*: the "
-              "same pipeline with one stage working at a time (`StageClock(serial=True)`), so "
+              "same pipeline with one stage working at a time (`pipeline.run(serial=True)`), so "
               "its stages add up to its wall time; *overlap busy*: each stage thread's busy "
               "time in the product's normal run (they run at once, so they add up to more than "
               "its wall time); *naive*: one thread, its stages add up by construction. *other*: "

@@ -29,7 +29,8 @@ STAGES = ("decode", "detect", "align", "restore", "paste", "encode")
 def run_naive(input_path: Path, output_path: Path, restorer, detector, encode=None,
               range_options=None, overwrite: bool = True) -> dict:
     """Run the naive loop; returns frames, faces, seconds and per-stage seconds."""
-    from gpen_video.blend import crop_face, template_mask, to_hwc, to_nchw
+    from gpen_video.compose.mask import template_mask
+    from gpen_video.compose.reference import crop_face, to_hwc, to_nchw
     from gpen_video.faces import similarity_to_template
     from gpen_video.media import VideoSink, VideoSource
 

@@ -15,7 +15,7 @@ the values) × batch 1, 8, 32 × (backend, precision, device):
 
 Each row is measured through the product's :class:`~gpen_video.backends.base.Restorer` API, the
 way the pipeline calls it: CPU rows take numpy batches; GPU rows take CUDA tensors (crops made on
-the GPU by :mod:`gpen_video.gpu_geometry`), with ``torch.cuda.synchronize()`` around each timed
+the GPU by :mod:`gpen_video.compose.torch_impl`), with ``torch.cuda.synchronize()`` around each timed
 call. Warm-up runs, then ``--repeats`` timed runs; the median is reported.
 
 Reported per row: faces/s, ms/face, peak GPU memory (torch allocator peak, plus the TensorRT

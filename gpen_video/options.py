@@ -81,7 +81,7 @@ class BlendOptions:
     strength: float = 1.0  # 0 = original, 1 = fully restored
     color_match: bool = False  # match the restored crop's colour statistics to the source crop
     ramp_frames: int = 5  # alpha ramp at track start and end
-    geometry: str = "auto"  # auto | cpu | torch: where crops/paste run (face_geometry.py)
+    geometry: str = "auto"  # auto | cpu | torch: where crops/paste run (gpen_video.compose)
 
 
 @dataclass(frozen=True)

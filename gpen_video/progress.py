@@ -1,4 +1,4 @@
-"""Progress for render-farm managers, on stdout, one line per update.
+"""Progress of a run or a farm job, for people (a tqdm bar) and for farm managers (stdout lines).
 
 Modes (``--progress``):
 
@@ -11,9 +11,9 @@ Modes (``--progress``):
   ``openjd_status: <text>``.
 * ``bar`` — a tqdm bar on stderr; ``none`` — nothing.
 
-The single-process pipeline prints ``Progress:`` lines itself (``--progress plain``);
-:class:`OpenJDStream` rewrites them for ``--progress openjd`` so there is one implementation of
-the percentages.
+One implementation serves the single-process pipeline (:func:`gpen_video.pipeline.run`), the
+farm and ``stitch``. A single run prints ``Progress:`` lines (``--progress plain``);
+:class:`OpenJDStream` rewrites them for ``--progress openjd``.
 """
 
 from __future__ import annotations
@@ -62,15 +62,17 @@ def translate_line(line: str) -> str:
     return f"openjd_progress: {m.group(1)}" if m else line
 
 
-class FarmProgress:
-    """Aggregate progress of a farm job (frames done out of ``total``) in one of
-    :data:`PROGRESS_MODES`. ``update`` may be called often; output is rate-limited."""
+class Progress:
+    """Progress of a job (frames done out of ``total``) in one of :data:`PROGRESS_MODES`.
+    ``update`` may be called often; output is rate-limited. ``label`` names the job on the bar
+    and on event lines (``gpen-video``, ``gpen-video farm``)."""
 
     def __init__(self, mode: str, total: int, stdout: TextIO | None = None,
-                 stderr: TextIO | None = None) -> None:
+                 stderr: TextIO | None = None, label: str = "gpen-video farm") -> None:
         if mode not in PROGRESS_MODES:
             raise ValueError(f"progress mode {mode!r}: choose one of {', '.join(PROGRESS_MODES)}")
         self.mode = mode
+        self.label = label
         self.total = max(0, total)
         self.out = stdout if stdout is not None else sys.stdout
         self.err = stderr if stderr is not None else sys.stderr
@@ -85,7 +87,7 @@ class FarmProgress:
             from tqdm.contrib.logging import logging_redirect_tqdm
 
             self._bar = tqdm(total=self.total or None, unit="frame", file=self.err,
-                             dynamic_ncols=True, desc="gpen-video farm", leave=True)
+                             dynamic_ncols=True, desc=label, leave=True)
             self._redirect = logging_redirect_tqdm(loggers=[logging.getLogger("gpen_video")])
             self._redirect.__enter__()  # log lines above the bar, not through it
 
@@ -127,9 +129,9 @@ class FarmProgress:
         elif self.mode == "openjd":
             print(f"openjd_status: {message}", file=self.out, flush=True)
         elif self._bar is not None:
-            self._bar.write(f"gpen-video farm: {message}", file=self.err)
+            self._bar.write(f"{self.label}: {message}", file=self.err)
         else:
-            print(f"gpen-video farm: {message}", file=self.err, flush=True)
+            print(f"{self.label}: {message}", file=self.err, flush=True)
 
     def close(self, summary: dict[str, Any] | None = None, text: str | None = None) -> None:
         if self._redirect is not None:
@@ -140,6 +142,8 @@ class FarmProgress:
             self._bar = None
         if summary is None or self.mode == "none":
             return
+        if self.mode in ("plain", "openjd"):
+            self.update(self.total)  # the 100 % line, if rounding kept it back
         if self.mode == "json":
             self._json({"event": "summary", **summary})
         elif text:

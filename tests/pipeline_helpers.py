@@ -99,7 +99,7 @@ def face_scene(photo: np.ndarray, face_px: int, degrees: float, frame_hw: tuple[
 
 def mask_union(pasted: list, shape: tuple[int, ...]) -> np.ndarray:
     """Frame-sized alpha coverage (max over faces) of the faces a run reported pasting."""
-    from gpen_video.blend import Blender, Paste
+    from gpen_video.compose.reference import Blender, Paste
 
     cover = np.zeros(shape[:2], np.float32)
     blenders: dict[int, Blender] = {}

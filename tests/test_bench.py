@@ -115,7 +115,7 @@ def test_serial_stage_times_add_up_to_the_wall_time(cli_run):
 
 
 def test_serial_clock_runs_one_stage_at_a_time(testdata, small_gpen, tmp_path):
-    """The baton: no two stages' busy intervals overlap in a serial run (they do in overlap)."""
+    """Serial wiring: no two stages' busy intervals overlap (they do in overlap)."""
     from gpen_video import pipeline
     from gpen_video.bench.synth import default_face_image, synthesize_clip
     from gpen_video.options import RangeOptions
@@ -127,8 +127,8 @@ def test_serial_clock_runs_one_stage_at_a_time(testdata, small_gpen, tmp_path):
                      detect=DetectOptions(network="mobile0.25", device="cpu",
                                           weights=_detector_weights(testdata)),
                      range=RangeOptions(start=0, end=7))
-    clock = RecordingClock(serial=True)
-    summary = pipeline.run(job, clock=clock)
+    clock = RecordingClock()
+    summary = pipeline.run(job, clock=clock, serial=True)
     spans = sorted((a, b, s) for s, ivs in clock.intervals.items() for a, b in ivs)
     assert summary.frames == 8 and len(spans) > 8 * 4
     for (a0, b0, s0), (a1, b1, s1) in zip(spans, spans[1:]):

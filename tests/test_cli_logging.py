@@ -65,8 +65,7 @@ def test_engine_build_notice_shows_by_default(tmp_path, capsys, monkeypatch):
     assert "gpen-video: debug: gpen_video.pipeline: a debug record" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("which", ["pipeline", "farm"])
-def test_log_lines_do_not_break_the_progress_bar(capsys, which):
+def test_log_lines_do_not_break_the_progress_bar(capsys):
     """A warning logged while the tqdm bar is drawn gets a line of its own (the bar's line is
     cleared first and the bar drawn again below), instead of being glued to the bar's text."""
     import logging
@@ -75,14 +74,9 @@ def test_log_lines_do_not_break_the_progress_bar(capsys, which):
 
     undo = configure_logging(logging.WARNING)
     try:
-        if which == "pipeline":
-            from gpen_video.pipeline import _Progress
+        from gpen_video.progress import Progress  # the run's and the farm's
 
-            progress = _Progress("bar", 10)
-        else:
-            from gpen_video.farm.progress import FarmProgress
-
-            progress = FarmProgress("bar", 10)
+        progress = Progress("bar", 10)
         progress.update(3)
         logging.getLogger("gpen_video.test").warning("a line while the bar is drawn")
         progress.update(6)

@@ -14,9 +14,9 @@ import pytest
 
 from gpen_video.cli import main
 from gpen_video.errors import UsageError
-from gpen_video.farm import FarmProgress, OpenJDStream, plan_chunks, segment_format
+from gpen_video.farm import plan_chunks, segment_format
 from gpen_video.farm.plan import job_key
-from gpen_video.farm.progress import translate_line
+from gpen_video.progress import OpenJDStream, Progress, translate_line
 from gpen_video.farm.ray_runner import Fault, parse_faults
 from gpen_video.media.codecs import SourceVideoInfo
 from gpen_video.options import EncodeOptions, RunOptions
@@ -73,21 +73,21 @@ def test_job_key_names_what_changes_the_segments(tmp_path):
 
 def test_progress_lines_for_farm_managers():
     out = io.StringIO()
-    p = FarmProgress("plain", 200, out, io.StringIO())
+    p = Progress("plain", 200, out, io.StringIO())
     for done in (0, 1, 2, 50, 50, 120, 199, 200):
         p.update(done)
     p.update(10)  # never goes back
     assert out.getvalue().splitlines() == ["Progress: 0%", "Progress: 1%", "Progress: 25%",
                                            "Progress: 60%", "Progress: 99%", "Progress: 100%"]
     out = io.StringIO()
-    p = FarmProgress("openjd", 4, out, io.StringIO())
+    p = Progress("openjd", 4, out, io.StringIO())
     p.update(1)
     p.event("chunk", "chunk 1/4 rendered")
     p.update(4)
     assert out.getvalue().splitlines() == ["openjd_progress: 25", "openjd_status: chunk 1/4 "
                                            "rendered", "openjd_progress: 100"]
     out = io.StringIO()
-    p = FarmProgress("json", 10, out, io.StringIO())
+    p = Progress("json", 10, out, io.StringIO())
     p.update(10)
     p.event("chunk", "done", chunk=3, status="rendered")
     p.close({"frames": 10})

@@ -1,4 +1,5 @@
-"""GPU-side geometry (torch, any device) against the OpenCV/numpy path of gpen_video.blend.
+"""GPU-side geometry (torch, any device) against the OpenCV/numpy reference path
+(gpen_video.compose.reference).
 
 Run on the CPU here; the ``gpu`` tests repeat the comparison on CUDA.
 """
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from gpen_video.blend import Blender, Paste, crop_face, to_hwc
-from gpen_video.gpu_geometry import (GpuGeometry, crop_theta, fold_reflect101, frames_to_tensor,
+from gpen_video.compose.reference import Blender, Paste, crop_face, to_hwc
+from gpen_video.compose.torch_impl import (GpuGeometry, crop_theta, fold_reflect101, frames_to_tensor,
                                      to_norm, to_pixel)
 from tests.geometry import face_photo, similarity
 

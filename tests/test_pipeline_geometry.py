@@ -19,7 +19,7 @@ import pytest
 from gpen_video import pipeline
 from gpen_video.backends.identity import IdentityRestorer
 from gpen_video.errors import BackendUnavailable, UsageError
-from gpen_video.face_geometry import choose_geometry
+from gpen_video.compose import choose_geometry
 from gpen_video.options import BlendOptions
 from tests.pipeline_helpers import mask_union, read_frames, run_options
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gpen_video.temporal import TemporalSmoother
+from gpen_video.compose.temporal import TemporalSmoother
 from tests.geometry import face_photo, psnr
 
 SIZE = 128

@@ -14,10 +14,10 @@ conditions:
   faces/s, frame latency, peak memory. Its per-stage times are each thread's busy time; stages
   run at the same time, so they add up to more than the wall time (the "idle" row is the time no
   stage was busy at all).
-* ``serial`` — the same threads and queues, but a baton lets only one stage work at a time
-  (``StageClock(serial=True)``): every second of the wall time belongs to exactly one stage or to
-  the "other" row (hand-overs and untimed code, measured as wall − Σ stages). This is the
-  per-stage breakdown that adds up; it is slower than ``overlap`` by the overlap it removes.
+* ``serial`` — the same stages run one at a time in one thread (``pipeline.run(serial=True)``):
+  every second of the wall time belongs to exactly one stage or to the "other" row (hand-overs
+  and untimed code, measured as wall − Σ stages). This is the per-stage breakdown that adds up;
+  it is slower than ``overlap`` by the overlap it removes.
 
 Several GPUs: one worker process per GPU (``CUDA_VISIBLE_DEVICES`` set before torch loads), each
 with its own restorer, detector and output file, released together at a barrier before every
@@ -179,13 +179,13 @@ class Worker:
         from gpen_video.bench.measure import (PeakMemory, RecordingClock, load_average,
                                               percentile, synchronize)
 
-        clock = RecordingClock(serial=serial)
+        clock = RecordingClock()
         load = load_average()
         with PeakMemory(self.device) as peak:
             synchronize(self.device)
             t0 = time.perf_counter()
             summary = pipeline.run(job, restorer=self.restorer, detector=self.detector,
-                                   clock=clock)
+                                   clock=clock, serial=serial)
             synchronize(self.device)
             outer = time.perf_counter() - t0
         stages = dict(clock.seconds)

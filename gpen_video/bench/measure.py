@@ -44,8 +44,8 @@ GPU_PEAK_TFLOPS = {
 class RecordingClock(StageClock):
     """A :class:`StageClock` that keeps each stage's busy intervals (``perf_counter`` seconds)."""
 
-    def __init__(self, serial: bool = False) -> None:
-        super().__init__(serial=serial)
+    def __init__(self) -> None:
+        super().__init__()
         self.intervals: dict[str, list[tuple[float, float]]] = {name: [] for name in STAGES}
 
     def add(self, stage: str, since: float) -> float:

@@ -196,7 +196,7 @@ def execute(args: argparse.Namespace) -> int:
     if options.progress == "openjd":  # the pipeline's plain lines, rewritten (gpen_video.farm)
         from dataclasses import replace
 
-        from gpen_video.farm import OpenJDStream
+        from gpen_video.progress import OpenJDStream
 
         options = replace(options, progress="plain")
         stdout = OpenJDStream(sys.stdout)

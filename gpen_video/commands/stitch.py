@@ -48,7 +48,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from gpen_video.commands.run import parse_frames
-    from gpen_video.farm import FarmProgress, stitch
+    from gpen_video.farm import stitch
+    from gpen_video.progress import Progress
 
     frames = parse_frames(args.frames) if args.frames else None
     tuned = any(v is not None for v in (args.crf, args.preset, args.pix_fmt))
@@ -60,7 +61,7 @@ def execute(args: argparse.Namespace) -> int:
         encode = EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset,
                                pix_fmt=args.pix_fmt)
     mode = "none" if args.quiet else args.progress
-    progress = FarmProgress(mode, 1)
+    progress = Progress(mode, 1)
 
     def on_frame(done: int, total: int) -> None:
         progress.total = total

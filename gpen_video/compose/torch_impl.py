@@ -1,18 +1,15 @@
-"""Face geometry on the GPU (or any torch device): batched crops and paste-back.
+"""The torch compositing path: batched crops and paste-back on any torch device (GPU or CPU).
 
-The same operations as :func:`gpen_video.blend.crop_face` and :class:`gpen_video.blend.Blender`,
-written in torch so that frames uploaded once stay on the GPU: every face crop of a batch comes
-from **one** ``grid_sample`` call, every restored face (and its soft mask) is warped back over its
-region of interest by **one** more, compositing happens on the device, and only finished frames
-come back. On the CPU it runs too (that is how it is tested against the OpenCV path).
+The same operations as :func:`~gpen_video.compose.reference.crop_face` and
+:class:`~gpen_video.compose.reference.Blender`, written in torch so that frames uploaded once stay
+on the device: every face crop of a batch comes from **one** ``grid_sample`` call, every restored
+face (and its soft mask) is warped back over its region of interest by **one** more, compositing
+happens on the device, and only finished frames come back. On the CPU it runs too (that is how it
+is tested against the reference path). :class:`TorchFaces` is this path behind the
+:class:`~gpen_video.compose.FaceGeometry` protocol.
 
-Conventions (those of :mod:`gpen_video.blend`):
-
-* Frames: ``T×H×W×3`` RGB tensors, ``uint8`` or ``uint16`` (full 16-bit scale), channels last,
-  as decoded. Crops and restored faces: ``N×3×S×S`` float32 RGB in ``[0, 1]`` (a restorer batch).
-* ``M`` (2×3, per face) maps frame pixel coordinates ``(x, y)`` to crop coordinates ``(u, v)``;
-  **pixel centres are at integer coordinates** (OpenCV ``warpAffine``): the crop is
-  ``crop[v, u] = frame(M⁻¹·(u, v))``, bilinear.
+Conventions: :mod:`gpen_video.compose`'s. Here frames are ``T×H×W×3`` tensors (channels last, as
+decoded) and crops ``N×3×S×S`` float32 tensors (a restorer batch).
 
 From pixel matrices to ``affine_grid``/``grid_sample`` (``align_corners=False``): torch's
 normalised coordinate ``x_n ∈ [-1, 1]`` spans the image's outer **edges**, so pixel ``i`` of ``n``
@@ -28,8 +25,8 @@ for the paste (output a region box of Wb×Hb at frame offset (x0, y0), input the
 instead put ±1 on the corner pixels' centres — a different scale by n/(n−1), the classic
 half-pixel bug.)
 
-Interpolation follows :data:`gpen_video.blend.INTERPOLATION` (bicubic, OpenCV's and torch's
-cubic convolution with a = −0.75; or bilinear), and crops are clipped to ``[0, 1]`` as there.
+Interpolation follows :data:`gpen_video.compose.mask.INTERPOLATION` (bicubic: OpenCV's and
+torch's cubic convolution with a = −0.75; or bilinear), and crops are clipped to ``[0, 1]``.
 
 Borders: crops sample outside the frame as ``cv2.BORDER_REFLECT101`` does. Any symmetric kernel
 interpolates a mirrored image symmetrically, so that equals folding the sample coordinate about
@@ -42,8 +39,8 @@ each face's sample points are moved into its frame's band; folding first and the
 every tap inside its own frame. Precision: float32 grids, ≲ 0.01 px of position error even for 32
 stacked 4K frames.
 
-Compositing is :class:`~gpen_video.blend.Blender`'s: each face's alpha by the same
-:func:`~gpen_video.blend.face_coverage` rule, coverage ``1 − Π(1 − aᵢ)``, colour
+Compositing is :class:`~gpen_video.compose.reference.Blender`'s: each face's alpha by the same
+:func:`~gpen_video.compose.mask.face_coverage` rule, coverage ``1 − Π(1 − aᵢ)``, colour
 ``Σ aᵢcᵢ / Σ aᵢ``, in float32, rounded once (half to even) to the frame's dtype; pixels with
 coverage 0 are left bit-identical.
 """
@@ -51,25 +48,24 @@ coverage 0 are left bit-identical.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gpen_video import blend
-from gpen_video.blend import Blender, MaskShape, Region
+from gpen_video.compose import mask as _mask
+from gpen_video.compose.mask import MaskShape, Region, face_coverage
+from gpen_video.compose.reference import Blender, to_hwc, to_nchw
 
 _MAX = {torch.uint8: 255.0, torch.uint16: 65535.0}
 _MARGIN = 2  # reflect-101 pixels around each frame: the bicubic kernel reaches 2 px
 
 
 def interpolation_mode() -> str:
-    """``grid_sample`` mode of the OpenCV interpolation :mod:`gpen_video.blend` uses."""
-    import cv2
-
-    flag = getattr(blend, "INTERPOLATION", cv2.INTER_LINEAR)
-    return "bicubic" if flag == cv2.INTER_CUBIC else "bilinear"
+    """``grid_sample`` mode of the shared interpolation (:data:`compose.mask.INTERPOLATION`)."""
+    return _mask.INTERPOLATION
 
 
 def to_norm(width: int, height: int) -> np.ndarray:
@@ -134,7 +130,7 @@ class GpuGeometry:
     """Batched crops and paste-back on one torch device for ``size``-px crops.
 
     Build once per run (it holds the mask on the device). Region selection and the mask shape
-    are :class:`~gpen_video.blend.Blender`'s, so both paths touch the same pixels.
+    are :class:`~gpen_video.compose.reference.Blender`'s, so both paths touch the same pixels.
     """
 
     def __init__(self, size: int, device: str | torch.device = "cpu", strength: float = 1.0,
@@ -232,7 +228,7 @@ class GpuGeometry:
                                align_corners=False)  # F×4×Hb×Wb, one call for every face
         factor = torch.tensor([alphas[i] * strength for i, _ in faces], device=self.device,
                               dtype=torch.float32).view(-1, 1, 1)
-        coverage = blend.face_coverage(warped[:, 3], factor)  # Blender's rule, on the device
+        coverage = face_coverage(warped[:, 3], factor)  # Blender's rule, on the device
         by_frame: dict[int, list[int]] = {}
         for k, (i, _) in enumerate(faces):
             by_frame.setdefault(int(frame_index[i]), []).append(k)
@@ -266,3 +262,65 @@ class GpuGeometry:
         mixed = torch.round(src + (color - src) * cover).clamp_(0.0, maxval)
         new = torch.where(touched, mixed, src).permute(1, 2, 0)
         view.copy_(new.to(torch.int32).to(frame.dtype))
+
+
+class TorchFaces:
+    """Face geometry on a torch device (:class:`GpuGeometry`)."""
+
+    name = "torch"
+
+    def __init__(self, size: int, device: str, strength: float = 1.0,
+                 shape: MaskShape | None = None) -> None:
+        self.size = int(size)
+        self.geo = GpuGeometry(self.size, device, strength, shape)
+        self.device = str(self.geo.device)
+        self.mask = self.geo.blender.mask
+
+    def frame(self, image: np.ndarray) -> Any:
+        """Upload one frame: a ``1×H×W×3`` tensor on the device. On the CPU it shares the
+        image's memory when that is writeable (the paste then writes into it, as ``cpu`` does)."""
+        if self.geo.device.type == "cpu":
+            host = image if image.flags.writeable else image.copy()
+            return torch.from_numpy(np.ascontiguousarray(host))[None]
+        return frames_to_tensor(image, self.geo.device)
+
+    def crop(self, frames: Sequence[Any], matrices: Sequence[np.ndarray]) -> list:
+        """The aligned crops of ``N`` faces (face ``k`` in ``frames[k]``): views of one
+        ``N×3×S×S`` tensor made by a single sampling call over the distinct frames."""
+        order: dict[int, int] = {}
+        distinct: list[Any] = []
+        index = []
+        for f in frames:
+            if id(f) not in order:
+                order[id(f)] = len(distinct)
+                distinct.append(f)
+            index.append(order[id(f)])
+        stacked = distinct[0] if len(distinct) == 1 else torch.cat(distinct)
+        return list(self.geo.crops(stacked, index, np.stack(matrices)))
+
+    def restore(self, restorer: Any, crops: list) -> list:
+        """One ``restorer.restore`` call on the device batch; restored faces stay on the device."""
+        out = restorer.restore(torch.stack(crops))
+        return list(out.to(self.geo.device, torch.float32))
+
+    def to_host(self, items: list) -> list[np.ndarray]:
+        """``S×S×3`` float32 numpy crops (one download for the list)."""
+        if not items:
+            return []
+        return list(to_hwc(torch.stack(items).cpu().numpy()))
+
+    def from_host(self, crops: list[np.ndarray]) -> list:
+        """Back to the device (one upload for the list)."""
+        if not crops:
+            return []
+        return list(torch.from_numpy(to_nchw(np.stack(crops))).to(self.geo.device))
+
+    def paste(self, image: np.ndarray, frame: Any, items: list, matrices: Sequence[np.ndarray],
+              alphas: Sequence[float]) -> np.ndarray:
+        """Composite the faces into the uploaded ``frame`` on the device; the finished frame
+        back as numpy (``image`` itself, unchanged, when there is nothing to paste)."""
+        if not items:
+            return image
+        self.geo.paste(frame, torch.stack(items), [0] * len(items), np.stack(matrices),
+                       list(alphas))
+        return frame[0].cpu().numpy()

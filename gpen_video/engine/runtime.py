@@ -4,7 +4,7 @@ Memory and streams are torch's (``torch.cuda`` tensors, pinned host tensors, str
 the engine shares the caching allocator with the rest of the GPU pipeline and no other CUDA
 binding is needed. Per call:
 
-* **device input** (a CUDA tensor, e.g. crops made on the GPU by :mod:`gpen_video.gpu_geometry`):
+* **device input** (a CUDA tensor, e.g. crops made on the GPU by :mod:`gpen_video.compose.torch_impl`):
   everything stays on the GPU; the engine runs on its compute stream, which waits for the
   caller's stream and is waited on by it (events, no host synchronisation).
 * **host input** (numpy / CPU tensor): batches larger than the profile's max are split into

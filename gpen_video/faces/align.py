@@ -192,7 +192,7 @@ def warp_from_crop(crop: np.ndarray, matrix: Matrix, frame_size: tuple[int, int]
     """A crop warped back onto a ``(width, height)`` frame canvas with the exact inverse map.
 
     ``matrix`` is the same frame → crop matrix used to make the crop; pixels that fall outside
-    the crop are 0. (The product's paste-back lives in :mod:`gpen_video.blend`, which warps only
+    the crop are 0. (The product's paste-back lives in :mod:`gpen_video.compose`, which warps only
     each face's region; this full-canvas version is for tests and tools.)
     """
     return cv2.warpAffine(crop, np.asarray(matrix, dtype=np.float64), frame_size,

@@ -15,8 +15,8 @@ Three ways to render a clip in pieces, all through the same pipeline:
 
 Public API: :class:`Chunk`, :func:`plan_chunks`, :class:`SegmentFormat`,
 :func:`segment_format`, :func:`lossless_encode`, :func:`segment_options`, :func:`stitch`,
-:class:`StitchResult`, :func:`run_farm`, :class:`FarmReport`, :class:`FarmProgress`,
-:class:`OpenJDStream`.
+:class:`StitchResult`, :func:`run_farm`, :class:`FarmReport`.
+Progress lines for farm managers: :mod:`gpen_video.progress`.
 """
 
 from __future__ import annotations
@@ -28,14 +28,13 @@ from typing import TYPE_CHECKING, Any
 from gpen_video.errors import UsageError
 from gpen_video.farm.plan import (Chunk, SegmentFormat, lossless_encode, plan_chunks,
                                   segment_format)
-from gpen_video.farm.progress import FarmProgress, OpenJDStream
 from gpen_video.farm.stitch import StitchResult, stitch
 from gpen_video.options import EncodeOptions, RunOptions
 
 if TYPE_CHECKING:
     from gpen_video.farm.ray_runner import FarmReport
 
-__all__ = ["Chunk", "FarmProgress", "FarmReport", "OpenJDStream", "SegmentFormat",
+__all__ = ["Chunk", "FarmReport", "SegmentFormat",
            "StitchResult", "lossless_encode", "plan_chunks", "run_farm", "segment_format",
            "segment_options", "stitch"]
 

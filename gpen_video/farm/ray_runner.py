@@ -17,7 +17,7 @@ The driver (this module, in the ``gpen-video farm`` process):
    or failed transiently, up to ``retries`` more times; a bad-input error stops the job at once;
 5. stitches the segments (:func:`gpen_video.farm.stitch.stitch`), removes the segment folder
    (unless ``keep_segments``), and reports progress over the whole job throughout
-   (:class:`~gpen_video.farm.progress.FarmProgress`).
+   (:class:`~gpen_video.progress.Progress`).
 
 Exit codes (through the CLI): 0 done; 2 bad input/options (a chunk failed with one, or Ray is
 not installed); 75 a chunk kept failing transiently or its worker kept dying, or the cluster
@@ -46,7 +46,7 @@ from gpen_video.errors import (EXIT_TRANSIENT, EXIT_USAGE, GpenVideoError, Trans
                                UsageError)
 from gpen_video.farm.plan import (Chunk, SegmentFormat, default_segment_dir, job_key, plan_chunks,
                                   segment_format)
-from gpen_video.farm.progress import FarmProgress
+from gpen_video.progress import Progress
 from gpen_video.media import paths
 from gpen_video.options import EncodeOptions, FarmOptions, RangeOptions, RunOptions
 
@@ -366,7 +366,7 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
     segment_of = {c.index: folder / c.segment_name(fmt.suffix) for c in chunks}
     total = last - first + 1
     stitch_weight = _STITCH_WEIGHT[fmt.reencode]
-    progress = FarmProgress(run.progress, total + round(total * stitch_weight), stdout, stderr)
+    progress = Progress(run.progress, total + round(total * stitch_weight), stdout, stderr)
     progress.event("plan", f"{total} frames ({first}-{last}) in {len(chunks)} chunks of up to "
                    f"{farm.chunk}, {fmt.mode} segments in {folder}", first=first, last=last,
                    chunks=len(chunks), segment_mode=fmt.mode, segment_dir=str(folder))
@@ -430,7 +430,7 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
 
 def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions,
             fmt: SegmentFormat, faults: tuple[Fault, ...], segment_of: dict[int, Path],
-            reports: dict[int, ChunkReport], progress: FarmProgress, done_frames: int,
+            reports: dict[int, ChunkReport], progress: Progress, done_frames: int,
             overlap: int) -> tuple[int, str]:
     """Render ``todo`` on Ray actors; fill ``reports``. Returns (workers, device)."""
     ray = _import_ray()

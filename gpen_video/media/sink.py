@@ -486,6 +486,11 @@ class VideoSink:
         """Stop without output: close everything and delete the temporary file."""
         self._discard()
 
+    def remove_partial(self) -> None:
+        """Delete the temporary output only, leaving the encoder and files alone: for a caller
+        that must give up while another thread may still be inside :meth:`write`."""
+        paths.remove_quietly(self._temp)
+
     def _discard(self) -> None:
         self._closed = True
         if self._copier is not None:

@@ -1,0 +1,286 @@
+"""The five stages of a run, as objects that know nothing of threads.
+
+Every stage but the first has the same two methods: ``process(item)`` takes one item from the
+stage before and returns the items (zero or more) it hands on, in order; ``finish()`` is called
+once after the last item and returns what the stage still held. :class:`Decode` is the source
+(iterate it). A stage is driven by :mod:`gpen_video.pipeline.wiring` — one thread per stage with
+bounded queues between them, or all in the caller's thread — and gives the same output either
+way: every decision (detection batches, restore batches) is made by counts, never by timing.
+
+::
+
+    Decode ──Frame──▶ AnalyseFaces ──FrameJob──▶ RestoreFaces ──FrameJob──▶ ComposeFaces
+                                                                   ──(Frame, image)──▶ Encode
+
+Each stage adds its busy time to a :class:`~gpen_video.pipeline.clock.StageClock` under the
+names in :data:`~gpen_video.pipeline.clock.STAGES` and counts what it did (``Encode.written``,
+``ComposeFaces.faces``/``.tracks``, ``RestoreFaces.batches``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from gpen_video.pipeline.clock import StageClock
+from gpen_video.pipeline.jobs import FaceJob, FrameJob
+from gpen_video.pipeline.summary import PastedFace
+
+
+class Decode:
+    """The source: decoded frames (``gpen_video.media.Frame``) in presentation order."""
+
+    name = "decode"
+
+    def __init__(self, source: Any, clock: StageClock) -> None:
+        self.source = source
+        self.clock = clock
+
+    def __iter__(self) -> Iterator[Any]:
+        it = iter(self.source)
+        t = time.perf_counter()
+        for frame in it:
+            t = self.clock.add("decode", t)
+            yield frame
+            t = time.perf_counter()
+
+
+class AnalyseFaces:
+    """Frames → :class:`FrameJob` with their tracked faces: detection on every ``every``-th frame
+    in batches of ``batch`` frames, then the track/smooth stream (``gpen_video.faces``), which
+    releases frames once their faces are final (after its look-ahead)."""
+
+    name = "analyse"
+
+    def __init__(self, detector: Any, stream: Any, clock: StageClock, *, batch: int = 1,
+                 every: int = 1, largest: bool = False) -> None:
+        self.detector = detector
+        self.stream = stream
+        self.clock = clock
+        self.batch = max(1, batch)
+        self.every = max(1, every)
+        self.largest = largest
+        self._held: deque = deque()  # frames pushed to the stream, waiting for their faces
+        self._todo: list = []  # frames read, not yet detected
+        self._pushed = 0
+
+    def process(self, frame: Any) -> list[FrameJob]:
+        self._todo.append(frame)
+        if len(self._todo) < self.batch:
+            return []
+        todo, self._todo = self._todo, []
+        return self._detect_and_push(todo)
+
+    def finish(self) -> list[FrameJob]:
+        out = self._detect_and_push(self._todo) if self._todo else []
+        self._todo = []
+        t = time.perf_counter()
+        ready = self.stream.flush()
+        self.clock.add("track", t)
+        return out + self._release(ready)
+
+    def _detect_and_push(self, frames: list) -> list[FrameJob]:
+        wanted = [i for i in range(len(frames)) if (self._pushed + i) % self.every == 0]
+        t = time.perf_counter()
+        found = self.detector.detect([frames[i].image for i in wanted]) if wanted else []
+        t = self.clock.add("detect", t)
+        per_frame: list = [None] * len(frames)
+        for i, dets in zip(wanted, found):
+            per_frame[i] = dets
+        out: list[FrameJob] = []
+        for frame, dets in zip(frames, per_frame):
+            self._held.append(frame)
+            ready = self.stream.push(dets, frame.image)
+            self._pushed += 1
+            t = self.clock.add("track", t)
+            out.extend(self._release(ready))
+            t = time.perf_counter()
+        return out
+
+    def _release(self, ready: list) -> list[FrameJob]:
+        out = []
+        for ff in ready:
+            frame = self._held.popleft()
+            faces = list(ff.faces)
+            if self.largest and len(faces) > 1:
+                faces = [max(faces, key=lambda f: f.params.width)]
+            out.append(FrameJob(frame, [FaceJob(f) for f in faces], ff.cut))
+        return out
+
+
+class RestoreFaces:
+    """Crops every face to restore and runs the restorer on batches of exactly ``batch`` faces
+    gathered across frames (a partial batch only when more than ``max_pending`` frames wait, or
+    at the end); hands frames on in order once all their faces are restored. Frames before the
+    range (warm-up) are tracked but not restored."""
+
+    name = "restore"
+
+    def __init__(self, restorer: Any, geometry: Any, clock: StageClock, *, batch: int,
+                 max_pending: int | None = None) -> None:
+        self.restorer = restorer
+        self.geometry = geometry
+        self.clock = clock
+        self.batch = max(1, batch)
+        self.max_pending = max(16, 2 * self.batch) if max_pending is None else max_pending
+        self.batches = 0  # forward passes run
+        self._pending: deque[FrameJob] = deque()
+        self._waiting: list[FaceJob] = []
+
+    def process(self, job: FrameJob) -> list[FrameJob]:
+        if not job.frame.in_range:
+            for f in job.faces:
+                f.skip()
+        elif job.faces:
+            t = time.perf_counter()
+            job.source = self.geometry.frame(job.frame.image)  # torch: the one upload
+            for f in job.faces:
+                f.source = job.source
+                self._waiting.append(f)
+            self.clock.add("align", t)
+        self._pending.append(job)
+        while len(self._waiting) >= self.batch:
+            self._run_batch(self._waiting[:self.batch])
+            self._waiting = self._waiting[self.batch:]
+        if self._waiting and len(self._pending) > self.max_pending:
+            self._run_batch(self._waiting)
+            self._waiting = []
+        return self._emit_ready()
+
+    def finish(self) -> list[FrameJob]:
+        if self._waiting:
+            self._run_batch(self._waiting)
+            self._waiting = []
+        return self._emit_ready()
+
+    def _run_batch(self, jobs: list[FaceJob]) -> None:
+        t = time.perf_counter()
+        crops = self.geometry.crop([j.source for j in jobs], [j.face.matrix for j in jobs])
+        t = self.clock.add("align", t)
+        out = self.geometry.restore(self.restorer, crops)
+        self.clock.add("restore", t)
+        self.batches += 1
+        for j, crop, restored in zip(jobs, crops, out):
+            j.crop, j.restored, j.source = crop, restored, None
+
+    def _emit_ready(self) -> list[FrameJob]:
+        out = []
+        while self._pending and self._pending[0].ready:
+            out.append(self._pending.popleft())
+        return out
+
+
+class ComposeFaces:
+    """Restored faces back into their frames: per track colour matching and temporal smoothing
+    (in crop space, on the host), then the paste. Hands on ``(frame, image)`` pairs in order.
+
+    ``observer(index, faces)`` hears each written frame's pasted faces (tests, overlays)."""
+
+    name = "compose"
+
+    def __init__(self, geometry: Any, temporal: Any, clock: StageClock, *, strength: float = 1.0,
+                 color_match: bool = False,
+                 observer: Callable[[int, list[PastedFace]], None] | None = None) -> None:
+        self.geometry = geometry
+        self.temporal = temporal
+        self.clock = clock
+        self.strength = strength
+        self.color_match = color_match
+        self.observer = observer
+        # temporal smoothing and colour matching are host code (compose/__init__ says so)
+        self.host_crops = color_match or temporal.mode != "off"
+        self.faces = 0  # face instances pasted
+        self.tracks: set[int] = set()
+        self._matchers: dict[int, Any] = {}
+
+    def process(self, job: FrameJob) -> list[tuple[Any, np.ndarray]]:
+        if job.cut:
+            self.temporal.reset()
+            self._matchers.clear()
+        if not job.frame.in_range:
+            return [(job.frame, job.frame.image)]
+        t = time.perf_counter()
+        items = self._adjusted(job)
+        t = self.clock.add("temporal", t)
+        image = self.geometry.paste(job.frame.image, job.source, items,
+                                    [f.face.matrix for f in job.faces],
+                                    [f.face.alpha_hint for f in job.faces])
+        job.source = None
+        self.clock.add("paste", t)
+        seen = [PastedFace(f.face.track_id, np.asarray(f.face.matrix), self.geometry.size,
+                           f.face.alpha_hint * self.strength) for f in job.faces]
+        for f in job.faces:
+            f.crop = f.restored = None
+        self.faces += len(seen)
+        self.tracks.update(p.track_id for p in seen)
+        if self.observer is not None:
+            self.observer(job.frame.index, seen)
+        return [(job.frame, image)]
+
+    def finish(self) -> list:
+        return []
+
+    def _adjusted(self, job: FrameJob) -> list:
+        """The restored crops after colour matching and temporal smoothing, as the geometry
+        wants them; per-track state starts and ends with the track."""
+        items = [f.restored for f in job.faces]
+        if self.host_crops and job.faces:
+            sources = self.geometry.to_host([f.crop for f in job.faces])
+            items = self.geometry.to_host(items)
+        for k, f in enumerate(job.faces):
+            face = f.face
+            if face.is_start:
+                self._forget(face.track_id)
+            if self.host_crops:
+                if self.color_match:
+                    items[k] = self._matcher(face.track_id)(items[k], sources[k])
+                items[k] = self.temporal(face.track_id, sources[k], items[k])
+            if face.is_end:
+                self._forget(face.track_id)
+        return self.geometry.from_host(items) if self.host_crops else items
+
+    def _matcher(self, track_id: int) -> Any:
+        from gpen_video.compose.colour import ColorMatcher
+
+        matcher = self._matchers.get(track_id)
+        if matcher is None:
+            matcher = self._matchers[track_id] = ColorMatcher(self.geometry.mask)
+        return matcher
+
+    def _forget(self, track_id: int) -> None:
+        self.temporal.reset(track_id)
+        self._matchers.pop(track_id, None)
+
+
+class Encode:
+    """The sink: writes each ``(frame, image)`` (``VideoSink.write`` decides what is output —
+    frames before the range are not); ``finish`` closes the file (temporary → final name)."""
+
+    name = "encode"
+
+    def __init__(self, sink: Any, clock: StageClock) -> None:
+        self.sink = sink
+        self.clock = clock
+        self.written = 0
+
+    def process(self, item: tuple[Any, np.ndarray]) -> list:
+        frame, image = item
+        t = time.perf_counter()
+        if self.sink.write(frame, image):
+            self.written += 1
+        self.clock.add("encode", t)
+        return []
+
+    def finish(self) -> list:
+        t = time.perf_counter()
+        self.sink.close()
+        self.clock.add("encode", t)
+        return []
+
+    def abort(self) -> None:
+        """Stop writing and delete the temporary output (called from this stage's thread)."""
+        self.sink.abort()
