@@ -191,8 +191,9 @@ def test_a_slowed_stage_shows_up_in_its_own_row(testdata, tmp_path, stage):
         slept = delay * calls
         assert slept >= 2 * delay
         grown = {s: rs["stage_seconds"][s] - rf["stage_seconds"][s] for s in STAGES}
-        # the real delay lands in the slowed stage's row …
-        assert grown[stage] >= 0.8 * slept, (mode, grown, slept)
+        # the real delay lands in the slowed stage's row (it is timed inside it: no noise
+        # can take it out) …
+        assert rs["stage_seconds"][stage] >= slept, (mode, rs["stage_seconds"], slept)
         # … and not in the others
         for other in STAGES:
             if other != stage:
