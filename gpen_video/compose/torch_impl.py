@@ -106,7 +106,8 @@ def paste_theta(matrix: np.ndarray, region: Region, box_hw: tuple[int, int],
 
 def fold_reflect101(coord: Tensor, n: int) -> Tensor:
     """Fold normalised coordinates into ``[-(1 − 1/n), 1 − 1/n]`` by reflection about the first
-    and last pixel centres: bilinear sampling then equals ``cv2.BORDER_REFLECT101``."""
+    and last pixel centres: sampling with any symmetric kernel then equals
+    ``cv2.BORDER_REFLECT101``."""
     if n <= 1:
         return torch.zeros_like(coord)
     lo = -1.0 + 1.0 / n
