@@ -4,8 +4,8 @@ Conventions (the whole product relies on them):
 
 * A batch is ``N×3×S×S``, RGB, ``float32``, values in ``[0, 1]``, NCHW, C-contiguous. ``S`` is
   the restorer's :attr:`InputSpec.size` (the crop size of the model: 256, 512, …). The crop is
-  the aligned face as made by :func:`gpen_video.faces` alignment (pixel centres at integer
-  coordinates, bilinear warp).
+  the aligned face as :mod:`gpen_video.compose` makes it (its Convention: pixel centres at
+  integer coordinates, bicubic warp).
 * ``restore(batch)`` accepts a ``numpy.ndarray`` or a ``torch.Tensor`` and returns the same kind:
   numpy in → numpy out (float32, same shape); torch in → torch out (float32, on the restorer's
   device when it has one). Output values are clipped to ``[0, 1]``.

@@ -3,8 +3,10 @@
 Conventions:
 
 * Frame and crop coordinates are pixel coordinates with pixel centres at integers (OpenCV):
-  ``cv2.warpAffine(frame, M, (S, S), flags=cv2.INTER_LINEAR)`` samples the frame at
-  ``M⁻¹·(u, v)`` for each crop pixel ``(u, v)`` — bilinear, no ``align_corners`` question.
+  ``cv2.warpAffine(frame, M, (S, S))`` samples the frame at ``M⁻¹·(u, v)`` for each crop pixel
+  ``(u, v)`` — no ``align_corners`` question. The restorer's crops are made by
+  :mod:`gpen_video.compose` (bicubic); :func:`warp_to_crop` here is the detector's own bilinear
+  crop for its refine pass.
 * ``M`` is 2×3 float64 and maps frame ``(x, y)`` → crop ``(u, v)``: ``[u, v]ᵀ = M·[x, y, 1]ᵀ``.
   It is always a similarity (rotation, uniform scale, translation; never a reflection).
 * The template is GPEN's (facexlib ``FaceRestoreHelper``) 512-pixel template; for a crop of size
