@@ -37,11 +37,12 @@ def test_missing_tensorrt_is_one_clear_line():
 
 @no_tensorrt
 def test_ensure_engine_stops_at_the_tensorrt_import(tmp_path):
+    from gpen_video.backends.tensorrt_backend import gate_runners
     from gpen_video.engine.build import EngineRequest, build_serialized, ensure_engine
     from gpen_video.engine.profile import Profile
 
     with pytest.raises(BackendUnavailable, match="--backend torch"):
-        ensure_engine(small_gpen(), EngineRequest(engine_dir=tmp_path))
+        ensure_engine(small_gpen(), EngineRequest(engine_dir=tmp_path), gate_runners())
     with pytest.raises(BackendUnavailable, match="--backend torch"):
         build_serialized(tmp_path / "x.onnx", "fp16", Profile(), 64)
     assert list(tmp_path.iterdir()) == []  # nothing exported or written before the check
@@ -96,7 +97,7 @@ def test_engine_list(tmp_path, capsys):
 def test_engine_builds_passes_the_gate_and_runs(tmp_path, testdata, precision):
     import torch
 
-    from gpen_video.backends.tensorrt_backend import TensorRTRestorer
+    from gpen_video.backends.tensorrt_backend import TensorRTRestorer, gate_runners
     from gpen_video.backends.torch_backend import TorchRestorer
     from gpen_video.engine.build import EngineRequest, ensure_engine
     from gpen_video.engine.profile import Profile
@@ -104,13 +105,13 @@ def test_engine_builds_passes_the_gate_and_runs(tmp_path, testdata, precision):
     net = small_gpen()
     request = EngineRequest(precision=precision, profile=Profile(1, 4, 8), label="small",
                             engine_dir=tmp_path, gate_images=testdata / "images")
-    built = ensure_engine(net, request, log=print)
+    built = ensure_engine(net, request, gate_runners(), log=print)
     assert built.built and built.path.is_file() and built.report.passed
     report = GateReport.read(built.path.with_suffix(".json"))
     assert report.psnr_db >= 40.0 and report.extra["precision"] == precision
     assert any(p.name.startswith("timing-trt") and p.stat().st_size > 0
                for p in tmp_path.iterdir())
-    again = ensure_engine(net, request, log=print)  # cached: no second build
+    again = ensure_engine(net, request, gate_runners(), log=print)  # cached: no second build
     assert not again.built and again.path == built.path
 
     restorer = TensorRTRestorer(net, RestoreOptions(device="cuda", precision=precision,

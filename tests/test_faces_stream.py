@@ -16,6 +16,8 @@ from gpen_video.faces import (
     FrameFaces,
     TrackSmoother,
     apply_affine,
+    invert_affine,
+    params_to_matrix,
     similarity_to_template,
 )
 from gpen_video.options import SmoothOptions, TrackOptions
@@ -284,13 +286,13 @@ def test_methods_and_crop_sizes() -> None:
     for ff, d in zip(none, dets):
         np.testing.assert_allclose(ff.faces[0].matrix,
                                    similarity_to_template(d[0].landmarks, 256), atol=1e-9)
-        np.testing.assert_allclose(ff.faces[0].matrix_for(512), 2 * ff.faces[0].matrix,
+        np.testing.assert_allclose(params_to_matrix(ff.faces[0].params, 512), 2 * ff.faces[0].matrix,
                                    atol=1e-9)
     centre = np.array([[256.0, 256.0]])
     spread = {}
     for method in ("none", "kalman", "rts"):
         out = run(FaceStream(smooth=SmoothOptions(method=method)), dets)
-        points = np.array([apply_affine(ff.faces[0].inverse_matrix(), centre)[0] for ff in out])
+        points = np.array([apply_affine(invert_affine(ff.faces[0].matrix), centre)[0] for ff in out])
         spread[method] = points.std(axis=0).mean()
     assert spread["rts"] < spread["kalman"] < spread["none"]
     with pytest.raises(ValueError):

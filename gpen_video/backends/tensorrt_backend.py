@@ -19,7 +19,7 @@ above the engine's max are split here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from gpen_video.engine.profile import profile_for_restore
 from gpen_video.engine.trt import import_tensorrt
 from gpen_video.errors import BackendUnavailable, UsageError
 from gpen_video.options import ModelOptions, RestoreOptions
+
+if TYPE_CHECKING:
+    from gpen_video.engine.build import GateRunners
 
 
 def resolve_engine_precision(precision: str) -> str:
@@ -137,7 +140,7 @@ class TensorRTRestorer(Restorer):
                                 device=self._device, label=self._label,
                                 engine_dir=self._engine_dir, gate_images=self._gate_images,
                                 threshold_db=self._threshold_db)
-        built = ensure_engine(net, request)
+        built = ensure_engine(net, request, gate_runners())
         self.engine_path = built.path
         return built.path.read_bytes()
 
@@ -165,3 +168,18 @@ class TensorRTRestorer(Restorer):
         if batch.is_cuda:
             return runner.run_device(batch.contiguous())
         return runner.run_host(batch.contiguous())
+
+
+def gate_runners() -> "GateRunners":
+    """What the quality gate compares a plan with: the plan run by this backend against the same
+    network in FP32 torch (:class:`~gpen_video.engine.build.GateRunners`)."""
+    from gpen_video.backends.torch_backend import TorchRestorer
+    from gpen_video.engine.build import GateRunners
+
+    def candidate(data: bytes, size: int, device: str, label: str) -> TensorRTRestorer:
+        return TensorRTRestorer.from_serialized(data, size=size, device=device, label=label)
+
+    def reference(net: Any, device: str, size: int) -> TorchRestorer:
+        return TorchRestorer(net, device=device, precision="fp32", size=size)
+
+    return GateRunners(candidate=candidate, reference=reference)

@@ -97,6 +97,7 @@ def _build(args: argparse.Namespace) -> int:
     from gpen_video.engine.trt import import_tensorrt
 
     import_tensorrt()  # exit 2 with the one line, before loading any weights
+    from gpen_video.backends.tensorrt_backend import gate_runners
     from gpen_video.backends.torch_backend import resolve_device
     from gpen_video.engine.build import EngineRequest, ensure_engine
     from gpen_video.engine.gate import GATE_PSNR_DB
@@ -117,7 +118,7 @@ def _build(args: argparse.Namespace) -> int:
                             gate_images=args.gate_images,
                             threshold_db=args.gate_psnr if args.gate_psnr is not None
                             else GATE_PSNR_DB, force=args.force)
-    built = ensure_engine(net, request, log=print)
+    built = ensure_engine(net, request, gate_runners(), log=print)
     state = "built" if built.built else "already cached"
     print(f"{built.path} ({state}; {built.report.summary()})")
     return 0

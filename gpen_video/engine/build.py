@@ -14,6 +14,10 @@ gate (:mod:`gpen_video.engine.gate`) against the FP32 torch model on the same GP
 build leaves ``<plan>.rejected.json`` with its numbers, so later runs fail at once with the same
 advice instead of rebuilding (``--force`` rebuilds).
 
+The engine step knows nothing of who runs a plan (builders never import runners): the caller
+passes the two restorers the gate compares as a :class:`GateRunners` — the ``tensorrt`` backend's
+:func:`~gpen_video.backends.tensorrt_backend.gate_runners` in the product.
+
 FP16 is tried with the :data:`~gpen_video.engine.precision.FP16_POLICIES` in order (style path in
 FP32; then also ≤ 32 px layers) until one passes the gate. BF16 keeps the style path in FP32.
 FP32 engines are built with TF32 off.
@@ -44,6 +48,8 @@ from gpen_video.errors import BackendUnavailable, GpenVideoError
 if TYPE_CHECKING:
     import torch
 
+    from gpen_video.backends.base import Restorer
+
 logger = logging.getLogger("gpen_video.engine")
 
 WORKSPACE_BYTES = 8 << 30  # builder scratch memory limit (tactics needing more are skipped)
@@ -64,6 +70,18 @@ class EngineRequest:
 
 
 @dataclass(frozen=True)
+class GateRunners:
+    """The two restorers the quality gate compares, made by the caller.
+
+    ``candidate(plan_bytes, size, device, label)`` runs a serialised plan; ``reference(net,
+    device, size)`` runs ``net`` (a copy the callee may move) in FP32.
+    """
+
+    candidate: Callable[[bytes, int, str, str], "Restorer"]
+    reference: Callable[[Any, str, int], "Restorer"]
+
+
+@dataclass(frozen=True)
 class BuiltEngine:
     path: Path  # the .plan file
     key: EngineKey
@@ -76,9 +94,10 @@ def _notice(line: str) -> None:
     logger.warning(line)
 
 
-def ensure_engine(net: "torch.nn.Module", request: EngineRequest,
+def ensure_engine(net: "torch.nn.Module", request: EngineRequest, runners: GateRunners,
                   log: Callable[[str], None] = _notice) -> BuiltEngine:
-    """The gated engine of ``net`` for ``request``: from the cache, or built now.
+    """The gated engine of ``net`` for ``request``: from the cache, or built now (and judged
+    by the gate with ``runners``).
 
     Raises:
         BackendUnavailable: no TensorRT, no CUDA GPU, or a precision this TensorRT lacks.
@@ -110,7 +129,8 @@ def ensure_engine(net: "torch.nn.Module", request: EngineRequest,
             f"({size} px, batch {request.profile.min}/{request.profile.opt}/"
             f"{request.profile.max}) on {device.name}: a one-time cost, typically several "
             f"minutes; later runs load it from {plan}")
-        data, report = _build_and_gate(onnx_path, net, key, request, faces, folder, log)
+        data, report = _build_and_gate(onnx_path, net, key, request, faces, folder, runners,
+                                       log)
         if not report.passed:
             report.write(rejected_path)
             require_pass(report, request.precision)  # raises
@@ -137,15 +157,11 @@ def _cached(plan: Path, report_path: Path, rejected_path: Path,
 
 
 def _build_and_gate(onnx_path: Path, net: Any, key: EngineKey, request: EngineRequest,
-                    faces: Any, folder: Path, log: Callable[[str], None]
-                    ) -> tuple[bytes, GateReport]:
-    from gpen_video.backends.tensorrt_backend import TensorRTRestorer
-    from gpen_video.backends.torch_backend import TorchRestorer
-
+                    faces: Any, folder: Path, runners: GateRunners,
+                    log: Callable[[str], None]) -> tuple[bytes, GateReport]:
     timing = TimingCacheFile(folder / timing_cache_name(key.tensorrt_version, key.device))
-    # a copy: TorchRestorer moves its module to the device, and the caller's net stays as it is
-    reference = TorchRestorer(copy.deepcopy(net), device=request.device, precision="fp32",
-                              size=key.size)
+    # a copy: the reference may move its module to the device; the caller's net stays as it is
+    reference = runners.reference(copy.deepcopy(net), request.device, key.size)
     policies: tuple[PinPolicy | None, ...]
     if request.precision == "fp16":
         policies = FP16_POLICIES
@@ -161,10 +177,8 @@ def _build_and_gate(onnx_path: Path, net: Any, key: EngineKey, request: EngineRe
                                           key.size, policy=policy, timing_cache=timing)
             info["build_seconds"] = round(time.perf_counter() - start, 1)
             info["key"] = key.as_dict()
-            candidate = TensorRTRestorer.from_serialized(data, size=key.size,
-                                                         device=request.device,
-                                                         label=f"{request.label} "
-                                                               f"{request.precision}")
+            candidate = runners.candidate(data, key.size, request.device,
+                                          f"{request.label} {request.precision}")
             try:
                 report = run_gate(candidate, reference, faces, request.threshold_db,
                                   images=GATE_IMAGES, extra=info)

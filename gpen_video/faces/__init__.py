@@ -36,8 +36,8 @@ Tracking, smoothing, timing
     order; ``flush() -> list[FrameFaces]`` at the end. Each frame comes back exactly once,
     ``stream.delay`` frames later, final. :class:`FrameFaces` ``(frame_index, faces, cut)``;
     each :class:`TrackedFace` has ``track_id``, ``frame_index``, ``matrix`` (smoothed, for
-    ``crop_size``; ``matrix_for(S)`` for another size), ``params``, ``landmarks``, ``detected``,
-    ``score``, ``confirmed``, ``is_start``/``is_end``, ``frames_since_start``,
+    ``crop_size``; ``params_to_matrix(params, S)`` for another size), ``params``,
+    ``landmarks``, ``detected``, ``score``, ``confirmed``, ``is_start``/``is_end``, ``frames_since_start``,
     ``frames_to_end`` and ``alpha_hint`` (paste ramp). Tracks never continue across a cut;
     tracks that end unconfirmed are never emitted.
 

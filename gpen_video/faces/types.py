@@ -77,10 +77,10 @@ class SimilarityParams:
 class TrackedFace:
     """One face of one output frame, as the pipeline consumes it.
 
-    ``matrix`` is the (smoothed) 2×3 frame→crop transform for a ``crop_size`` crop; use
-    :meth:`matrix_for` for another size (the template scales linearly). ``landmarks`` are the
-    detector's landmarks on frames where the face was detected (``detected``), else the template
-    mapped back through the smoothed transform. ``alpha_hint`` is the paste ramp factor in
+    ``matrix`` is the (smoothed) 2×3 frame→crop transform for a ``crop_size`` crop; for another
+    size use ``faces.align.params_to_matrix(params, size)`` (the template scales linearly).
+    ``landmarks`` are the detector's landmarks on frames where the face was detected
+    (``detected``), else the template mapped back through the smoothed transform. ``alpha_hint`` is the paste ramp factor in
     ``(0, 1]``: it ramps in over the first frames of a track and out over its last ones, except
     where the track begins or ends with the shot (stream start/end or a cut), where the face does
     not pop and no ramp is needed. ``frames_to_end`` is ``None`` when the track's end is not known
@@ -105,18 +105,6 @@ class TrackedFace:
     def __post_init__(self) -> None:
         object.__setattr__(self, "matrix", _frozen_array(self.matrix, (2, 3)))
         object.__setattr__(self, "landmarks", _frozen_array(self.landmarks, (5, 2)))
-
-    def matrix_for(self, crop_size: int) -> Matrix:
-        """The frame→crop matrix for an ``crop_size`` crop (same alignment)."""
-        from gpen_video.faces.align import params_to_matrix
-
-        return params_to_matrix(self.params, crop_size)
-
-    def inverse_matrix(self) -> Matrix:
-        """The exact inverse of :attr:`matrix`: crop ``(u, v)`` → frame ``(x, y)``."""
-        from gpen_video.faces.align import invert_affine
-
-        return invert_affine(self.matrix)
 
 
 @dataclass(frozen=True)
