@@ -46,15 +46,15 @@ from pathlib import Path
 import av
 import av.error
 
-from gpen_video.errors import GpenVideoError, InputError, OutputError, UsageError
+from gpen_video.errors import InputError, OutputError, UsageError
 from gpen_video.media import paths
 from gpen_video.media.codecs import CONTAINERS, SOURCE_FAMILIES, is_image_sequence
+from gpen_video.media.mux import AUDIO_LEAD, StreamCopier, tag_container, tag_output, timecode_at
 from gpen_video.media.source import Frame, VideoSource
 from gpen_video.options import EncodeOptions, RangeOptions
 
 log = logging.getLogger("gpen_video.farm")
 
-_AUDIO_LEAD = Fraction(1, 2)  # audio muxed up to this far ahead of the video (as the sink does)
 _ROUNDING = Fraction(1, 1000)  # segment timestamps may be this far off the source's
 
 
@@ -338,91 +338,26 @@ def stitch(segments: Sequence[str | os.PathLike[str]], source: str | os.PathLike
 def _copy(placed: list[Segment], source: Path, output: Path, timeline: Timeline,
           span: tuple[int, int], whole: bool, overwrite: bool,
           progress: Callable[[int, int], None] | None, total: int) -> list[str]:
-    from gpen_video.media.sink import (_DROP_CONTAINER_TAGS, _DROP_STREAM_TAGS, _filter_tags,
-                                       _StreamCopier)
-    from gpen_video.media.timecode import add_frames
-
-    first = placed[0]
-    for seg in placed[1:]:
-        if seg.encoding() != first.encoding():
-            headers = "; different codec headers" if seg.describe() == first.describe() else ""
-            raise UsageError(f"segments are encoded differently ({first.path.name}: "
-                             f"{first.describe()}, {seg.path.name}: {seg.describe()}{headers}): "
-                             "render them with identical settings, or re-encode "
-                             "(--reencode / --codec)")
-    suffix = output.suffix.lower()
-    container, holds = CONTAINERS[suffix]
-    family = SOURCE_FAMILIES.get(first.codec, first.codec)
-    if family not in holds:
-        good = sorted(s for s, (_, fams) in CONTAINERS.items() if family in fams)
-        raise UsageError(f"{suffix} cannot hold the segments' {family}: write "
-                         f"{' or '.join(good) or 'another file type'}, or re-encode to a "
-                         "delivery codec (--reencode / --codec)")
-
+    container = _copy_container(placed, output)
     src_range = None if whole else RangeOptions(start=span[0], end=span[1])
     src = VideoSource(source, src_range)
     temp = paths.temp_file_for(output)
     out = None
     copier = None
-    notes: list[str] = []
     try:
         try:
             out = av.open(str(temp), "w", format=container)
         except (av.error.FFmpegError, OSError) as exc:
             raise OutputError(f"cannot write {output}: {exc}") from None
-        out.metadata.update(_filter_tags(src.metadata, _DROP_CONTAINER_TAGS))
-        with av.open(str(first.path)) as seg0:
-            stream = out.add_stream_from_template(seg0.streams.video[0])
-        stream.time_base = timeline.time_base
-        # the stream's frame rate (as the sink's): Matroska's default duration, MOV's timecode
-        # track; PyAV copies it to avg_frame_rate when the header is written
-        stream.codec_context.framerate = src.fps
-        stream.metadata.update(_filter_tags(src.stream_metadata, _DROP_STREAM_TAGS))
-        if src.timecode:
-            try:
-                tc = add_frames(src.timecode, span[0], src.fps) if span[0] else src.timecode
-            except GpenVideoError:
-                tc = src.timecode
-            stream.metadata["timecode"] = tc
-        if src.display_matrix is not None and not _has_display_matrix(stream):
-            stream.set_display_matrix(src.display_matrix)
+        stream = _add_video_stream(out, placed[0], src, timeline, span[0], output)
         window = None
         if not whole:
             window = (Fraction(-10**9) if span[0] == 0 else timeline.time(span[0]),
                       timeline.time(span[1])
                       + Fraction(timeline.durations[span[1]]) * timeline.time_base)
-        copier = _StreamCopier(src, out, container, window, True, True)
-        notes.extend(copier.notes)
-        written = 0
-        last_dts = None
-        for seg in placed:
-            shown = sorted(p for p, _, _ in seg.packets)
-            index_of = {p: seg.first + i for i, p in enumerate(shown)}
-            with av.open(str(seg.path)) as reader:
-                vstream = reader.streams.video[0]
-                for packet in reader.demux(vstream):
-                    if packet.dts is None and packet.size == 0:
-                        continue
-                    index = index_of[int(packet.pts)]
-                    pts = timeline.pts[index]
-                    lag = round((packet.pts - packet.dts) * seg.time_base / timeline.time_base)
-                    dts = pts - lag
-                    if last_dts is not None and dts <= last_dts:
-                        raise UsageError(f"segment {seg.path.name} cannot follow the previous "
-                                         "one by packet copy (decode timestamps go backwards: "
-                                         "different encoder delays); render the segments with "
-                                         "identical settings, or re-encode (--reencode)")
-                    last_dts = dts
-                    packet.stream = stream
-                    packet.time_base = timeline.time_base
-                    packet.pts, packet.dts = pts, dts
-                    packet.duration = timeline.durations[index] if lag == 0 else \
-                        round((packet.duration or 0) * seg.time_base / timeline.time_base)
-                    copier.pump(pts * timeline.time_base + _AUDIO_LEAD)
-                    out.mux(packet)
-                    written += 1
-                    if progress is not None:
-                        progress(written, total)
+        copier = StreamCopier(src, out, container, window, True, True)
+        notes = list(copier.notes)
+        _copy_packets(placed, out, stream, timeline, copier, progress, total)
         copier.pump(None)
         copier.close()
         copier = None
@@ -445,11 +380,78 @@ def _copy(placed: list[Segment], source: Path, output: Path, timeline: Timeline,
     return notes
 
 
-def _has_display_matrix(stream: av.stream.Stream) -> bool:
-    try:
-        return stream.display_matrix is not None  # PyAV ≥ 16 exposes the codecpar side data
-    except AttributeError:
-        return False
+def _copy_container(placed: list[Segment], output: Path) -> str:
+    """The output's container format, once the segments are known to be packet-copyable.
+
+    Raises:
+        UsageError: the segments differ in encoding, or the container cannot hold their codec.
+    """
+    first = placed[0]
+    for seg in placed[1:]:
+        if seg.encoding() != first.encoding():
+            headers = "; different codec headers" if seg.describe() == first.describe() else ""
+            raise UsageError(f"segments are encoded differently ({first.path.name}: "
+                             f"{first.describe()}, {seg.path.name}: {seg.describe()}{headers}): "
+                             "render them with identical settings, or re-encode "
+                             "(--reencode / --codec)")
+    suffix = output.suffix.lower()
+    container, holds = CONTAINERS[suffix]
+    family = SOURCE_FAMILIES.get(first.codec, first.codec)
+    if family not in holds:
+        good = sorted(s for s, (_, fams) in CONTAINERS.items() if family in fams)
+        raise UsageError(f"{suffix} cannot hold the segments' {family}: write "
+                         f"{' or '.join(good) or 'another file type'}, or re-encode to a "
+                         "delivery codec (--reencode / --codec)")
+    return container
+
+
+def _add_video_stream(out: av.container.OutputContainer, first: Segment, src: VideoSource,
+                      timeline: Timeline, start: int, output: Path) -> av.stream.Stream:
+    """The output's video stream, a copy of the first segment's, tagged like the source."""
+    tag_container(out, src)
+    with av.open(str(first.path)) as seg0:
+        stream = out.add_stream_from_template(seg0.streams.video[0])
+    stream.time_base = timeline.time_base
+    # the stream's frame rate (as the sink's): Matroska's default duration, MOV's timecode
+    # track; PyAV copies it to avg_frame_rate when the header is written
+    stream.codec_context.framerate = src.fps
+    tag_output(out, stream, src, timecode_at(src.timecode, start, src.fps, output.name))
+    return stream
+
+
+def _copy_packets(placed: list[Segment], out: av.container.OutputContainer,
+                  stream: av.stream.Stream, timeline: Timeline, copier: StreamCopier,
+                  progress: Callable[[int, int], None] | None, total: int) -> None:
+    """Mux every segment's video packets with the source's timestamps (module doc)."""
+    written = 0
+    last_dts = None
+    for seg in placed:
+        shown = sorted(p for p, _, _ in seg.packets)
+        index_of = {p: seg.first + i for i, p in enumerate(shown)}
+        with av.open(str(seg.path)) as reader:
+            for packet in reader.demux(reader.streams.video[0]):
+                if packet.dts is None and packet.size == 0:
+                    continue
+                index = index_of[int(packet.pts)]
+                pts = timeline.pts[index]
+                lag = round((packet.pts - packet.dts) * seg.time_base / timeline.time_base)
+                dts = pts - lag
+                if last_dts is not None and dts <= last_dts:
+                    raise UsageError(f"segment {seg.path.name} cannot follow the previous "
+                                     "one by packet copy (decode timestamps go backwards: "
+                                     "different encoder delays); render the segments with "
+                                     "identical settings, or re-encode (--reencode)")
+                last_dts = dts
+                packet.stream = stream
+                packet.time_base = timeline.time_base
+                packet.pts, packet.dts = pts, dts
+                packet.duration = timeline.durations[index] if lag == 0 else \
+                    round((packet.duration or 0) * seg.time_base / timeline.time_base)
+                copier.pump(pts * timeline.time_base + AUDIO_LEAD)
+                out.mux(packet)
+                written += 1
+                if progress is not None:
+                    progress(written, total)
 
 
 # ------------------------------------------------------------------------------ re-encode

@@ -16,7 +16,8 @@ What the output keeps from its :class:`~gpen_video.media.source.VideoSource`:
   With a frame range, only packets whose start lies in the range's time span are copied.
 
 Audio is read by a second demuxer on the source file and muxed by timestamp just ahead of the
-video, so memory stays bounded whatever the length (no video is held back).
+video, so memory stays bounded whatever the length (no video is held back):
+:mod:`gpen_video.media.mux`, shared with the farm's stitch.
 
 Output safety: the file is written to a hidden temporary name beside the target and renamed
 into place only by :meth:`VideoSink.close` after the last packet; any exception, :meth:`abort`
@@ -40,180 +41,12 @@ from gpen_video.errors import GpenVideoError, OutputError
 from gpen_video.media import paths
 from gpen_video.media.codecs import EncoderSpec, choose_encoder
 from gpen_video.media.colour import RANGE_FULL
-from gpen_video.media.source import Frame, VideoSource, _open_input
-from gpen_video.media.timecode import add_frames
+from gpen_video.media.mux import AUDIO_LEAD, StreamCopier, packet_time, tag_container, \
+    tag_output, timecode_at
+from gpen_video.media.source import Frame, VideoSource
 from gpen_video.options import EncodeOptions
 
 log = logging.getLogger("gpen_video.media")
-
-# Container-level tags that describe the old file, not the content.
-_DROP_CONTAINER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder"}
-# Stream tags that describe the old encoding (re-created by the muxer when still true).
-_DROP_STREAM_TAGS = {"encoder", "vendor_id", "timecode", "duration", "bps", "number_of_frames",
-                     "number_of_bytes", "_statistics_writing_app",
-                     "_statistics_writing_date_utc", "_statistics_tags"}
-_AUDIO_LEAD = Fraction(1, 2)  # audio muxed up to this far ahead of the current video packet
-
-
-def _filter_tags(tags: dict[str, str], drop: set[str]) -> dict[str, str]:
-    return {k: v for k, v in tags.items() if k.lower() not in drop and v is not None}
-
-
-def _packet_time(packet: av.Packet) -> Fraction | None:
-    ts = packet.dts if packet.dts is not None else packet.pts
-    if ts is None or packet.time_base is None:
-        return None
-    return ts * packet.time_base
-
-
-class _Track:
-    """One copied (or transcoded) audio/subtitle track."""
-
-    def __init__(self, in_stream: av.stream.Stream, out_stream: av.stream.Stream,
-                 transcode: bool) -> None:
-        self.in_stream = in_stream
-        self.out_stream = out_stream
-        self.transcode = transcode
-        self.packets = 0
-
-
-class _StreamCopier:
-    """Audio and subtitle tracks of the source, read by their own demuxer and muxed by time."""
-
-    def __init__(self, source: VideoSource, out: av.container.OutputContainer, container: str,
-                 window: tuple[Fraction, Fraction] | None, audio: bool, subtitles: bool) -> None:
-        self._out = out
-        self._window = window
-        self._tracks: dict[int, _Track] = {}
-        self._in = _open_input(source.path)
-        self._pending: av.Packet | None = None
-        self.done = False
-        self.notes: list[str] = []
-        for stream in self._in.streams:
-            wanted = (stream.type == "audio" and audio) or (stream.type == "subtitle"
-                                                            and subtitles)
-            if not wanted or stream.codec_context is None:
-                stream.discard = av.stream.Discard.all
-                continue
-            track = self._add_track(stream, container, source.path.name)
-            if track is None:
-                stream.discard = av.stream.Discard.all
-            else:
-                self._tracks[stream.index] = track
-        if not self._tracks:
-            self._finish()
-            return
-        self._demuxer = self._in.demux(*[t.in_stream for t in self._tracks.values()])
-        if window is not None and window[0] > 1:
-            # seek a second early (packets before the range are skipped by time below)
-            self._in.seek(int((window[0] - 1) * av.time_base), backward=True, any_frame=False)
-
-    def _add_track(self, stream: av.stream.Stream, container: str, name: str) -> _Track | None:
-        label = f"{stream.type} track #{stream.index} ({stream.codec_context.name}"
-        label += f", {stream.language})" if stream.language else ")"
-        transcode = False
-        try:
-            out_stream = self._out.add_stream_from_template(stream)
-        except ValueError:
-            if stream.type != "audio":
-                self._note(f"{name}: {label} cannot be stored in a {container} file: skipped "
-                           "(use .mkv to keep it)")
-                return None
-            target = "aac" if container == "mp4" else _pcm_codec(stream)
-            self._note(f"{name}: {label} cannot be stored in a {container} file: transcoding "
-                       f"it to {target}")
-            cc = stream.codec_context
-            out_stream = self._out.add_stream(target, rate=cc.sample_rate)
-            out_stream.codec_context.layout = cc.layout
-            if target == "aac":
-                out_stream.codec_context.bit_rate = max(128_000, 96_000 * cc.channels)
-            transcode = True
-        out_stream.metadata.update(_filter_tags(dict(stream.metadata), _DROP_STREAM_TAGS))
-        out_stream.disposition = int(stream.disposition)
-        return _Track(stream, out_stream, transcode)
-
-    def _note(self, text: str) -> None:
-        log.warning(text)
-        self.notes.append(text)
-
-    def _keep(self, packet: av.Packet, track: _Track) -> bool:
-        if self._window is None:
-            return True
-        start, end = self._window
-        t = packet.pts if packet.pts is not None else packet.dts
-        t = t * packet.time_base
-        if track.in_stream.type == "subtitle":
-            duration = (packet.duration or 0) * packet.time_base
-            return t < end and t + duration > start
-        return start <= t < end
-
-    def pump(self, until: Fraction | None) -> None:
-        """Mux packets whose time is ≤ ``until`` seconds (all remaining ones for None)."""
-        while not self.done:
-            packet = self._pending
-            self._pending = None
-            if packet is None:
-                try:
-                    packet = next(self._demuxer)
-                except StopIteration:
-                    self._finish()
-                    return
-                except av.error.FFmpegError as exc:
-                    log.warning("audio/subtitle read stopped early: %s", exc)
-                    self._finish()
-                    return
-            if packet.size == 0 and packet.dts is None:
-                continue  # PyAV's end-of-stream marker
-            t = _packet_time(packet)
-            if until is not None and t is not None and t > until:
-                self._pending = packet
-                return
-            if self._window is not None and t is not None and t > self._window[1] + 5:
-                self._finish()
-                return
-            self._write(packet)
-
-    def _write(self, packet: av.Packet) -> None:
-        track = self._tracks[packet.stream.index]
-        if packet.dts is None or not self._keep(packet, track):
-            return  # no dts: cannot be muxed (DESIGN §9); outside the range
-        if track.transcode:
-            for frame in track.in_stream.decode(packet):
-                self._out.mux(track.out_stream.encode(frame))
-        else:
-            packet.stream = track.out_stream
-            self._out.mux(packet)
-        track.packets += 1
-
-    def _finish(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        for track in self._tracks.values():
-            if track.transcode:
-                try:
-                    for frame in track.in_stream.decode(None):
-                        self._out.mux(track.out_stream.encode(frame))
-                except av.error.EOFError:
-                    pass
-                self._out.mux(track.out_stream.encode(None))
-
-    def close(self) -> None:
-        try:
-            self._in.close()
-        except Exception:  # noqa: BLE001 - closing a reader is best effort
-            pass
-
-
-def _pcm_codec(stream: av.stream.Stream) -> str:
-    """PCM that holds the source's decoded samples exactly."""
-    name = stream.codec_context.format.name if stream.codec_context.format else "s16"
-    if name.startswith(("flt", "dbl")):
-        return "pcm_f32le"
-    if name.startswith("s32"):
-        return "pcm_s32le"
-    return "pcm_s16le"
-
 
 class VideoSink:
     """Encode processed frames of ``source`` to ``path``, keeping everything else (module doc).
@@ -250,7 +83,7 @@ class VideoSink:
         self.frames_written = 0
         self._temp: Path | None = None
         self._out: av.container.OutputContainer | None = None
-        self._copier: _StreamCopier | None = None
+        self._copier: StreamCopier | None = None
         self._durations: deque[int] = deque()  # display durations of frames not yet muxed
         self._held: av.Packet | None = None  # the newest packet, muxed one behind
         self._first_pts: int | None = None
@@ -290,7 +123,7 @@ class VideoSink:
                 self._out = av.open(str(self._temp), "w", format=spec.container)
             except (av.error.FFmpegError, OSError) as exc:
                 raise OutputError(f"cannot write {self.path}: {exc}") from None
-            self._out.metadata.update(_filter_tags(source.metadata, _DROP_CONTAINER_TAGS))
+            tag_container(self._out, source)
 
         stream = self._out.add_stream(spec.encoder, rate=source.fps, options=dict(spec.options))
         stream.width = source.coded_width
@@ -318,19 +151,14 @@ class VideoSink:
                 log.warning("%s: %s", self.path.name, note)
                 self.notes.append(note)
         else:
-            if source.display_matrix is not None:
-                stream.set_display_matrix(source.display_matrix)
-            stream.metadata.update(_filter_tags(source.stream_metadata, _DROP_STREAM_TAGS))
-            timecode = self.output_timecode
-            if timecode:
-                stream.metadata["timecode"] = timecode
+            tag_output(self._out, stream, source, self.output_timecode)
             window = None
             if source.range is not None:
                 window = (source.range.start_time, source.range.end_time)
                 if source.range.start == 0:
                     window = (Fraction(-10**9), window[1])  # keep priming before frame 0
             if (audio or subtitles) and self.options.tracks:  # farm segments have none
-                self._copier = _StreamCopier(source, self._out, spec.container, window, audio,
+                self._copier = StreamCopier(source, self._out, spec.container, window, audio,
                                              subtitles)
                 self.notes.extend(self._copier.notes)
         self._stream = stream
@@ -340,15 +168,8 @@ class VideoSink:
     @property
     def output_timecode(self) -> str | None:
         """The source's timecode advanced to the first written frame (None if it has none)."""
-        tc = self.source.timecode
-        if not tc:
-            return None
         offset = self.source.range.start if self.source.range is not None else 0
-        try:
-            return add_frames(tc, offset, self.source.fps) if offset else tc
-        except GpenVideoError:
-            log.warning("%s: timecode %r not understood; copied unchanged", self.path.name, tc)
-            return tc
+        return timecode_at(self.source.timecode, offset, self.source.fps, self.path.name)
 
     # ------------------------------------------------------------------ writing
 
@@ -428,8 +249,8 @@ class VideoSink:
 
     def _mux_one(self, packet: av.Packet) -> None:
         if self._copier is not None and not self._copier.done:
-            t = _packet_time(packet)
-            self._copier.pump(None if t is None else t + _AUDIO_LEAD)
+            t = packet_time(packet)
+            self._copier.pump(None if t is None else t + AUDIO_LEAD)
         self._out.mux(packet)
 
     def _mux_last(self) -> None:
