@@ -9,14 +9,17 @@ chunk as in a single-process run. Frames are then expected to be bit-identical.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from gpen_video.errors import TransientError
 from tests.geometry import face_photo
 from tests.media_helpers import AudioSpec, VideoSpec, make_video, stream_packets
 from tests.pipeline_helpers import face_scene
@@ -78,3 +81,36 @@ def gpen_video(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedPr
     """Run ``gpen-video ARGS`` in a subprocess (``python -m gpen_video``)."""
     return subprocess.run([sys.executable, "-m", "gpen_video", *map(str, args)], cwd=REPO,
                           env=env(), capture_output=True, text=True, timeout=timeout, **kw)
+
+
+@dataclass(frozen=True)
+class FailChunk:
+    """A chunk hook (``run_farm(chunk_hook=...)``) that makes a farm worker fail for real.
+
+    Runs in the Ray worker's process (pickled with the worker's arguments). ``kind`` "exit": the
+    worker process ends itself (``os._exit``) halfway through chunk ``chunk``; "error": a
+    transient error before the chunk starts. On the first ``attempts`` attempts (None: all).
+    """
+
+    kind: str
+    chunk: int
+    attempts: int | None = 1
+
+    def __call__(self, chunk, attempt: int, frames: int) -> None:
+        if chunk.index != self.chunk or (self.attempts is not None and attempt > self.attempts):
+            return
+        if self.kind == "error" and frames == 0:
+            raise TransientError(f"injected transient failure in chunk {chunk.index} "
+                                 f"(attempt {attempt}; a test's chunk hook)")
+        if self.kind == "exit" and frames >= max(1, chunk.count // 2):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(17)
+
+
+def inject(monkeypatch, hook: FailChunk) -> None:
+    """Make ``gpen-video farm`` (the CLI, in this process) pass ``hook`` to its workers."""
+    from gpen_video.farm import ray_runner
+
+    monkeypatch.setattr(ray_runner, "run_farm",
+                        functools.partial(ray_runner.run_farm, chunk_hook=hook))

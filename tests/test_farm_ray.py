@@ -1,8 +1,8 @@
 """``gpen-video farm`` on a local Ray cluster (issue 8, "Done when" 2).
 
 One Ray session (``num_cpus=2``) serves the module. Workers are real Ray actors in their own
-processes; a worker is killed for real by the test-only fault switch ``GPEN_VIDEO_FARM_FAULT``
-(``os._exit`` halfway through a chunk), and a farm driver is killed for real (SIGKILL) to test
+processes; a worker is killed for real by a test's chunk hook (``run_farm(chunk_hook=...)``,
+``os._exit`` halfway through a chunk, in the worker's process), and a farm driver is killed for real (SIGKILL) to test
 the resume.
 
 Ray workers run torch with one thread (Ray sets ``OMP_NUM_THREADS`` to a worker's CPUs), and the
@@ -28,8 +28,8 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (the 'farm' extra:
                                          "pip install 'gpen-video[farm]')")
 
 from gpen_video.cli import main  # noqa: E402
-from tests.farm_helpers import (OVERLAP, PERIOD, REPO, audio_packets, env, face_clip,  # noqa: E402
-                                lossless, render_args)
+from tests.farm_helpers import (OVERLAP, PERIOD, REPO, FailChunk, audio_packets,  # noqa: E402
+                                env, face_clip, inject, lossless, render_args)
 from tests.pipeline_helpers import read_frames  # noqa: E402
 
 
@@ -80,7 +80,7 @@ def test_farm_renders_like_one_process_and_retries_a_killed_worker(cluster, job,
                                                                    capsys, monkeypatch):
     """3 chunks on 2 CPU workers; chunk 1's worker dies halfway (os._exit) on its first attempt:
     the chunk is rendered again by a new worker and the output is still exact."""
-    monkeypatch.setenv("GPEN_VIDEO_FARM_FAULT", "exit@1")
+    inject(monkeypatch, FailChunk("exit", 1))
     out = tmp_path / "farm.mkv"
     assert main(["farm", str(job["clip"]), str(out), *job["args"]]) == 0
     events = _events(capsys.readouterr().out)
@@ -143,7 +143,7 @@ def test_a_chunk_that_keeps_failing_exits_75_and_keeps_nothing_at_the_output(
         cluster, job, tmp_path, capsys, monkeypatch):
     """Retries are bounded: a chunk failing transiently on every attempt ends the job with exit
     75 (retryable), a one-line message, and no output file."""
-    monkeypatch.setenv("GPEN_VIDEO_FARM_FAULT", "error@0x*")
+    inject(monkeypatch, FailChunk("error", 0, attempts=None))
     out = tmp_path / "never.mkv"
     code = main(["farm", str(job["clip"]), str(out), *job["args"], "--frames", "0-23",
                  "--retries", "1"])

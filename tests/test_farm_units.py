@@ -1,5 +1,5 @@
 """Render-farm pieces that need no rendering: chunk plans, segment formats, job keys, the
-farm-manager progress protocol, fault specs, and the messages of the farm command."""
+farm-manager progress protocol, and the messages of the farm command."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from gpen_video.errors import UsageError
 from gpen_video.farm import plan_chunks, segment_format
 from gpen_video.farm.plan import job_key
 from gpen_video.progress import OpenJDStream, Progress, translate_line
-from gpen_video.farm.ray_runner import Fault, parse_faults
 from gpen_video.media.codecs import SourceVideoInfo
 from gpen_video.options import EncodeOptions, RunOptions
 from tests.media_helpers import VideoSpec, make_video
@@ -106,14 +105,6 @@ def test_openjd_stream_rewrites_the_pipelines_progress_lines():
     assert target.getvalue() == "openjd_progress: 7\nopenjd_progress: 100\n" \
                                 "gpen-video: wrote out.mov\n"
     assert translate_line("Progress: 42% done") == "Progress: 42% done"
-
-
-def test_fault_specs_are_for_tests_and_checked():
-    assert parse_faults("exit@1,error@2x*,exit@0x2") == (
-        Fault("exit", 1, 1), Fault("error", 2, None), Fault("exit", 0, 2))
-    assert Fault("exit", 1, 1).applies(1, 1) and not Fault("exit", 1, 1).applies(1, 2)
-    with pytest.raises(UsageError, match="test-only"):
-        parse_faults("crash@1")
 
 
 @pytest.fixture

@@ -43,7 +43,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from gpen_video.farm import run_farm
-    from gpen_video.farm.ray_runner import fault_from_environment
 
     if args.segment:
         raise UsageError("--segment is for single chunks (gpen-video IN SEG.mkv --frames A-B "
@@ -52,6 +51,6 @@ def execute(args: argparse.Namespace) -> int:
     farm = FarmOptions(chunk=args.chunk, segments=args.segments, segment_dir=args.segment_dir,
                        keep_segments=args.keep_segments, ray_address=args.ray_address,
                        workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                       retries=args.retries, fault=fault_from_environment())
+                       retries=args.retries)
     run_farm(run, farm)
     return 0

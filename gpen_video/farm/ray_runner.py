@@ -23,11 +23,10 @@ Exit codes (through the CLI): 0 done; 2 bad input/options (a chunk failed with o
 not installed); 75 a chunk kept failing transiently or its worker kept dying, or the cluster
 cannot be reached — rerun the same command, finished segments are kept and reused; 1 other.
 
-Fault injection, FOR TESTS ONLY: ``FarmOptions.fault`` (the CLI reads the environment variable
-``GPEN_VIDEO_FARM_FAULT``) is a comma-separated list of ``KIND@CHUNK[xN]``: ``exit@1`` makes the
-worker rendering chunk 1 kill its own process (``os._exit``) halfway through the chunk on the
-first attempt; ``exit@1x2`` on the first two attempts; ``error@2x*`` raises a transient error in
-chunk 2 on every attempt. It exists so that tests can kill a worker for real.
+``run_farm(..., chunk_hook=f)`` is for tests that make a worker fail for real: each worker calls
+``f(chunk, attempt, frames_done)`` before a chunk (``frames_done`` 0) and after each of its frames,
+in the worker's process (``f`` is pickled to the workers with their other arguments). The CLI
+never sets it; the options hold no test switch.
 """
 
 from __future__ import annotations
@@ -35,12 +34,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from gpen_video.errors import (EXIT_TRANSIENT, EXIT_USAGE, GpenVideoError, TransientError,
                                UsageError)
@@ -52,7 +50,7 @@ from gpen_video.options import EncodeOptions, FarmOptions, RangeOptions, RunOpti
 
 log = logging.getLogger("gpen_video.farm")
 
-FAULT_ENV = "GPEN_VIDEO_FARM_FAULT"  # tests only (module docstring)
+ChunkHook = Callable[[Chunk, int, int], None]  # (chunk, attempt, frames done): tests only
 _STITCH_WEIGHT = {True: 0.25, False: 0.02}  # progress share of a stitched frame (re-encode, copy)
 _PROGRESS_EVERY = 0.25  # seconds between a worker's progress reports
 
@@ -125,39 +123,6 @@ class FarmReport:
                 f"stitch {self.stitch_seconds:.1f}s, total {self.seconds:.1f}s")
 
 
-# ------------------------------------------------------------------------------ faults (tests)
-
-
-@dataclass(frozen=True)
-class Fault:
-    kind: str  # exit | error
-    chunk: int
-    attempts: int | None  # the first N attempts; None: every attempt
-
-    def applies(self, chunk: int, attempt: int) -> bool:
-        return chunk == self.chunk and (self.attempts is None or attempt <= self.attempts)
-
-
-def parse_faults(spec: str | None) -> tuple[Fault, ...]:
-    """``"exit@1,error@2x*"`` → faults (module docstring). Raises UsageError when malformed."""
-    if not spec:
-        return ()
-    faults = []
-    for item in spec.split(","):
-        item = item.strip()
-        try:
-            kind, rest = item.split("@")
-            chunk, _, times = rest.partition("x")
-            attempts = None if times == "*" else int(times or 1)
-            if kind not in ("exit", "error"):
-                raise ValueError
-            faults.append(Fault(kind, int(chunk), attempts))
-        except ValueError:
-            raise UsageError(f"{FAULT_ENV}={spec!r}: expected KIND@CHUNK[xN|x*] with KIND exit "
-                             "or error (a test-only switch)") from None
-    return tuple(faults)
-
-
 # ------------------------------------------------------------------------------ Ray actors
 
 
@@ -177,11 +142,11 @@ class _Board:
 class _ChunkWorker:
     """A Ray actor: the restorer and detector loaded once, then one chunk per call."""
 
-    def __init__(self, run: RunOptions, faults: tuple[Fault, ...], board: str) -> None:
+    def __init__(self, run: RunOptions, board: str, hook: ChunkHook | None = None) -> None:
         import ray
 
         self.run = run
-        self.faults = faults
+        self.hook = hook
         # the board by name: a handle among the constructor arguments would live in the object
         # store, which Ray warns may make restarting this actor fail
         self.board = ray.get_actor(board)
@@ -208,13 +173,9 @@ class _ChunkWorker:
 
         if self.init_error is not None:
             raise self.init_error
-        for fault in self.faults:
-            if fault.kind == "error" and fault.applies(chunk.index, attempt):
-                raise TransientError(f"injected transient failure in chunk {chunk.index} "
-                                     f"(attempt {attempt}; {FAULT_ENV}, tests only)")
-        die_at = None
-        if any(f.kind == "exit" and f.applies(chunk.index, attempt) for f in self.faults):
-            die_at = max(1, chunk.count // 2)
+        hook = self.hook
+        if hook is not None:
+            hook(chunk, attempt, 0)
         state = {"frames": 0, "sent": 0.0}
 
         def observer(index: int, faces: list) -> None:
@@ -223,10 +184,8 @@ class _ChunkWorker:
             if now - state["sent"] >= _PROGRESS_EVERY or state["frames"] == chunk.count:
                 state["sent"] = now
                 self.board.update.remote(chunk.index, attempt, state["frames"])
-            if die_at is not None and state["frames"] >= die_at:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(17)  # injected worker death (tests only)
+            if hook is not None:
+                hook(chunk, attempt, state["frames"])
 
         options = replace(self.run, output=Path(segment), overwrite=True, progress="none",
                           encode=encode,
@@ -316,14 +275,15 @@ def _remove_partials(folder: Path) -> None:
 
 
 def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
-             stdout: TextIO | None = None, stderr: TextIO | None = None) -> FarmReport:
+             stdout: TextIO | None = None, stderr: TextIO | None = None,
+             chunk_hook: ChunkHook | None = None) -> FarmReport:
     """Render ``run`` (input, output, every stage's options, ``range`` = span and overlap) in
     chunks on Ray and stitch the result (module docstring).
 
     ``run.progress`` chooses the progress mode (``bar``, ``plain``, ``json``, ``openjd``,
     ``none``). A Ray session already initialised in this process is used as it is (and left
     running); otherwise one is started (``farm.ray_address`` None) or joined, and shut down at
-    the end.
+    the end. ``chunk_hook``: tests only (module docstring).
 
     Raises:
         UsageError, InputError, OutputError: bad options, input or output, or a chunk failed
@@ -334,7 +294,6 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
     """
     t0 = time.perf_counter()
     _import_ray()  # fail at once, with the extra's name, when Ray is not installed
-    faults = parse_faults(farm.fault)
     if farm.retries < 0:
         raise UsageError(f"--retries {farm.retries}: must be 0 or more")
     if farm.cpus_per_worker <= 0:
@@ -390,7 +349,7 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
     summary_dict: dict[str, Any] | None = None
     try:
         if todo:
-            workers_used, device = _render(todo, len(chunks), run, farm, fmt, faults,
+            workers_used, device = _render(todo, len(chunks), run, farm, fmt, chunk_hook,
                                            segment_of, reports, progress, done_frames, overlap)
         render_seconds = time.perf_counter() - t_render
 
@@ -429,7 +388,7 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
 
 
 def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions,
-            fmt: SegmentFormat, faults: tuple[Fault, ...], segment_of: dict[int, Path],
+            fmt: SegmentFormat, hook: ChunkHook | None, segment_of: dict[int, Path],
             reports: dict[int, ChunkReport], progress: Progress, done_frames: int,
             overlap: int) -> tuple[int, str]:
     """Render ``todo`` on Ray actors; fill ``reports``. Returns (workers, device)."""
@@ -466,7 +425,7 @@ def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions
             max_restarts=0, max_task_retries=0)
 
         def new_worker() -> Any:
-            return worker_cls.remote(worker_run, faults, board_name)
+            return worker_cls.remote(worker_run, board_name, hook)
 
         actors = [new_worker() for _ in range(n)]
         progress.event("workers", f"{n} {device} worker(s) on Ray "
@@ -557,9 +516,4 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {head}"[:300]
 
 
-def fault_from_environment() -> str | None:
-    """The test-only fault spec from ``GPEN_VIDEO_FARM_FAULT`` (module docstring)."""
-    return os.environ.get(FAULT_ENV) or None
-
-
-__all__ = ["ChunkReport", "FAULT_ENV", "FarmError", "FarmReport", "run_farm"]
+__all__ = ["ChunkHook", "ChunkReport", "FarmError", "FarmReport", "run_farm"]
