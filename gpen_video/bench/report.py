@@ -52,6 +52,7 @@ def _floor(w: dict, key: str) -> str:
 
 
 def format_worker(scene: dict, w: dict, config: dict) -> list[str]:
+    """The report's lines for one worker: setup, end-to-end table, compute floor, stages."""
     lines = []
     ov, se = w.get("overlap"), w.get("serial")
     head = ov or se
@@ -92,6 +93,12 @@ def format_worker(scene: dict, w: dict, config: dict) -> list[str]:
     else:
         lines.append("  compute floor: — (no network: identity restorer)")
     lines.append("")
+    return lines + _stage_table(ov, se)
+
+
+def _stage_table(ov: dict | None, se: dict | None) -> list[str]:
+    """Per-stage busy (overlap) and serial times, with their footnotes."""
+    lines: list[str] = []
     header = ["per-stage time (s)"]
     if ov:
         header += ["overlap: busy", "% wall"]

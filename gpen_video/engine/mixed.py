@@ -79,23 +79,12 @@ def to_mixed_precision(model: "onnx.ModelProto", precision: str,
         GpenVideoError: the graph has subgraphs (If/Loop), or the rewrite fails the checker.
     """
     import onnx
-    from onnx import TensorProto, numpy_helper
+    from onnx import TensorProto
 
     FLOAT = TensorProto.FLOAT
     low = low_type(precision)
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    opset = next((o.version for o in out.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if low == TensorProto.BFLOAT16 and opset < BF16_OPSET:
-        # Conv, ConvTranspose, … accept bfloat16 only from opset 22 on
-        from onnx import version_converter
-
-        out = version_converter.convert_version(out, BF16_OPSET)
+    out = _copy_for(model, low)
     graph = out.graph
-    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-           for n in graph.node for a in n.attribute):
-        raise GpenVideoError("mixed precision: graphs with subgraphs (If/Loop) are not supported")
-
     types = _element_types(out)  # before anything below changes a type
     wanted = set(low_nodes)
     is_low = [n.name in wanted and n.op_type in LOW_OPS
@@ -105,7 +94,48 @@ def to_mixed_precision(model: "onnx.ModelProto", precision: str,
         for name in node.input:
             if name and types.get(name) == FLOAT:
                 readers[name].append(node_low)
+    home = _lower_constants(graph, is_low, readers, types, low)
+    final_casts = _float_outputs(graph, home, low)
+    floats = {n for n, t in types.items() if t == FLOAT} | {c.input[0] for c in final_casts}
+    _insert_casts(graph, is_low, home, floats, low, final_casts)
+    try:
+        onnx.checker.check_model(out, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise GpenVideoError(f"the {precision} graph is not valid ONNX: {exc}") from None
+    return out
 
+
+def _copy_for(model: "onnx.ModelProto", low: int) -> "onnx.ModelProto":
+    """A copy of ``model``, converted to :data:`BF16_OPSET` when ``low`` is BF16 and the opset
+    is older (Conv, ConvTranspose, … accept bfloat16 only from opset 22 on).
+
+    Raises:
+        GpenVideoError: the graph has subgraphs (If/Loop).
+    """
+    import onnx
+    from onnx import TensorProto
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    opset = next((o.version for o in out.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if low == TensorProto.BFLOAT16 and opset < BF16_OPSET:
+        from onnx import version_converter
+
+        out = version_converter.convert_version(out, BF16_OPSET)
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+           for n in out.graph.node for a in n.attribute):
+        raise GpenVideoError("mixed precision: graphs with subgraphs (If/Loop) are not supported")
+    return out
+
+
+def _lower_constants(graph: "onnx.GraphProto", is_low: list[bool],
+                     readers: dict[str, list[bool]], types: dict[str, int],
+                     low: int) -> dict[str, int]:
+    """Store initializers and Constants read only by low nodes in ``low`` (in place); returns
+    every tensor's element type after the rewrite (its "home" type)."""
+    from onnx import TensorProto, numpy_helper
+
+    FLOAT = TensorProto.FLOAT
     home: dict[str, int] = {}
     for inp in graph.input:
         home[inp.name] = inp.type.tensor_type.elem_type
@@ -126,8 +156,15 @@ def to_mixed_precision(model: "onnx.ModelProto", precision: str,
         for o in node.output:
             if o and o not in home:
                 home[o] = low if (node_low and types.get(o) == FLOAT) else types.get(o, 0)
+    return home
 
-    # graph outputs stay float32: a low-precision output is renamed and cast back
+
+def _float_outputs(graph: "onnx.GraphProto", home: dict[str, int], low: int) -> list:
+    """Graph outputs stay float32: a low-precision output is renamed (in place) and the Cast
+    nodes back to float32 are returned, to be appended last."""
+    import onnx
+    from onnx import TensorProto
+
     final_casts = []
     for g_out in graph.output:
         if home.get(g_out.name) == low:
@@ -136,14 +173,23 @@ def to_mixed_precision(model: "onnx.ModelProto", precision: str,
                 node.output[:] = [inner if o == g_out.name else o for o in node.output]
                 node.input[:] = [inner if i == g_out.name else i for i in node.input]
             home[inner] = low
-            final_casts.append(onnx.helper.make_node("Cast", [inner], [g_out.name], to=FLOAT,
+            final_casts.append(onnx.helper.make_node("Cast", [inner], [g_out.name],
+                                                     to=TensorProto.FLOAT,
                                                      name=f"{g_out.name}/CastToFloat"))
+    return final_casts
 
-    floats = {n for n, t in types.items() if t == FLOAT} | {c.input[0] for c in final_casts}
+
+def _insert_casts(graph: "onnx.GraphProto", is_low: list[bool], home: dict[str, int],
+                  floats: set[str], low: int, final_casts: list) -> None:
+    """Put a Cast (one per tensor and type) before every input whose type a node does not
+    compute in; ``final_casts`` go last."""
+    import onnx
+    from onnx import TensorProto
+
     cast_of: dict[tuple[str, int], str] = {}
     nodes = []
     for node, node_low in zip(graph.node, is_low):
-        need = low if node_low else FLOAT
+        need = low if node_low else TensorProto.FLOAT
         for k, name in enumerate(node.input):
             have = home.get(name)
             if name not in floats or have == need:
@@ -159,11 +205,6 @@ def to_mixed_precision(model: "onnx.ModelProto", precision: str,
     del graph.node[:]
     graph.node.extend(nodes)
     del graph.value_info[:]
-    try:
-        onnx.checker.check_model(out, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise GpenVideoError(f"the {precision} graph is not valid ONNX: {exc}") from None
-    return out
 
 
 def _element_types(model: "onnx.ModelProto") -> dict[str, int]:

@@ -294,34 +294,19 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
     """
     t0 = time.perf_counter()
     _import_ray()  # fail at once, with the extra's name, when Ray is not installed
-    if farm.retries < 0:
-        raise UsageError(f"--retries {farm.retries}: must be 0 or more")
-    if farm.cpus_per_worker <= 0:
-        raise UsageError(f"--cpus-per-worker {farm.cpus_per_worker}: must be positive")
-    if farm.workers is not None and farm.workers < 1:
-        raise UsageError(f"--workers {farm.workers}: must be at least 1")
+    _check_options(run, farm)
     overlap = run.range.overlap
-    if overlap < 0:
-        raise UsageError(f"--overlap {overlap}: must be 0 or more")
     output = Path(run.output)
     paths.check_output(output, run.input, run.overwrite)
     first, last, depth, _ = _resolve_span(run)
 
-    from gpen_video.farm.stitch import source_timeline, stitch
     from gpen_video.media import VideoSource
 
     with VideoSource(run.input) as src:
         fmt: SegmentFormat = segment_format(src.video_info, depth, output, run.encode,
                                             farm.segments)
     chunks = plan_chunks(first, last, farm.chunk)
-    key = job_key(run, farm.chunk, fmt)
-    folder = Path(farm.segment_dir) if farm.segment_dir is not None else \
-        default_segment_dir(output, key)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create the segment folder {folder}: {exc}") from None
-    _remove_partials(folder)
+    folder = _segment_folder(farm, output, job_key(run, farm.chunk, fmt))
     segment_of = {c.index: folder / c.segment_name(fmt.suffix) for c in chunks}
     total = last - first + 1
     stitch_weight = _STITCH_WEIGHT[fmt.reencode]
@@ -330,16 +315,7 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
                    f"{farm.chunk}, {fmt.mode} segments in {folder}", first=first, last=last,
                    chunks=len(chunks), segment_mode=fmt.mode, segment_dir=str(folder))
 
-    timeline = source_timeline(run.input)
-    reports: dict[int, ChunkReport] = {}
-    for c in chunks:
-        seg = segment_of[c.index]
-        if seg.exists() and _check_segment(seg, c, timeline, Path(run.input)):
-            reports[c.index] = ChunkReport(c.index, c.start, c.end, "reused", 0,
-                                           segment=seg.name)
-            progress.event("chunk", f"chunk {c.index + 1}/{len(chunks)} (frames {c.frames}) "
-                           f"already rendered: {seg.name} reused", chunk=c.index,
-                           frames=c.frames, status="reused")
+    reports = _reusable(chunks, segment_of, Path(run.input), progress)
     todo = [c for c in chunks if c.index not in reports]
     done_frames = sum(chunks[i].count for i in reports)
     progress.update(done_frames)
@@ -354,24 +330,13 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
         render_seconds = time.perf_counter() - t_render
 
         t_stitch = time.perf_counter()
-        progress.event("stitch", f"stitching {len(chunks)} segments into {output}"
-                       f"{' (encoding the delivery codec)' if fmt.reencode else ''}",
-                       segments=len(chunks), reencode=fmt.reencode)
-
-        def on_stitch(done: int, _total: int) -> None:
-            progress.update(total + done * stitch_weight)
-
-        stitch([segment_of[c.index] for c in chunks], run.input, output,
-               encode=run.encode if fmt.reencode else None, overwrite=run.overwrite,
-               frames=(first, last), progress=on_stitch)
+        _stitch([segment_of[c.index] for c in chunks], run, fmt, (first, last), stitch_weight,
+                progress)
         stitch_seconds = time.perf_counter() - t_stitch
         progress.update(total + round(total * stitch_weight), force=True)
         kept = farm.keep_segments
-        if not kept and farm.segment_dir is None:
-            shutil.rmtree(folder, ignore_errors=True)
-        elif not kept:
-            for c in chunks:
-                paths.remove_quietly(segment_of[c.index])
+        if not kept:
+            _remove_segments(folder, farm.segment_dir is None, list(segment_of.values()))
         report = FarmReport(output=output, frames=total, first=first, last=last,
                             chunks=tuple(reports[c.index] for c in chunks),
                             segment_mode=fmt.mode, segment_dir=folder, segments_kept=kept,
@@ -385,6 +350,75 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
             progress.close()
         if folder.exists():
             _remove_partials(folder)  # temporary files of attempts whose worker died
+
+
+def _segment_folder(farm: FarmOptions, output: Path, key: str) -> Path:
+    """The job's segment folder, created, without temporary files of earlier attempts."""
+    folder = Path(farm.segment_dir) if farm.segment_dir is not None else \
+        default_segment_dir(output, key)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the segment folder {folder}: {exc}") from None
+    _remove_partials(folder)
+    return folder
+
+
+def _stitch(segments: list[Path], run: RunOptions, fmt: SegmentFormat, span: tuple[int, int],
+            weight: float, progress: FarmProgress) -> None:
+    """Stitch the segments into ``run.output``, reporting progress after the rendered frames."""
+    from gpen_video.farm.stitch import stitch
+
+    output = Path(run.output)
+    total = span[1] - span[0] + 1
+    progress.event("stitch", f"stitching {len(segments)} segments into {output}"
+                   f"{' (encoding the delivery codec)' if fmt.reencode else ''}",
+                   segments=len(segments), reencode=fmt.reencode)
+
+    def on_stitch(done: int, _total: int) -> None:
+        progress.update(total + done * weight)
+
+    stitch(segments, run.input, output, encode=run.encode if fmt.reencode else None,
+           overwrite=run.overwrite, frames=span, progress=on_stitch)
+
+
+def _check_options(run: RunOptions, farm: FarmOptions) -> None:
+    """Raises UsageError for farm options out of range."""
+    if farm.retries < 0:
+        raise UsageError(f"--retries {farm.retries}: must be 0 or more")
+    if farm.cpus_per_worker <= 0:
+        raise UsageError(f"--cpus-per-worker {farm.cpus_per_worker}: must be positive")
+    if farm.workers is not None and farm.workers < 1:
+        raise UsageError(f"--workers {farm.workers}: must be at least 1")
+    if run.range.overlap < 0:
+        raise UsageError(f"--overlap {run.range.overlap}: must be 0 or more")
+
+
+def _reusable(chunks: list[Chunk], segment_of: dict[int, Path], source: Path,
+              progress: FarmProgress) -> dict[int, ChunkReport]:
+    """Reports of the chunks whose segment is already on disk and checks out (the resume)."""
+    from gpen_video.farm.stitch import source_timeline
+
+    timeline = source_timeline(source)
+    reports: dict[int, ChunkReport] = {}
+    for c in chunks:
+        seg = segment_of[c.index]
+        if seg.exists() and _check_segment(seg, c, timeline, source):
+            reports[c.index] = ChunkReport(c.index, c.start, c.end, "reused", 0,
+                                           segment=seg.name)
+            progress.event("chunk", f"chunk {c.index + 1}/{len(chunks)} (frames {c.frames}) "
+                           f"already rendered: {seg.name} reused", chunk=c.index,
+                           frames=c.frames, status="reused")
+    return reports
+
+
+def _remove_segments(folder: Path, own_folder: bool, segments: list[Path]) -> None:
+    """After the stitch: the job's own folder goes whole; a given one keeps all but segments."""
+    if own_folder:
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        for seg in segments:
+            paths.remove_quietly(seg)
 
 
 def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions,
@@ -401,19 +435,7 @@ def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions
         gpus = int(resources.get("GPU", 0))
         cpus = float(resources.get("CPU", 1))
         use_gpu = gpus >= 1 and run.restore.device != "cpu"
-        if use_gpu:
-            n = min(farm.workers or gpus, gpus)
-            if farm.workers and farm.workers > gpus:
-                log.warning("--workers %d but the cluster has %d GPU(s): %d workers", farm.workers,
-                            gpus, gpus)
-            worker_run = run
-        else:
-            n = farm.workers or max(1, int(cpus // farm.cpus_per_worker))
-            cpu = "cpu" if run.restore.device == "auto" else run.restore.device
-            worker_run = replace(run, restore=replace(run.restore, device=cpu),
-                                 detect=replace(run.detect, device="cpu"
-                                                if run.detect.device == "auto"
-                                                else run.detect.device))
+        n, worker_run = _workers(run, farm, gpus, cpus, use_gpu)
         n = max(1, min(n, len(todo)))
         device = "gpu" if use_gpu else "cpu"
         board_name = f"gpen-video-farm-board-{os.getpid()}-{time.monotonic_ns()}"
@@ -452,8 +474,6 @@ def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions
                 try:
                     result = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - classified below
-                    kind, error = _classify(ray, exc)
-                    reason = _one_line(error)
                     if isinstance(exc, (ray.exceptions.RayActorError,
                                         ray.exceptions.WorkerCrashedError)):
                         try:
@@ -461,24 +481,8 @@ def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions
                         except Exception:  # noqa: BLE001 - already gone
                             pass
                         actors[w] = new_worker()
-                    if kind == "fatal":
-                        progress.event("chunk", f"{label} failed: {reason}", chunk=c.index,
-                                       frames=c.frames, status="failed", error=reason)
-                        raise error
-                    if attempts[c.index] > farm.retries:
-                        progress.event("chunk", f"{label} failed {attempts[c.index]} times: "
-                                       f"{reason}", chunk=c.index, frames=c.frames,
-                                       status="failed", error=reason)
-                        message = (f"chunk {c.index} (frames {c.frames}) failed "
-                                   f"{attempts[c.index]} times, last: {reason}; the finished "
-                                   f"segments are kept in {segment_of[c.index].parent}: run the "
-                                   "same command again to resume")
-                        raise (TransientError(message) if kind == "retry"
-                               else FarmError(message))
-                    progress.event("chunk", f"{label} failed ({reason}): retrying (attempt "
-                                   f"{attempts[c.index] + 1} of {farm.retries + 1})",
-                                   chunk=c.index, frames=c.frames, status="retry",
-                                   attempt=attempts[c.index], error=reason)
+                    _failed(ray, exc, c, label, attempts[c.index], farm.retries,
+                            segment_of[c.index].parent, progress)  # raises unless retrying
                     pending.appendleft(c)
                     continue
                 finished_frames += c.count
@@ -489,25 +493,74 @@ def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions
                                f"(attempt {attempts[c.index]})", chunk=c.index, frames=c.frames,
                                status="rendered", attempt=attempts[c.index],
                                seconds=round(result["seconds"], 3))
-            try:
-                board_state = ray.get(board.snapshot.remote(), timeout=5)
-            except Exception:  # noqa: BLE001 - progress is best effort
-                board_state = {}
             in_flight = {c.index for _, c in running.values()}
-            partial = sum(frames for (ci, att), frames in board_state.items()
-                          if ci in in_flight and attempts.get(ci) == att)
-            progress.update(finished_frames + partial)
+            progress.update(finished_frames + _partial_frames(ray, board, in_flight, attempts))
         return n, device
     finally:
-        for actor in [*actors, board]:
-            if actor is None:
-                continue
-            try:
-                ray.kill(actor)
-            except Exception:  # noqa: BLE001 - best effort
-                pass
-        if started:
-            ray.shutdown()
+        _stop(ray, [*actors, board], started)
+
+
+def _stop(ray: Any, actors: list[Any], shutdown: bool) -> None:
+    """Kill the actors (best effort); end the Ray session if this job started it."""
+    for actor in actors:
+        if actor is None:
+            continue
+        try:
+            ray.kill(actor)
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+    if shutdown:
+        ray.shutdown()
+
+
+def _workers(run: RunOptions, farm: FarmOptions, gpus: int, cpus: float,
+             use_gpu: bool) -> tuple[int, RunOptions]:
+    """How many workers to start (before capping at the chunks to do), and their options: on
+    CPU workers ``auto`` devices become ``cpu``."""
+    if use_gpu:
+        if farm.workers and farm.workers > gpus:
+            log.warning("--workers %d but the cluster has %d GPU(s): %d workers", farm.workers,
+                        gpus, gpus)
+        return min(farm.workers or gpus, gpus), run
+    n = farm.workers or max(1, int(cpus // farm.cpus_per_worker))
+    cpu = "cpu" if run.restore.device == "auto" else run.restore.device
+    worker_run = replace(run, restore=replace(run.restore, device=cpu),
+                         detect=replace(run.detect, device="cpu"
+                                        if run.detect.device == "auto"
+                                        else run.detect.device))
+    return n, worker_run
+
+
+def _failed(ray: Any, exc: BaseException, c: Chunk, label: str, attempts: int, retries: int,
+            folder: Path, progress: FarmProgress) -> None:
+    """Report a failed chunk call; raise when the job must stop (bad input, or no retries
+    left), return when the chunk is to be tried again."""
+    kind, error = _classify(ray, exc)
+    reason = _one_line(error)
+    if kind == "fatal":
+        progress.event("chunk", f"{label} failed: {reason}", chunk=c.index,
+                       frames=c.frames, status="failed", error=reason)
+        raise error
+    if attempts > retries:
+        progress.event("chunk", f"{label} failed {attempts} times: {reason}", chunk=c.index,
+                       frames=c.frames, status="failed", error=reason)
+        message = (f"chunk {c.index} (frames {c.frames}) failed {attempts} times, last: "
+                   f"{reason}; the finished segments are kept in {folder}: run the same command "
+                   "again to resume")
+        raise (TransientError(message) if kind == "retry" else FarmError(message))
+    progress.event("chunk", f"{label} failed ({reason}): retrying (attempt {attempts + 1} of "
+                   f"{retries + 1})", chunk=c.index, frames=c.frames, status="retry",
+                   attempt=attempts, error=reason)
+
+
+def _partial_frames(ray: Any, board: Any, in_flight: set[int], attempts: dict[int, int]) -> int:
+    """Frames done so far in the chunks still rendering (current attempts only)."""
+    try:
+        board_state = ray.get(board.snapshot.remote(), timeout=5)
+    except Exception:  # noqa: BLE001 - progress is best effort
+        board_state = {}
+    return sum(frames for (ci, att), frames in board_state.items()
+               if ci in in_flight and attempts.get(ci) == att)
 
 
 def _one_line(error: BaseException) -> str:

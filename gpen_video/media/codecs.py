@@ -258,42 +258,75 @@ def choose_encoder(source: SourceVideoInfo, output: str | Path,
 
     if options.codec is not None and options.codec not in ENCODERS:
         raise UsageError(f"--codec {options.codec!r}: choose one of {', '.join(ENCODERS)}")
-
-    if sequence:
-        from_suffix = IMAGE_SUFFIXES.get(output.suffix.lower())
-        family = options.codec or from_suffix
-        if family not in IMAGE_CODECS:
-            raise UsageError(
-                f"output {output.name!r} is an image sequence: use a .png, .tif, .exr or .dpx "
-                f"pattern (or --codec png|tiff|exr|dpx)")
-        if from_suffix is not None and from_suffix != family:
-            raise UsageError(f"--codec {family} does not match the file type of {output.name!r}")
-    else:
-        holds = CONTAINERS[output.suffix.lower()][1]
-        if options.codec is not None:
-            family = options.codec
-            if family not in holds:
-                good = sorted(s for s, (_, fams) in CONTAINERS.items() if family in fams)
-                hint = (f"use a {' or '.join(good)} file" if good
-                        else "write an image sequence like out_%06d." + family)
-                raise UsageError(f"{output.suffix} cannot hold {family}: {hint}")
-        else:
-            family = default_family(source)
-            if family not in holds:
-                notes.append(f"{output.suffix} cannot hold {family} (the source's codec): "
-                             f"writing H.264 instead; use .mov or .mkv to keep {family}")
-                family = "h264"
+    family = (_sequence_family(output, options) if sequence
+              else _container_family(source, output, options, notes))
 
     encoder = ENCODERS[family]
     layout, depth = pix_fmt_layout(source.pix_fmt)
     depth = max(depth, source.bit_depth)
-    codec_options: dict[str, str] = {}
-
     if options.crf is not None and family not in ("h264", "hevc"):
         raise UsageError(f"--crf applies to h264 and hevc, not {family}")
     if options.preset is not None and family not in ("h264", "hevc"):
         raise UsageError(f"--preset applies to h264 and hevc, not {family}")
+    pix_fmt, codec_options = _family_settings(family, source, options, layout, depth, notes)
 
+    if family != "hevc" and (source.mastering_display is not None
+                             or source.light_level is not None):
+        notes.append("the source's HDR mastering-display / light-level metadata is kept only "
+                     "by hevc output")
+    if layout_has_alpha(source.pix_fmt):
+        notes.append(f"the source's alpha channel ({source.pix_fmt}) is not processed and is "
+                     "not written")
+    if options.pix_fmt is not None:
+        if options.pix_fmt not in ENCODER_PIX_FMTS[encoder]:
+            raise UsageError(f"--pix-fmt {options.pix_fmt}: {family} takes "
+                             f"{', '.join(ENCODER_PIX_FMTS[encoder])}")
+        pix_fmt = options.pix_fmt
+    else:
+        _note_lost_detail(family, source, pix_fmt, layout, depth, sequence, notes)
+
+    return EncoderSpec(family=family, encoder=encoder, pix_fmt=pix_fmt, options=codec_options,
+                       container=container, image_sequence=sequence, notes=tuple(notes))
+
+
+def _sequence_family(output: Path, options: EncodeOptions) -> str:
+    """The image codec of an image-sequence ``output`` (from ``--codec`` or the suffix)."""
+    from_suffix = IMAGE_SUFFIXES.get(output.suffix.lower())
+    family = options.codec or from_suffix
+    if family not in IMAGE_CODECS:
+        raise UsageError(
+            f"output {output.name!r} is an image sequence: use a .png, .tif, .exr or .dpx "
+            f"pattern (or --codec png|tiff|exr|dpx)")
+    if from_suffix is not None and from_suffix != family:
+        raise UsageError(f"--codec {family} does not match the file type of {output.name!r}")
+    return family
+
+
+def _container_family(source: SourceVideoInfo, output: Path, options: EncodeOptions,
+                      notes: list[str]) -> str:
+    """The codec for a video file ``output``: ``--codec``, else the source's if it fits."""
+    holds = CONTAINERS[output.suffix.lower()][1]
+    if options.codec is not None:
+        family = options.codec
+        if family not in holds:
+            good = sorted(s for s, (_, fams) in CONTAINERS.items() if family in fams)
+            hint = (f"use a {' or '.join(good)} file" if good
+                    else "write an image sequence like out_%06d." + family)
+            raise UsageError(f"{output.suffix} cannot hold {family}: {hint}")
+        return family
+    family = default_family(source)
+    if family not in holds:
+        notes.append(f"{output.suffix} cannot hold {family} (the source's codec): "
+                     f"writing H.264 instead; use .mov or .mkv to keep {family}")
+        family = "h264"
+    return family
+
+
+def _family_settings(family: str, source: SourceVideoInfo, options: EncodeOptions, layout: str,
+                     depth: int, notes: list[str]) -> tuple[str, dict[str, str]]:
+    """The pixel format and encoder options ``family`` gets for ``source``."""
+    encoder = ENCODERS[family]
+    codec_options: dict[str, str] = {}
     profile = (source.profile or "").strip().lower()
     if family in ("h264", "hevc"):
         codec_options["crf"] = str(DEFAULT_CRF if options.crf is None else options.crf)
@@ -315,21 +348,7 @@ def choose_encoder(source: SourceVideoInfo, output: str | Path,
         codec_options["bits_per_mb"] = str(PRORES_BITS_PER_MB[name])
         codec_options["vendor"] = "apl0"  # what Apple's tools write; some NLEs check it
     elif family == "dnxhr":
-        if 0 < source.width < 256 or 0 < source.height < 120:
-            raise UsageError(f"DNxHR needs at least 256x120 pixels; the source is "
-                             f"{source.width}x{source.height}: use --codec prores or ffv1")
-        if source.codec == "dnxhd" and profile in DNXHR_PROFILES:
-            name, pix_fmt = DNXHR_PROFILES[profile]
-        else:
-            if layout in ("444", "rgb"):
-                name, pix_fmt = "dnxhr_444", "yuv444p10le"
-            elif depth > 8:
-                name, pix_fmt = "dnxhr_hqx", "yuv422p10le"
-            else:
-                name, pix_fmt = "dnxhr_hq", "yuv422p"
-            if source.codec == "dnxhd":
-                notes.append(f"DNxHD ({source.profile}) is written as DNxHR {name[6:].upper()}: "
-                             "DNxHD's fixed bitrates are tied to broadcast frame sizes")
+        name, pix_fmt = _dnxhr_profile(source, profile, layout, depth, notes)
         codec_options["profile"] = name
     elif family == "ffv1":
         pix_fmt = (source.pix_fmt if source.pix_fmt in ENCODER_PIX_FMTS["ffv1"]
@@ -342,29 +361,38 @@ def choose_encoder(source: SourceVideoInfo, output: str | Path,
         pix_fmt = {8: "rgb24", 10: "gbrp10le", 12: "gbrp12le"}.get(depth, "rgb48le")
     else:  # png, tiff
         pix_fmt = ENCODER_PIX_FMTS[encoder][0 if depth <= 8 else 1]
+    return pix_fmt, codec_options
 
-    if family != "hevc" and (source.mastering_display is not None
-                             or source.light_level is not None):
-        notes.append("the source's HDR mastering-display / light-level metadata is kept only "
-                     "by hevc output")
-    if layout_has_alpha(source.pix_fmt):
-        notes.append(f"the source's alpha channel ({source.pix_fmt}) is not processed and is "
-                     "not written")
-    if options.pix_fmt is not None:
-        if options.pix_fmt not in ENCODER_PIX_FMTS[encoder]:
-            raise UsageError(f"--pix-fmt {options.pix_fmt}: {family} takes "
-                             f"{', '.join(ENCODER_PIX_FMTS[encoder])}")
-        pix_fmt = options.pix_fmt
+
+def _dnxhr_profile(source: SourceVideoInfo, profile: str, layout: str, depth: int,
+                   notes: list[str]) -> tuple[str, str]:
+    """DNxHR profile name and pixel format for ``source``."""
+    if 0 < source.width < 256 or 0 < source.height < 120:
+        raise UsageError(f"DNxHR needs at least 256x120 pixels; the source is "
+                         f"{source.width}x{source.height}: use --codec prores or ffv1")
+    if source.codec == "dnxhd" and profile in DNXHR_PROFILES:
+        return DNXHR_PROFILES[profile]
+    if layout in ("444", "rgb"):
+        name, pix_fmt = "dnxhr_444", "yuv444p10le"
+    elif depth > 8:
+        name, pix_fmt = "dnxhr_hqx", "yuv422p10le"
     else:
-        out_layout, out_depth = pix_fmt_layout(pix_fmt)
-        src_norm = source.pix_fmt.replace("yuvj", "yuv")
-        if pix_fmt != src_norm and not (out_layout == "rgb" and sequence):
-            if out_depth < depth:
-                notes.append(f"{family} cannot store {source.pix_fmt}: writing {pix_fmt} "
-                             f"({depth}-bit source, {out_depth}-bit output)")
-            elif _CHROMA_DETAIL.get(out_layout, 0) < _CHROMA_DETAIL.get(layout, 0):
-                notes.append(f"{family} cannot store {source.pix_fmt}: writing {pix_fmt} "
-                             "(less chroma resolution)")
+        name, pix_fmt = "dnxhr_hq", "yuv422p"
+    if source.codec == "dnxhd":
+        notes.append(f"DNxHD ({source.profile}) is written as DNxHR {name[6:].upper()}: "
+                     "DNxHD's fixed bitrates are tied to broadcast frame sizes")
+    return name, pix_fmt
 
-    return EncoderSpec(family=family, encoder=encoder, pix_fmt=pix_fmt, options=codec_options,
-                       container=container, image_sequence=sequence, notes=tuple(notes))
+
+def _note_lost_detail(family: str, source: SourceVideoInfo, pix_fmt: str, layout: str,
+                      depth: int, sequence: bool, notes: list[str]) -> None:
+    """A note when ``pix_fmt`` stores less depth or chroma than the source had."""
+    out_layout, out_depth = pix_fmt_layout(pix_fmt)
+    src_norm = source.pix_fmt.replace("yuvj", "yuv")
+    if pix_fmt != src_norm and not (out_layout == "rgb" and sequence):
+        if out_depth < depth:
+            notes.append(f"{family} cannot store {source.pix_fmt}: writing {pix_fmt} "
+                         f"({depth}-bit source, {out_depth}-bit output)")
+        elif _CHROMA_DETAIL.get(out_layout, 0) < _CHROMA_DETAIL.get(layout, 0):
+            notes.append(f"{family} cannot store {source.pix_fmt}: writing {pix_fmt} "
+                         "(less chroma resolution)")
