@@ -72,7 +72,7 @@ def measure(model: str, folder: Path, faces_dir: Path | None) -> list[dict]:
     config = REGISTRY[model].gpen
     net = build_gpen(config, seed=0)
     faces = load_gate_faces(config.size, faces_dir)
-    with TorchRestorer(net, device="cpu", size=config.size) as reference:
+    with TorchRestorer(net, RestoreOptions(device="cpu"), size=config.size) as reference:
         reference_out = reference.restore(faces)
     fp32_path = cached_onnx(net, folder, label=model)
     rows = [{"model": model, "graph": "fp32 export", "kept_fp32_nodes": None,

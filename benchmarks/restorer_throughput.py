@@ -130,10 +130,7 @@ def make_restorer(backend: str, precision: str, device: str, model: str, batch: 
     options = ModelOptions(name=model, random_weights=True, download=False)
     restore = RestoreOptions(backend=backend, device=device, precision=precision, batch=batch,
                              max_batch=max(BATCHES), engine_dir=engine_dir)
-    cls = backend_class(backend)
-    if backend == "torch":
-        return cls(model, device=device, precision=precision, random_weights=True)
-    return cls(model=options, restore=restore)
+    return backend_class(backend)(options, restore)
 
 
 def time_restorer(restorer, batch: int, size: int, device: str, warmup: int, repeats: int

@@ -3,12 +3,42 @@
 There are no globals: the CLI (or a library caller) builds one :class:`RunOptions` and passes the
 parts down; each stage receives only its own dataclass. Defaults here are the product's defaults.
 Each stage owns its dataclass; add fields there, with a comment saying what they mean.
+
+A field with a fixed set of values has its tuple of names here (``PRECISIONS``, ``BACKEND_NAMES``,
+…): the CLI's ``choices=`` and the library's checks (:func:`check_choice`) both use it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from gpen_video.errors import UsageError
+
+# the fixed choices of the fields below (argparse choices and library checks use these)
+BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt", "identity")  # RestoreOptions.backend
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # RestoreOptions.precision
+ENGINE_PRECISIONS = ("fp32", "fp16", "bf16")  # a built network's precision (auto resolved)
+DETECTORS = ("resnet50", "mobile0.25")  # DetectOptions.network
+SMOOTH_METHODS = ("rts", "kalman", "none")  # SmoothOptions.method
+GEOMETRIES = ("auto", "cpu", "torch")  # BlendOptions.geometry
+TEMPORAL_MODES = ("flow", "off")  # TemporalOptions.mode
+FACE_SELECTIONS = ("all", "largest")  # RunOptions.faces
+ON_DAMAGE = ("conceal", "fail")  # RunOptions.on_damage
+PROGRESS_MODES = ("bar", "plain", "json", "openjd", "none")  # RunOptions.progress
+SEGMENT_MODES = ("auto", "copy", "lossless", "gop")  # FarmOptions.segments
+BENCH_MODES = ("both", "overlap", "serial")  # BenchOptions.mode
+
+
+def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``.
+
+    Raises:
+        UsageError: it is not (the message names ``flag`` and lists the choices).
+    """
+    if value not in choices:
+        raise UsageError(f"{flag} {value!r}: choose one of {', '.join(choices)}")
+    return value
 
 
 @dataclass(frozen=True)

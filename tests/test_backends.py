@@ -14,7 +14,7 @@ from gpen_video.options import ModelOptions, RestoreOptions
 
 
 def test_identity_numpy_and_torch_in_kind_out():
-    r = IdentityRestorer(32, max_batch=2)
+    r = IdentityRestorer(restore=RestoreOptions(batch=2), size=32)
     x = np.random.default_rng(0).random((5, 3, 32, 32), dtype=np.float32)
     y = r.restore(x)
     assert isinstance(y, np.ndarray) and np.array_equal(x, y) and y is not x
@@ -39,7 +39,7 @@ def test_identity_numpy_and_torch_in_kind_out():
 )
 def test_input_checks(batch, message):
     with pytest.raises(UsageError, match=message):
-        IdentityRestorer(32).restore(batch)
+        IdentityRestorer(size=32).restore(batch)
 
 
 class _CountingRestorer(Restorer):
@@ -111,7 +111,7 @@ def _small_gpen():
 def test_torch_backend_runs_gpen_and_matches_the_network():
     net = _small_gpen()
     TorchRestorer = backend_class("torch")
-    r = TorchRestorer(net, device="cpu", size=64, max_batch=2)
+    r = TorchRestorer(net, RestoreOptions(device="cpu", batch=2), size=64)
     x = np.random.default_rng(0).random((3, 3, 64, 64), dtype=np.float32)
     with r:
         y = r.restore(x)
@@ -148,3 +148,37 @@ def test_channels_last_preparation_works_on_gpen_and_changes_nothing():
         expected = net(x)
         got = converted(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_one_constructor_contract_for_every_backend():
+    """Every installed backend is built as ``Backend(model, restore)`` and knows the crop size of
+    a registry model before loading anything."""
+    from gpen_video.backends import BACKENDS
+
+    model = ModelOptions(name="GPEN-BFR-256", random_weights=True)
+    restore = RestoreOptions(device="cpu", precision="fp32", batch=2)
+    for name in available_backends():
+        if name == "tensorrt":  # needs a CUDA GPU at construction
+            continue
+        restorer = backend_class(name)(model, restore)
+        assert restorer.spec.size == 256 and not restorer.loaded, name
+    assert set(available_backends()) <= set(BACKENDS)
+
+
+def test_fixed_choices_are_one_tuple_for_the_cli_and_the_library():
+    from gpen_video.backends import BACKENDS
+    from gpen_video.cli import build_parser
+    from gpen_video.options import BACKEND_NAMES, DETECTORS, PRECISIONS
+
+    assert set(BACKEND_NAMES) == {"auto", *BACKENDS}
+    for command in ("run", "bench"):
+        parser, _ = build_parser(command)
+        choices = {a.dest: a.choices for a in parser._actions if a.choices}
+        assert choices["backend"] is BACKEND_NAMES
+        assert choices["precision"] is PRECISIONS
+        assert choices["detector"] is DETECTORS
+    with pytest.raises(UsageError, match="--precision 'fp8': choose one of auto, fp32, fp16, bf16"):
+        create_restorer(ModelOptions(name="GPEN-BFR-256"),
+                        RestoreOptions(backend="torch", device="cpu", precision="fp8"))
+    with pytest.raises(UsageError, match="--backend 'tflite': choose one of auto, torch"):
+        create_restorer(ModelOptions(), RestoreOptions(backend="tflite"))

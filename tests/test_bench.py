@@ -183,10 +183,10 @@ def test_a_slowed_stage_shows_up_in_its_own_row(testdata, tmp_path, stage):
                            mode="both", workdir=tmp_path)
     detector = FaceDetector(run.detect)
     delay = 0.2
-    slow_r = IdentityRestorer(size=256, max_batch=4)
+    slow_r = IdentityRestorer(restore=RestoreOptions(batch=4), size=256)
     slow_d = detector
     if stage == "restore":
-        slow_r = SleepyRestorer(delay, size=256, max_batch=4)
+        slow_r = SleepyRestorer(delay, restore=RestoreOptions(batch=4), size=256)
     else:
         slow_d = SleepyDetector(detector, delay)
     slow = run_bench(options, restorer=slow_r, detector=slow_d)
@@ -222,10 +222,10 @@ def test_a_stage_s_sleep_lies_in_its_own_intervals(testdata, tmp_path, stage, se
                      detect=DetectOptions(network="mobile0.25", device="cpu", batch=4,
                                           weights=_detector_weights(testdata)),
                      range=RangeOptions(start=0, end=7))
-    restorer = IdentityRestorer(size=256, max_batch=4)
+    restorer = IdentityRestorer(restore=RestoreOptions(batch=4), size=256)
     detector = FaceDetector(job.detect)
     if stage == "restore":
-        restorer = slowed = SleepyRestorer(0.05, size=256, max_batch=4)
+        restorer = slowed = SleepyRestorer(0.05, restore=RestoreOptions(batch=4), size=256)
     else:
         detector = slowed = SleepyDetector(detector, 0.05)
     clock = RecordingClock()

@@ -39,7 +39,7 @@ def test_identity_round_trip_geometry(testdata, face_px, dtype):
     frame = _frame_with_face(testdata, face_px, dtype)
     h, w = frame.shape[:2]
     matrix = similarity((w / 2 + 0.31, h / 2 - 0.27), face_px, size, 7.0)
-    restorer = IdentityRestorer(size)
+    restorer = IdentityRestorer(size=size)
     crop = crop_face(frame, matrix, size)
     restored = to_hwc(restorer.restore(to_nchw(crop[None])))[0]
     blender = Blender(size)

@@ -13,7 +13,10 @@ import torch
 from gpen_video.backends.torch_backend import TorchRestorer
 from gpen_video.engine.gate import (GATE_IMAGES, GATE_PSNR_DB, GateRejected, GateReport, compare,
                                     load_gate_faces, require_pass, run_gate)
+from gpen_video.options import RestoreOptions
 from tests.engine_helpers import emulated_precision, engine_folder, small_gpen
+
+CPU = RestoreOptions(device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +26,7 @@ def faces(testdata):
 
 @pytest.fixture(scope="module")
 def reference():
-    with TorchRestorer(small_gpen(), device="cpu", size=64) as r:
+    with TorchRestorer(small_gpen(), CPU, size=64) as r:
         yield r
 
 
@@ -47,8 +50,8 @@ def test_fp32_onnxruntime_candidate_passes(faces, reference):
     from gpen_video.backends.onnxruntime_backend import OnnxRuntimeRestorer
     from gpen_video.options import RestoreOptions
 
-    with OnnxRuntimeRestorer(small_gpen(), RestoreOptions(device="cpu"),
-                             engine_dir=engine_folder(), threads=1) as candidate:
+    with OnnxRuntimeRestorer(small_gpen(), RestoreOptions(device="cpu", engine_dir=engine_folder()),
+                             threads=1) as candidate:
         report = run_gate(candidate, reference, faces)
     assert report.passed and report.psnr_db > 80.0  # fp32 vs fp32: rounding-order noise only
     assert report.max_abs_error < 1e-3
@@ -58,9 +61,8 @@ def test_fp32_onnxruntime_candidate_passes(faces, reference):
 @pytest.fixture(scope="module")
 def emulated(faces, reference):
     """Gate reports of the emulated FP16 and FP8 copies of the reference network."""
-    fp16 = TorchRestorer(emulated_precision(small_gpen(), torch.float16), device="cpu", size=64)
-    fp8 = TorchRestorer(emulated_precision(small_gpen(), torch.float8_e4m3fn), device="cpu",
-                        size=64)
+    fp16 = TorchRestorer(emulated_precision(small_gpen(), torch.float16), CPU, size=64)
+    fp8 = TorchRestorer(emulated_precision(small_gpen(), torch.float8_e4m3fn), CPU, size=64)
     ref_out = reference.restore(faces)  # (run_gate itself is exercised with onnxruntime)
     fp16_out = fp16.restore(faces)
     good = compare(fp16_out, ref_out, candidate=fp16.describe())

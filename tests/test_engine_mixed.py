@@ -117,7 +117,7 @@ def test_the_rewritten_graph_passes_the_gate_on_real_faces(testdata, plans, tmp_
     path = mixed_onnx(small_onnx(), "fp16", FP16_POLICIES[0])
     faces = load_gate_faces(64, testdata / "images")
     with OnnxRuntimeRestorer(path, RestoreOptions(device="cpu"), threads=1) as candidate, \
-            TorchRestorer(small_gpen(), device="cpu", size=64) as reference:
+            TorchRestorer(small_gpen(), RestoreOptions(device="cpu"), size=64) as reference:
         report = run_gate(candidate, reference, faces)
     assert report.passed, report.summary()
     assert 40.0 < report.psnr_db < 100.0  # FP16 is close to FP32, and not the same

@@ -21,10 +21,10 @@ pytest.importorskip("onnxruntime")
 def test_matches_the_torch_backend_on_cpu():
     net = small_gpen()
     path = small_onnx()
-    ort_restorer = OnnxRuntimeRestorer(net, RestoreOptions(device="cpu", max_batch=2),
-                                       engine_dir=engine_folder(), threads=1)
+    ort_restorer = OnnxRuntimeRestorer(net, RestoreOptions(device="cpu", max_batch=2,
+                                                           engine_dir=engine_folder()), threads=1)
     x = np.random.default_rng(1).random((5, 3, 64, 64), dtype=np.float32)
-    with ort_restorer, TorchRestorer(net, device="cpu", size=64) as torch_restorer:
+    with ort_restorer, TorchRestorer(net, RestoreOptions(device="cpu"), size=64) as torch_restorer:
         got = ort_restorer.restore(x)  # 5 faces through a max-batch-2 restorer: 2 + 2 + 1
         ref = torch_restorer.restore(x)
         got_torch = ort_restorer.restore(torch.from_numpy(x[:1]))
@@ -107,8 +107,8 @@ def test_unusable_engine_folder_is_one_line_naming_the_ways_out(tmp_path):
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    restorer = OnnxRuntimeRestorer(small_gpen(), RestoreOptions(device="cpu"),
-                                   engine_dir=blocker / "engines")
+    restorer = OnnxRuntimeRestorer(small_gpen(), RestoreOptions(device="cpu",
+                                                                engine_dir=blocker / "engines"))
     with pytest.raises(OutputError) as info:
         restorer.load()
     message = str(info.value)

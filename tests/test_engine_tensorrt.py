@@ -115,9 +115,9 @@ def test_engine_builds_passes_the_gate_and_runs(tmp_path, testdata, precision):
     assert not again.built and again.path == built.path
 
     restorer = TensorRTRestorer(net, RestoreOptions(device="cuda", precision=precision,
-                                                    batch=4, max_batch=8), engine_dir=tmp_path)
+                                                    batch=4, max_batch=8, engine_dir=tmp_path))
     x = np.random.default_rng(0).random((19, 3, 64, 64), dtype=np.float32)  # 8 + 8 + 3
-    with restorer, TorchRestorer(small_gpen(), device="cpu", size=64) as reference:
+    with restorer, TorchRestorer(small_gpen(), RestoreOptions(device="cpu"), size=64) as reference:
         assert restorer.engine_path == built.path
         host = restorer.restore(x)  # pipelined through pinned buffers and three streams
         device = restorer.restore(torch.from_numpy(x).cuda())  # stays on the GPU

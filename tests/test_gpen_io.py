@@ -54,3 +54,22 @@ def test_bad_inputs_say_what_is_expected() -> None:
         to_model(np.zeros((1, 8, 8, 3), np.int32))
     with pytest.raises(ValueError, match="N×3×H×W"):
         from_model(torch.zeros(1, 8, 8, 3))
+
+
+def test_restorer_value_mapping_is_one_function_for_numpy_and_torch():
+    """``unit_to_model``/``model_to_unit`` (what every backend calls) agree bit for bit between
+    numpy and torch, in place and not, and invert each other on [0, 1]."""
+    from gpen_video.models.io import model_to_unit, model_to_unit_, unit_to_model, unit_to_model_
+
+    x = np.random.default_rng(2).random((2, 3, 8, 8), dtype=np.float32)
+    t = torch.from_numpy(x.copy())
+    signed = unit_to_model(x)
+    assert signed.dtype == np.float32 and np.array_equal(signed, unit_to_model(t).numpy())
+    assert np.array_equal(signed, unit_to_model_(t.clone()).numpy())
+    assert np.array_equal(x, t.numpy())  # the out-of-place forms leave the input alone
+    raw = np.linspace(-1.5, 1.5, 2 * 3 * 8 * 8, dtype=np.float32).reshape(x.shape)
+    unit = model_to_unit(raw)
+    assert unit.min() == 0.0 and unit.max() == 1.0  # clipped
+    assert np.array_equal(unit, model_to_unit(torch.from_numpy(raw)).numpy())
+    assert np.array_equal(unit, model_to_unit_(torch.from_numpy(raw.copy())).numpy())
+    np.testing.assert_allclose(model_to_unit(signed), x, atol=1e-7)

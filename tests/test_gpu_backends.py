@@ -12,6 +12,7 @@ import torch
 
 from gpen_video.backends.torch_backend import TorchRestorer
 from gpen_video.engine.gate import GATE_PSNR_DB, compare, load_gate_faces, strict_fp32
+from gpen_video.options import RestoreOptions
 from tests.engine_helpers import small_gpen
 
 pytestmark = pytest.mark.gpu
@@ -24,7 +25,7 @@ def faces(testdata):
 
 @pytest.fixture(scope="module")
 def cpu_out(faces):
-    with TorchRestorer(small_gpen(), device="cpu", size=64) as r:
+    with TorchRestorer(small_gpen(), RestoreOptions(device="cpu"), size=64) as r:
         return r.restore(faces)
 
 
@@ -32,8 +33,8 @@ def test_torch_cuda_fp32_matches_cpu(faces, cpu_out):
     net = small_gpen(seed=0)
     import copy
 
-    with strict_fp32(), TorchRestorer(copy.deepcopy(net), device="cuda", precision="fp32",
-                                      size=64) as r:
+    with strict_fp32(), TorchRestorer(copy.deepcopy(net),
+                                      RestoreOptions(device="cuda", precision="fp32"), size=64) as r:
         out = r.restore(faces)
     assert float(np.abs(out - cpu_out).max()) <= 1e-3
 
@@ -42,8 +43,8 @@ def test_torch_cuda_fp32_matches_cpu(faces, cpu_out):
 def test_torch_cuda_half_precision_within_the_gate(faces, cpu_out, precision):
     import copy
 
-    with TorchRestorer(copy.deepcopy(small_gpen()), device="cuda", precision=precision,
-                       size=64) as r:
+    with TorchRestorer(copy.deepcopy(small_gpen()),
+                       RestoreOptions(device="cuda", precision=precision), size=64) as r:
         out = r.restore(faces)
         on_device = r.restore(torch.from_numpy(faces).cuda())
     assert on_device.is_cuda  # torch in, torch out, on the restorer's device
@@ -56,10 +57,11 @@ def test_cuda_graph_replay_matches_the_eager_forward(faces):
     eager network, and each call's result survives the next replay."""
     import copy
 
-    eager = TorchRestorer(copy.deepcopy(small_gpen()), device="cuda", precision="fp16", size=64,
-                          cuda_graphs=False)
-    graphed = TorchRestorer(copy.deepcopy(small_gpen()), device="cuda", precision="fp16",
-                            size=64)
+    eager = TorchRestorer(copy.deepcopy(small_gpen()),
+                          RestoreOptions(device="cuda", precision="fp16", cuda_graphs=False),
+                          size=64)
+    graphed = TorchRestorer(copy.deepcopy(small_gpen()),
+                            RestoreOptions(device="cuda", precision="fp16"), size=64)
     with eager, graphed:
         full, part = faces[:4], faces[4:]
         first = graphed.restore(full)

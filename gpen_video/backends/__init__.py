@@ -7,7 +7,8 @@ Public API:
   out); ``load()``/``close()``/context manager; :attr:`spec` (:class:`InputSpec`: crop size,
   dtype, range, max batch).
 * :func:`create_restorer` — build one from :class:`~gpen_video.options.ModelOptions` and
-  :class:`~gpen_video.options.RestoreOptions`.
+  :class:`~gpen_video.options.RestoreOptions`. Every backend class is built the same way,
+  ``Backend(model, restore, **overrides)`` (:mod:`gpen_video.backends.base`).
 * :func:`available_backends` — the names that can run here.
 
 Backends (name → module, imported only when used):
@@ -17,8 +18,9 @@ Backends (name → module, imported only when used):
 * ``onnxruntime`` — the ONNX export run by ONNX Runtime, FP32 (CPU, or its CUDA providers).
 * ``tensorrt`` — a gated FP16/BF16/FP32 TensorRT engine on a CUDA GPU.
 
-A new backend is a ``gpen_video/backends/<name>_backend.py`` with a ``Restorer`` subclass and an
-entry in :data:`BACKENDS`.
+A new backend is a ``gpen_video/backends/<name>_backend.py`` with a ``Restorer`` subclass taking
+``(model, restore)``, an entry in :data:`BACKENDS` and its name in
+:data:`gpen_video.options.BACKEND_NAMES` (the CLI's choices).
 
 ``auto`` picks, in order: ``tensorrt`` (CUDA and TensorRT present), then ``torch`` on CUDA, then
 on the CPU ``onnxruntime`` when it is installed (measured 1.4× / 1.7× faster than torch for
@@ -34,7 +36,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from gpen_video.backends.base import InputSpec, Restorer
-from gpen_video.errors import BackendUnavailable, UsageError
+from gpen_video.errors import BackendUnavailable
+from gpen_video.options import BACKEND_NAMES, check_choice
 
 if TYPE_CHECKING:
     from gpen_video.options import ModelOptions, RestoreOptions
@@ -72,8 +75,7 @@ def backend_class(name: str) -> type[Restorer]:
         UsageError: unknown name (the message lists the known ones).
         BackendUnavailable: known but not installed here (lists the ones that are).
     """
-    if name not in BACKENDS:
-        raise UsageError(f"unknown backend {name!r}: choose one of auto, {', '.join(BACKENDS)}")
+    check_choice("--backend", name, tuple(BACKENDS))
     module_name, class_name, deps = BACKENDS[name]
     missing = [d for d in deps if not _present(d)]
     if missing or not _present(module_name):
@@ -126,38 +128,14 @@ def _cpu_choice(why: str) -> tuple[str, str]:
                      "install 'gpen-video[onnx]' runs GPEN about 1.5x faster on CPUs)")
 
 
-def create_restorer(model: "ModelOptions", restore: "RestoreOptions",
-                    size: int | None = None) -> Restorer:
-    """Build (not load) the restorer the options ask for.
-
-    ``size`` is the crop size for the ``identity`` backend (default: the model's size from the
-    weights registry, else 512).
+def create_restorer(model: "ModelOptions", restore: "RestoreOptions") -> Restorer:
+    """Build (not load) the restorer the options ask for: ``backend_class(name)(model, restore)``.
 
     Raises:
         UsageError, BackendUnavailable: see :func:`backend_class`; bad device/precision.
     """
-    name = restore.backend
+    name = check_choice("--backend", restore.backend, BACKEND_NAMES)
     if name == "auto":
         name, why = auto_choice(restore.device)
         logging.getLogger("gpen_video.backends").info(why)
-    cls = backend_class(name)
-    if name == "identity":
-        if size is None:
-            from gpen_video.models.weights import registry_crop_size
-
-            size = registry_crop_size(model.name) or 512
-        return cls(size=size, max_batch=restore.batch)
-    if name == "torch":
-        return cls(
-            model.name,
-            device=restore.device,
-            precision=restore.precision,
-            max_batch=restore.batch,
-            cuda_graphs=restore.cuda_graphs,
-            checkpoint_path=model.checkpoint_path,
-            cache_dir=model.cache_dir,
-            download=model.download,
-            random_weights=model.random_weights,
-        )
-    # later backends take the same keywords
-    return cls(model=model, restore=restore)
+    return backend_class(name)(model, restore)

@@ -9,6 +9,12 @@ Conventions (the whole product relies on them):
 * ``restore(batch)`` accepts a ``numpy.ndarray`` or a ``torch.Tensor`` and returns the same kind:
   numpy in → numpy out (float32, same shape); torch in → torch out (float32, on the restorer's
   device when it has one). Output values are clipped to ``[0, 1]``.
+* Every backend is built the same way: ``Backend(model, restore, **overrides)`` — ``model`` a
+  :data:`ModelSource` (:class:`~gpen_video.options.ModelOptions`, a GPEN ``nn.Module``, or a
+  weights path / registry name; some backends take more, e.g. an ``.onnx`` file), ``restore``
+  the :class:`~gpen_video.options.RestoreOptions` (device, precision, batch, …), and
+  backend-specific keyword overrides documented on each class. A backend gets its network
+  from :func:`load_network` and maps values with :mod:`gpen_video.models.io`.
 * The base class owns the lifecycle (``load()``/``close()``, context manager, lazy load on first
   ``restore``), the input checks, chunking to :attr:`InputSpec.max_batch`, and the conversion
   between numpy and torch. A backend implements only ``_load_impl``, ``_restore_impl`` and,
@@ -19,6 +25,7 @@ Conventions (the whole product relies on them):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -175,17 +182,62 @@ class Restorer:
         raise NotImplementedError
 
 
-def model_crop_size(model: Any) -> int | None:
-    """Crop size of a backend's ``model``: registry name in :class:`ModelOptions`, or a network
-    with a ``config``; ``None`` when it can be known only after loading (a ``.pth`` path)."""
+ModelSource = Any  # ModelOptions | torch.nn.Module | str | Path: what a backend restores with
+
+
+def model_crop_size(model: ModelSource) -> int | None:
+    """Crop size of a backend's ``model``: a registry name (alone or in :class:`ModelOptions`
+    without a checkpoint file), or a network with a ``config``; ``None`` when it can be known
+    only after loading (a ``.pth`` path)."""
+    from gpen_video.models.weights import registry_crop_size
     from gpen_video.options import ModelOptions
 
     if isinstance(model, ModelOptions):
-        from gpen_video.models.weights import registry_crop_size
-
-        return registry_crop_size(model.name)
+        return registry_crop_size(model.name) if model.checkpoint_path is None else None
+    if isinstance(model, str):
+        return registry_crop_size(model)
     config = getattr(model, "config", None)
     return int(config.size) if config is not None else None
+
+
+def model_label(model: ModelSource) -> str:
+    """A short name of ``model`` for file names and messages: the model name of
+    :class:`ModelOptions` (``GPEN-BFR-512``), else ``gpen``."""
+    from gpen_video.options import ModelOptions
+
+    if isinstance(model, ModelOptions):
+        return Path(str(model.name)).stem
+    return "gpen"
+
+
+def load_network(model: ModelSource, device: str | None = None, dtype: Any = None, *,
+                 seed: int = 0) -> Any:
+    """The GPEN network ``model`` stands for, in eval mode.
+
+    A module is returned as it is, moved to ``device``/``dtype`` when given. A
+    :class:`ModelOptions` loads its checkpoint file, else its registry name, with its cache,
+    download and random-weights settings; a path or registry name loads that (no download).
+    Loaded networks go to ``device``/``dtype`` (default CPU, float32); ``seed`` picks the random
+    weights.
+
+    Raises:
+        WeightsError, DownloadError, UsageError: from :func:`gpen_video.models.load.load_gpen`.
+    """
+    import torch
+
+    from gpen_video.models.load import load_gpen
+    from gpen_video.options import ModelOptions
+
+    if isinstance(model, torch.nn.Module):
+        if device is None and dtype is None:
+            return model
+        return model.to(device=device, dtype=dtype)
+    where = dict(device=device or "cpu", dtype=dtype or torch.float32, seed=seed)
+    if isinstance(model, ModelOptions):
+        source = model.checkpoint_path if model.checkpoint_path is not None else model.name
+        return load_gpen(source, cache_dir=model.cache_dir, download=model.download,
+                         random_weights=model.random_weights, **where)
+    return load_gpen(model, **where)
 
 
 def _is_torch(batch: Any) -> bool:

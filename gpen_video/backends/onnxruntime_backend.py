@@ -9,7 +9,8 @@ onnxruntime-gpu has it; engines cached in ``<engine folder>/ort-trt``, FP32), th
 CPU; ``auto`` → the CUDA providers when onnxruntime has them, else CPU. Precision is FP32 only:
 gated FP16 is the ``tensorrt`` backend's job.
 
-Model I/O as in the torch backend: ``x·2 − 1`` in, ``clip(y·0.5 + 0.5, 0, 1)`` out, float32.
+Model I/O as in the torch backend (:mod:`gpen_video.models.io`): ``x·2 − 1`` in,
+``clip(y·0.5 + 0.5, 0, 1)`` out, float32.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from gpen_video.backends.base import InputSpec, Restorer, model_crop_size
+from gpen_video.backends.base import InputSpec, ModelSource, Restorer, load_network, \
+    model_crop_size, model_label
 from gpen_video.errors import BackendUnavailable, UsageError
+from gpen_video.models.io import model_to_unit, unit_to_model
 from gpen_video.options import ModelOptions, RestoreOptions
 
 
@@ -73,10 +76,11 @@ class OnnxRuntimeRestorer(Restorer):
     """GPEN through ONNX Runtime.
 
     Args:
-        model: :class:`ModelOptions` (a registry name or weights file), a GPEN ``nn.Module``, or
-            the path of an exported ``.onnx`` file.
-        restore: device, precision (``auto``/``fp32``), ``batch`` (the TensorRT provider's opt).
-        engine_dir: where exported ONNX files are cached (default: the engine folder).
+        model: :class:`ModelOptions` (a registry name or weights file), a GPEN ``nn.Module``, a
+            weights path or registry name, or the path of an exported ``.onnx`` file.
+        restore: device, precision (``auto``/``fp32``), ``batch`` (the TensorRT provider's opt),
+            ``max_batch`` (larger batches are split), ``engine_dir`` (where exported ONNX files
+            are cached; default: the engine folder).
         threads: intra-op threads for the CPU provider (default: onnxruntime's choice).
 
     Raises (from :meth:`load`): WeightsError, DownloadError, BackendUnavailable, OutputError.
@@ -85,8 +89,8 @@ class OnnxRuntimeRestorer(Restorer):
     name = "onnxruntime"
     native = "numpy"
 
-    def __init__(self, model: Any = None, restore: RestoreOptions | None = None, *,
-                 engine_dir: Path | None = None, threads: int | None = None) -> None:
+    def __init__(self, model: ModelSource = None, restore: RestoreOptions | None = None, *,
+                 threads: int | None = None) -> None:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
@@ -101,13 +105,11 @@ class OnnxRuntimeRestorer(Restorer):
                              "or --backend torch on a CUDA device")
         self._model = model if model is not None else ModelOptions()
         self._restore = restore
-        self._engine_dir = engine_dir or getattr(restore, "engine_dir", None)
         self._threads = threads
         self._session = None
         self._providers: list[str] = []
         self.onnx_path: Path | None = None
-        super().__init__(InputSpec(size=self._known_size() or 0,
-                                   max_batch=getattr(restore, "max_batch", None)))
+        super().__init__(InputSpec(size=self._known_size() or 0, max_batch=restore.max_batch))
 
     @property
     def device(self) -> str:
@@ -130,15 +132,8 @@ class OnnxRuntimeRestorer(Restorer):
             return path
         from gpen_video.engine.onnx_cache import cached_onnx
 
-        net, label = self._model, "gpen"
-        if isinstance(net, ModelOptions):
-            from gpen_video.models.load import load_gpen
-
-            source = net.checkpoint_path if net.checkpoint_path is not None else net.name
-            label = Path(str(net.name)).stem
-            net = load_gpen(source, cache_dir=net.cache_dir, download=net.download,
-                            random_weights=net.random_weights)
-        return cached_onnx(net, self._engine_dir, label=label, log=_notice)
+        return cached_onnx(load_network(self._model), self._restore.engine_dir,
+                           label=model_label(self._model), log=_notice)
 
     def _load_impl(self) -> None:
         import onnxruntime as ort
@@ -149,8 +144,7 @@ class OnnxRuntimeRestorer(Restorer):
         size = _onnx_size(path)
         if self.spec.size and size != self.spec.size:
             raise UsageError(f"the ONNX model is {size}px but {self.spec.size}px was asked for")
-        profile = profile_for_restore(self._restore.batch,
-                                      getattr(self._restore, "max_batch", None))
+        profile = profile_for_restore(self._restore.batch, self._restore.max_batch)
         providers = choose_providers(self._restore.device, ort.get_available_providers(),
                                      size=size, profile=profile, cache_dir=path.parent)
         options = ort.SessionOptions()
@@ -176,11 +170,8 @@ class OnnxRuntimeRestorer(Restorer):
         self._providers = []
 
     def _restore_impl(self, batch: np.ndarray) -> np.ndarray:
-        x = batch * np.float32(2.0) - np.float32(1.0)
-        (y,) = self._session.run([self._output], {self._input: x})
-        out = y * np.float32(0.5) + np.float32(0.5)
-        np.clip(out, 0.0, 1.0, out=out)
-        return out.astype(np.float32, copy=False)
+        (y,) = self._session.run([self._output], {self._input: unit_to_model(batch)})
+        return model_to_unit(y)
 
 
 def _notice(line: str) -> None:

@@ -18,17 +18,19 @@ above the engine's max are split here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpen_video.backends.base import InputSpec, Restorer, model_crop_size
+from gpen_video.backends.base import InputSpec, ModelSource, Restorer, load_network, \
+    model_crop_size, model_label
 from gpen_video.engine.gate import GATE_PSNR_DB
 from gpen_video.engine.profile import profile_for_restore
 from gpen_video.engine.trt import import_tensorrt
 from gpen_video.errors import BackendUnavailable, UsageError
-from gpen_video.options import ModelOptions, RestoreOptions
+from gpen_video.options import PRECISIONS, ModelOptions, RestoreOptions, check_choice
 
 if TYPE_CHECKING:
     from gpen_video.engine.build import GateRunners
@@ -40,23 +42,30 @@ def resolve_engine_precision(precision: str) -> str:
     Raises:
         UsageError: anything else.
     """
-    text = (precision or "auto").lower()
-    if text == "auto":
-        return "fp16"
-    if text not in ("fp32", "fp16", "bf16"):
-        raise UsageError(f"--precision {precision!r}: choose one of auto, fp32, fp16, bf16")
-    return text
+    text = check_choice("--precision", (precision or "auto").lower(), PRECISIONS)
+    return "fp16" if text == "auto" else text
+
+
+@dataclass(frozen=True)
+class SerializedEngine:
+    """A plan already built (the quality gate's candidate): a :class:`TensorRTRestorer` runs
+    it as it is, without looking in the engine cache."""
+
+    data: bytes
+    size: int  # crop size
+    label: str = "engine"
 
 
 class TensorRTRestorer(Restorer):
     """GPEN as a gated TensorRT engine.
 
     Args:
-        model: which GPEN (name or file, weights source) — :class:`ModelOptions`; or an
-            ``nn.Module`` GPEN.
+        model: which GPEN (name or file, weights source) — :class:`ModelOptions`, a weights path
+            or registry name, or an ``nn.Module`` GPEN; or a :class:`SerializedEngine` to run
+            as it is.
         restore: device (a CUDA device), precision, ``batch`` (→ the profile's opt),
-            ``max_batch``/``engine_dir`` if the options carry them.
-        engine_dir, gate_images, threshold_db, max_batch: explicit overrides.
+            ``max_batch`` (→ the profile's max), ``engine_dir``.
+        gate_images, threshold_db: the quality gate's face crops and threshold.
 
     Raises (at construction): BackendUnavailable — no TensorRT (one line: how to install it,
     and that ``--backend torch`` works), or no CUDA device. (From :meth:`load`): GateRejected,
@@ -66,11 +75,8 @@ class TensorRTRestorer(Restorer):
     name = "tensorrt"
     native = "any"
 
-    def __init__(self, model: Any = None, restore: RestoreOptions | None = None, *,
-                 engine_dir: Path | None = None, gate_images: Path | None = None,
-                 threshold_db: float = GATE_PSNR_DB, max_batch: int | None = None,
-                 _serialized: bytes | None = None, _size: int | None = None,
-                 _label: str | None = None) -> None:
+    def __init__(self, model: ModelSource = None, restore: RestoreOptions | None = None, *,
+                 gate_images: Path | None = None, threshold_db: float = GATE_PSNR_DB) -> None:
         import_tensorrt()  # the one clear line, before anything else
         from gpen_video.backends.torch_backend import resolve_device
 
@@ -81,16 +87,15 @@ class TensorRTRestorer(Restorer):
             raise BackendUnavailable("the tensorrt backend runs on CUDA GPUs only; with "
                                      "--device cpu use --backend torch")
         self._precision = resolve_engine_precision(restore.precision)
-        self._profile = profile_for_restore(restore.batch,
-                                            max_batch or getattr(restore, "max_batch", None))
-        self._engine_dir = engine_dir or getattr(restore, "engine_dir", None)
+        self._profile = profile_for_restore(restore.batch, restore.max_batch)
+        self._engine_dir = restore.engine_dir
         self._gate_images = gate_images
         self._threshold_db = threshold_db
-        self._serialized = _serialized
-        self._label = _label or self._model_label()
+        built = isinstance(self._model, SerializedEngine)
+        self._label = self._model.label if built else model_label(self._model)
         self._runner = None
         self.engine_path: Path | None = None
-        size = _size or self._model_size()
+        size = self._model.size if built else model_crop_size(self._model)
         # batches are chunked by the runner itself (to overlap copies and compute)
         super().__init__(InputSpec(size=size or 0, max_batch=None))
 
@@ -98,8 +103,8 @@ class TensorRTRestorer(Restorer):
     def from_serialized(cls, data: bytes, size: int, device: str = "cuda:0",
                         label: str = "engine") -> "TensorRTRestorer":
         """A restorer around engine bytes already built (the quality gate's candidate)."""
-        return cls(restore=RestoreOptions(backend="tensorrt", device=device),
-                   _serialized=data, _size=size, _label=label)
+        return cls(SerializedEngine(data, size, label),
+                   RestoreOptions(backend="tensorrt", device=device))
 
     @property
     def device(self) -> str:
@@ -112,19 +117,12 @@ class TensorRTRestorer(Restorer):
     def describe(self) -> str:
         return f"tensorrt ({self._device}, {self._precision}, {self.spec.size}px, {self._label})"
 
-    def _model_label(self) -> str:
-        if isinstance(self._model, ModelOptions):
-            return Path(str(self._model.name)).stem
-        return "gpen"
-
-    def _model_size(self) -> int | None:
-        return model_crop_size(self._model)
-
     def _load_impl(self) -> None:
         from gpen_video.engine.runtime import EngineRunner
 
-        data = self._serialized
-        if data is None:
+        if isinstance(self._model, SerializedEngine):
+            data = self._model.data
+        else:
             data = self._engine_bytes()
         runner = EngineRunner(data, self._device)
         if self.spec.size and runner.size != self.spec.size:
@@ -135,7 +133,7 @@ class TensorRTRestorer(Restorer):
     def _engine_bytes(self) -> bytes:
         from gpen_video.engine.build import EngineRequest, ensure_engine
 
-        net = self._network()
+        net = load_network(self._model)
         request = EngineRequest(precision=self._precision, profile=self._profile,
                                 device=self._device, label=self._label,
                                 engine_dir=self._engine_dir, gate_images=self._gate_images,
@@ -143,16 +141,6 @@ class TensorRTRestorer(Restorer):
         built = ensure_engine(net, request, gate_runners())
         self.engine_path = built.path
         return built.path.read_bytes()
-
-    def _network(self) -> Any:
-        if not isinstance(self._model, ModelOptions):
-            return self._model
-        from gpen_video.models.load import load_gpen
-
-        m = self._model
-        source = m.checkpoint_path if m.checkpoint_path is not None else m.name
-        return load_gpen(source, cache_dir=m.cache_dir, download=m.download,
-                         random_weights=m.random_weights)
 
     def _close_impl(self) -> None:
         if self._runner is not None:
@@ -180,6 +168,6 @@ def gate_runners() -> "GateRunners":
         return TensorRTRestorer.from_serialized(data, size=size, device=device, label=label)
 
     def reference(net: Any, device: str, size: int) -> TorchRestorer:
-        return TorchRestorer(net, device=device, precision="fp32", size=size)
+        return TorchRestorer(net, RestoreOptions(device=device, precision="fp32"), size=size)
 
     return GateRunners(candidate=candidate, reference=reference)

@@ -8,21 +8,21 @@ oneDNN's path then); a network passed in as a module is converted in place. On C
 pass is replayed from a CUDA graph per batch shape (:mod:`gpen_video.backends.cuda_graphs`;
 ``cuda_graphs=False`` runs it eagerly).
 
-Model I/O: the network takes RGB in ``[-1, 1]`` and returns raw RGB; this backend maps the
-``[0, 1]`` batch to ``x·2 − 1`` and the output back with ``y·0.5 + 0.5`` clipped to ``[0, 1]``,
-in float32 (the official inference does the same, then truncates to uint8; we round later, once,
+Model I/O: the network takes RGB in ``[-1, 1]`` and returns raw RGB; the batch and the output
+are mapped by :mod:`gpen_video.models.io` (``x·2 − 1`` in, ``clip(y·0.5 + 0.5, 0, 1)`` out, in
+float32; the official inference does the same, then truncates to uint8; we round later, once,
 when pasting back).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from gpen_video.backends.base import InputSpec, Restorer
+from gpen_video.backends.base import InputSpec, ModelSource, Restorer, load_network, \
+    model_crop_size
 from gpen_video.errors import BackendUnavailable, UsageError
-
-_PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+from gpen_video.models.io import model_to_unit, unit_to_model
+from gpen_video.options import PRECISIONS, ModelOptions, RestoreOptions, check_choice
 
 
 def resolve_device(device: str) -> str:
@@ -65,9 +65,7 @@ def resolve_precision(precision: str, device: str) -> str:
     Raises:
         UsageError: unknown precision, or half precision asked for on the CPU.
     """
-    text = (precision or "auto").lower()
-    if text not in _PRECISIONS:
-        raise UsageError(f"--precision {precision!r}: choose one of {', '.join(_PRECISIONS)}")
+    text = check_choice("--precision", (precision or "auto").lower(), PRECISIONS)
     if text == "auto":
         return "fp32" if device == "cpu" else "fp16"
     if device == "cpu" and text != "fp32":
@@ -82,15 +80,14 @@ class TorchRestorer(Restorer):
     """GPEN in PyTorch.
 
     Args:
-        model: a registry name (``GPEN-BFR-512``) or a weights file; or an ``nn.Module`` already
-            built (then ``size`` is required).
-        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
-        precision: ``auto`` | ``fp32`` | ``fp16`` | ``bf16``.
-        max_batch: split larger batches (memory bound).
-        cuda_graphs: on CUDA, replay the forward pass from captured CUDA graphs.
-        size: crop size, when it cannot be read from the registry before loading.
-        checkpoint_path, cache_dir, download, random_weights, seed: passed to
-            :func:`gpen_video.models.load.load_gpen`.
+        model: :class:`ModelOptions` (a registry name or weights file, and where weights come
+            from), a registry name or weights path, or a GPEN ``nn.Module`` (moved to the
+            device in place).
+        restore: ``device`` (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``), ``precision``
+            (``auto`` | ``fp32`` | ``fp16`` | ``bf16``), ``batch`` (larger batches are split;
+            one face per forward pass on the CPU), ``cuda_graphs``.
+        size: crop size, when it cannot be known before loading (a ``.pth`` path).
+        seed: seed of random weights (``ModelOptions.random_weights``).
 
     Raises (from :meth:`load`): WeightsError, DownloadError, BackendUnavailable, UsageError.
     """
@@ -98,40 +95,24 @@ class TorchRestorer(Restorer):
     name = "torch"
     native = "torch"
 
-    def __init__(
-        self,
-        model: Any = "GPEN-BFR-512",
-        device: str = "auto",
-        precision: str = "auto",
-        max_batch: int | None = None,
-        *,
-        cuda_graphs: bool = True,
-        size: int | None = None,
-        checkpoint_path: Path | None = None,
-        cache_dir: Path | None = None,
-        download: bool = False,
-        random_weights: bool = False,
-        seed: int = 0,
-    ) -> None:
-        self._device = resolve_device(device)
-        self._precision = resolve_precision(precision, self._device)
-        self._source = model
-        self._load_kwargs = dict(cache_dir=cache_dir, download=download,
-                                 random_weights=random_weights, seed=seed)
-        self._checkpoint_path = checkpoint_path
+    def __init__(self, model: ModelSource = None, restore: RestoreOptions | None = None, *,
+                 size: int | None = None, seed: int = 0) -> None:
+        restore = restore or RestoreOptions()
+        self._device = resolve_device(restore.device)
+        self._precision = resolve_precision(restore.precision, self._device)
+        self._source = model if model is not None else ModelOptions()
+        self._seed = seed
         self._net = None
-        self._cuda_graphs = cuda_graphs and self._device.startswith("cuda")
+        self._cuda_graphs = restore.cuda_graphs and self._device.startswith("cuda")
         self._forward = None
+        max_batch: int | None = restore.batch
         if self._device == "cpu":
             # one face per forward pass on the CPU: measured on the 2-core machines, GPEN-BFR-256
             # takes 0.19-0.29 s/face at batch 1 and 0.53-0.55 s/face at batch 4 or 8 (bigger
             # activations fall out of cache); batches still help on CUDA
             max_batch = 1
-        if size is None and isinstance(model, str) and checkpoint_path is None:
-            from gpen_video.models.weights import registry_crop_size
-
-            size = registry_crop_size(model)
         # size may still be unknown (a .pth path): it is read from the network in load()
+        size = size or model_crop_size(self._source)
         super().__init__(InputSpec(size=size or 0, max_batch=max_batch))
 
     @property
@@ -152,16 +133,7 @@ class TorchRestorer(Restorer):
             self._precision]
 
     def _load_impl(self) -> None:
-        import torch
-
-        dtype = self._torch_dtype()
-        if isinstance(self._source, torch.nn.Module):
-            net = self._source.to(device=self._device, dtype=dtype)
-        else:
-            from gpen_video.models.load import load_gpen
-
-            source = self._checkpoint_path if self._checkpoint_path is not None else self._source
-            net = load_gpen(source, device=self._device, dtype=dtype, **self._load_kwargs)
+        net = load_network(self._source, self._device, self._torch_dtype(), seed=self._seed)
         net.eval()
         to_channels_last(net)
         size = _network_size(net) or self.spec.size
@@ -191,10 +163,10 @@ class TorchRestorer(Restorer):
         dtype = self._torch_dtype()
         cuda = self._device.startswith("cuda")
         x = batch.to(self._device, non_blocking=cuda)
-        x = (x * 2.0 - 1.0).to(dtype).contiguous(memory_format=torch.channels_last)
+        x = unit_to_model(x).to(dtype).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             y = self._forward(x)
-        return (y.float() * 0.5 + 0.5).clamp_(0.0, 1.0).contiguous()
+        return model_to_unit(y).contiguous()
 
 
 def to_channels_last(net: Any) -> Any:

@@ -12,8 +12,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from gpen_video.options import (BenchOptions, DetectOptions, EncodeOptions, ModelOptions,
-                                RestoreOptions, RunOptions, TemporalOptions)
+from gpen_video.options import (BACKEND_NAMES, BENCH_MODES, DETECTORS, PRECISIONS,
+                                TEMPORAL_MODES, BenchOptions, DetectOptions, EncodeOptions,
+                                ModelOptions, RestoreOptions, RunOptions, TemporalOptions)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -37,15 +38,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="the real architecture with random weights (speed is the same)")
     model.add_argument("--no-download", action="store_true")
     model.add_argument("--backend", default="auto",
-                       choices=["auto", "torch", "onnxruntime", "tensorrt", "identity"])
+                       choices=BACKEND_NAMES)
     model.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    model.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    model.add_argument("--precision", default="auto", choices=PRECISIONS)
     model.add_argument("--batch", type=int, default=8, help="faces per forward pass")
-    model.add_argument("--detector", default="resnet50", choices=["resnet50", "mobile0.25"])
+    model.add_argument("--detector", default="resnet50", choices=DETECTORS)
     model.add_argument("--detector-weights", type=Path, default=None,
                        help="local RetinaFace weights (default in a checkout: the shared test "
                             "data's, when it has them for --detector)")
-    model.add_argument("--temporal", default="flow", choices=["flow", "off"])
+    model.add_argument("--temporal", default="flow", choices=TEMPORAL_MODES)
     model.add_argument("--codec", default=None, help="output codec (default: follow the source)")
     model.add_argument("--preset", default=None)
     model.add_argument("--crf", type=int, default=None)
@@ -59,7 +60,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     timing.add_argument("--warmup", type=int, default=None, metavar="FRAMES",
                         help="frames of the untimed warm-up run (default min(frames, 2×batch); "
                              "0: none)")
-    timing.add_argument("--mode", default="both", choices=["both", "overlap", "serial"],
+    timing.add_argument("--mode", default="both", choices=BENCH_MODES,
                         help="overlap: the product's threads (fps, latency, memory); serial: "
                              "one stage at a time (a breakdown that adds up to the wall time)")
     timing.add_argument("--no-overlap", dest="mode", action="store_const", const="serial",

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from gpen_video.errors import UsageError
+from gpen_video.options import ENGINE_PRECISIONS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--random-weights", action="store_true",
                        help="the architecture with random weights (plumbing and speed only)")
     build.add_argument("--seed", type=int, default=0, help="seed of --random-weights")
-    build.add_argument("--precision", default="fp16", choices=["fp16", "bf16", "fp32"],
+    build.add_argument("--precision", default="fp16", choices=ENGINE_PRECISIONS,
                        help="fp16 is accepted only if it passes the quality gate")
     build.add_argument("--batch", type=int, default=None,
                        help="batch the engine is tuned for (profile opt; default 8)")

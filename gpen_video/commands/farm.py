@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gpen_video.commands import run as run_command
 from gpen_video.errors import UsageError
-from gpen_video.options import FarmOptions
+from gpen_video.options import SEGMENT_MODES, FarmOptions
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     farm.add_argument("--retries", type=int, default=2,
                       help="further attempts of a chunk whose worker died or failed "
                            "transiently (default 2)")
-    farm.add_argument("--segments", default="auto", choices=["auto", "copy", "lossless", "gop"],
+    farm.add_argument("--segments", default="auto", choices=SEGMENT_MODES,
                       help="auto: intra delivery codecs are rendered as is and packet-copied; "
                            "long-GOP ones via lossless FFV1 segments encoded once at the end. "
                            "gop: closed-GOP segments in the delivery codec, packet-copied")

@@ -12,6 +12,15 @@ from pathlib import Path
 
 from gpen_video.errors import UsageError
 from gpen_video.options import (
+    BACKEND_NAMES,
+    DETECTORS,
+    FACE_SELECTIONS,
+    GEOMETRIES,
+    ON_DAMAGE,
+    PRECISIONS,
+    PROGRESS_MODES,
+    SMOOTH_METHODS,
+    TEMPORAL_MODES,
     BlendOptions,
     DetectOptions,
     EncodeOptions,
@@ -40,11 +49,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     restore = parser.add_argument_group("restorer")
     restore.add_argument("--backend", default="auto",
-                         choices=["auto", "torch", "onnxruntime", "tensorrt", "identity"],
+                         choices=BACKEND_NAMES,
                          help="identity: paste the aligned faces back unrestored (geometry "
                               "checks, timing everything but the network)")
     restore.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    restore.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    restore.add_argument("--precision", default="auto", choices=PRECISIONS)
     restore.add_argument("--batch", type=int, default=8,
                          help="faces per forward pass, gathered across frames (on the CPU the "
                               "torch backend runs them one at a time: faster there)")
@@ -59,10 +68,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                               "engines/ in a checkout, else the user cache)")
 
     faces = parser.add_argument_group("faces")
-    faces.add_argument("--detector", default="resnet50", choices=["resnet50", "mobile0.25"])
+    faces.add_argument("--detector", default="resnet50", choices=DETECTORS)
     faces.add_argument("--detector-weights", type=Path, default=None,
                        help="local RetinaFace weights file (offline use)")
-    faces.add_argument("--faces", default="all", choices=["all", "largest"])
+    faces.add_argument("--faces", default="all", choices=FACE_SELECTIONS)
     faces.add_argument("--min-face", type=int, default=0, metavar="PX",
                        help="skip faces smaller than this (crop size in source pixels)")
     faces.add_argument("--detect-size", type=int, default=640, metavar="PX",
@@ -72,16 +81,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             "or full size")
     faces.add_argument("--detect-every", type=int, default=1, metavar="N",
                        help="detect on every Nth frame only; the tracker predicts in between")
-    faces.add_argument("--smooth", default="rts", choices=["rts", "kalman", "none"],
+    faces.add_argument("--smooth", default="rts", choices=SMOOTH_METHODS,
                        help="temporal smoothing of each face's alignment")
 
     blend = parser.add_argument_group("blending")
     blend.add_argument("--strength", type=float, default=1.0, help="0 = original, 1 = restored")
     blend.add_argument("--color-match", action="store_true",
                        help="match restored colours to the source face")
-    blend.add_argument("--temporal", default="flow", choices=["flow", "off"],
+    blend.add_argument("--temporal", default="flow", choices=TEMPORAL_MODES,
                        help="temporal smoothing of restored pixels")
-    blend.add_argument("--geometry", default="auto", choices=["auto", "cpu", "torch"],
+    blend.add_argument("--geometry", default="auto", choices=GEOMETRIES,
                        help="where crops and paste-back run: torch = on the restorer's device "
                             "(frames uploaded once, only finished frames back); auto: torch "
                             "when the restorer is on CUDA, else cpu (OpenCV)")
@@ -100,7 +109,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     span.add_argument("--end", type=int, default=None)
     span.add_argument("--overlap", type=int, default=0,
                       help="frames decoded before the range to warm the tracker")
-    span.add_argument("--on-damage", default="conceal", choices=["conceal", "fail"],
+    span.add_argument("--on-damage", default="conceal", choices=ON_DAMAGE,
                       help="a damaged input packet: conceal it (repeat the previous frame, warn, "
                            "keep every later frame) or fail (exit 2, nothing written)")
     span.add_argument("--segment", action="store_true",
@@ -109,7 +118,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     report = parser.add_argument_group("reporting")
     report.add_argument("--progress", default="bar",
-                        choices=["bar", "plain", "json", "openjd", "none"],
+                        choices=PROGRESS_MODES,
                         help="plain: 'Progress: N%%' lines (Deadline); openjd: "
                              "'openjd_progress: N' lines (Open Job Description)")
     report.add_argument("-v", "--verbose", action="count", default=0,

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from gpen_video.errors import UsageError
-from gpen_video.options import EncodeOptions
+from gpen_video.options import PROGRESS_MODES, EncodeOptions
 
 INTERMIXED_ARGS = True  # segments before and the output after --audio-from (gpen_video.cli)
 
@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     encode.add_argument("--pix-fmt", default=None)
     report = parser.add_argument_group("reporting")
     report.add_argument("--progress", default="none",
-                        choices=["plain", "json", "openjd", "none"])
+                        choices=[m for m in PROGRESS_MODES if m != "bar"])
     report.add_argument("-q", "--quiet", action="store_true")
 
 

@@ -43,7 +43,8 @@ from gpen_video.engine.precision import FP16_POLICIES, PinPolicy
 from gpen_video.engine.profile import Profile
 from gpen_video.engine.timing_cache import TimingCacheFile
 from gpen_video.engine.trt import import_tensorrt
-from gpen_video.errors import BackendUnavailable, GpenVideoError
+from gpen_video.errors import GpenVideoError
+from gpen_video.options import ENGINE_PRECISIONS
 
 if TYPE_CHECKING:
     import torch
@@ -214,8 +215,9 @@ def build_serialized(onnx_path: Path | str, precision: str, profile: Profile, si
     from gpen_video.engine.mixed import mixed_onnx
 
     trt = import_tensorrt()
-    if precision not in ("fp32", "fp16", "bf16"):
-        raise GpenVideoError(f"unknown engine precision {precision!r}")
+    if precision not in ENGINE_PRECISIONS:
+        raise GpenVideoError(f"unknown engine precision {precision!r}: choose one of "
+                             f"{', '.join(ENGINE_PRECISIONS)}")
     graph = Path(onnx_path)
     if precision != "fp32":
         graph = mixed_onnx(graph, precision, policy or FP16_POLICIES[0])

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 
 from gpen_video.engine.profile import Profile
 from gpen_video.errors import BackendUnavailable, UsageError
+from gpen_video.options import ENGINE_PRECISIONS
 
 BUILD_RECIPE = 2  # 2: strongly typed networks, precision written into the ONNX graph
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,9 @@ class EngineKey:
     recipe: int = BUILD_RECIPE
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
+        if self.precision not in ENGINE_PRECISIONS:
             raise UsageError(f"engine precision {self.precision!r}: choose one of "
-                             f"{', '.join(PRECISIONS)}")
+                             f"{', '.join(ENGINE_PRECISIONS)}")
 
     def as_dict(self) -> dict:
         record = asdict(self)

@@ -13,8 +13,8 @@ binding is needed. Per call:
   the compute of chunk k. The host waits only on a slot's "downloaded" event before reusing it.
 
 Values: the engine's tensors are the ONNX export's, RGB ``[-1, 1]`` in and raw out; this module
-takes and returns the restorers' ``[0, 1]`` (``x·2 − 1`` before, ``clamp(y·0.5 + 0.5, 0, 1)``
-after, both on the GPU).
+takes and returns the restorers' ``[0, 1]``, mapped on the GPU, in place, by
+:func:`gpen_video.models.io.unit_to_model_` / :func:`~gpen_video.models.io.model_to_unit_`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 from gpen_video.engine.trt import import_tensorrt
 from gpen_video.errors import GpenVideoError
+from gpen_video.models.io import model_to_unit_, unit_to_model_
 
 
 @dataclass
@@ -92,7 +93,7 @@ class EngineRunner:
     def _enqueue(self, d_in: Any, d_out: Any) -> None:
         """On the current (compute) stream: normalise, run, denormalise ``n`` faces in place."""
         n = d_in.shape[0]
-        d_in.mul_(2.0).sub_(1.0)
+        unit_to_model_(d_in)
         if not self.context.set_input_shape(self.input, (n, 3, self.size, self.size)):
             raise GpenVideoError(f"the engine does not take a batch of {n} (profile "
                                  f"{self.min_batch}…{self.max_batch})")
@@ -100,7 +101,7 @@ class EngineRunner:
         self.context.set_tensor_address(self.output, d_out.data_ptr())
         if not self.context.execute_async_v3(self.compute.cuda_stream):
             raise GpenVideoError("TensorRT failed to enqueue the engine")
-        d_out.mul_(0.5).add_(0.5).clamp_(0.0, 1.0)
+        model_to_unit_(d_out)
 
     def run_device(self, batch: Any) -> Any:
         """``N×3×S×S`` float32 ``[0, 1]`` CUDA tensor → restored, same shape, on the GPU."""

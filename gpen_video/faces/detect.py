@@ -50,13 +50,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gpen_video.errors import BackendUnavailable, UsageError, WeightsError
+from gpen_video.errors import BackendUnavailable, WeightsError
 from gpen_video.faces.align import TEMPLATE_IOD_512, apply_affine, face_size, invert_affine, \
     similarity_to_template, template_points, warp_to_crop
 from gpen_video.faces.types import Detection
-from gpen_video.options import DetectOptions
+from gpen_video.options import DETECTORS, DetectOptions, check_choice
 
-NETWORKS = ("resnet50", "mobile0.25")
 _BGR_MEAN = (104.0, 117.0, 123.0)
 FALLBACK_SIDE = 256  # fill-the-frame second look: longer side scaled to this …
 FALLBACK_BORDER = 128  # … and this much black border on every side
@@ -78,9 +77,7 @@ def find_detector_weights(options: DetectOptions) -> Path:
     """
     from gpen_video.models.weights import get_spec, resolve_weights, sha256_of
 
-    if options.network not in NETWORKS:
-        raise UsageError(f"unknown detector {options.network!r}: choose one of "
-                         f"{', '.join(NETWORKS)}")
+    check_choice("--detector", options.network, DETECTORS)
     spec = get_spec(weights_name(options.network))
     if options.weights is not None:
         path = Path(options.weights).expanduser()
@@ -136,7 +133,7 @@ def load_retinaface(network: str, weights: Path, device):
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError:
-        other = [n for n in NETWORKS if n != network][0]
+        other = [n for n in DETECTORS if n != network][0]
         raise WeightsError(
             f"{weights} does not fit RetinaFace {network}: is it the {other} file? choose the "
             f"network with --detector") from None
@@ -183,9 +180,7 @@ class FaceDetector:
         if _random_weights:
             from facexlib.detection.retinaface import RetinaFace
 
-            if options.network not in NETWORKS:
-                raise UsageError(f"unknown detector {options.network!r}: choose one of "
-                                 f"{', '.join(NETWORKS)}")
+            check_choice("--detector", options.network, DETECTORS)
             self.weights_path = None
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")

@@ -17,6 +17,11 @@ is at most one code value (8-bit: 1/255) and is deliberate.
 
 Both functions take numpy arrays or torch tensors and return torch tensors on the device given
 (``to_model``) or on the input's device (``from_model``); call ``.cpu().numpy()`` for numpy.
+
+The restorers' batches (:class:`~gpen_video.backends.base.Restorer`: N×3×S×S float32 in [0, 1])
+go through :func:`unit_to_model` / :func:`model_to_unit` — ``x·2 − 1`` in, ``clip(y·0.5 + 0.5,
+0, 1)`` out — with the ``_`` variants working in place on a backend's own buffers. Every
+backend (torch, ONNX Runtime, the TensorRT runner) calls these; none writes the mapping itself.
 """
 
 from __future__ import annotations
@@ -35,6 +40,34 @@ def _as_tensor(pixels: np.ndarray | Tensor) -> Tensor:
     if isinstance(pixels, Tensor):
         return pixels
     raise TypeError(f"expected a numpy array or torch tensor of pixels, got {type(pixels).__name__}")
+
+
+def unit_to_model(batch: np.ndarray | Tensor) -> np.ndarray | Tensor:
+    """``batch·2 − 1``: a restorer batch in [0, 1] → the network's [-1, 1]; a new array or
+    tensor of the same kind and dtype (``batch`` is the caller's and stays as it is)."""
+    if isinstance(batch, np.ndarray):
+        return batch * np.float32(2.0) - np.float32(1.0)
+    return batch * 2.0 - 1.0
+
+
+def unit_to_model_(batch: Tensor) -> Tensor:
+    """:func:`unit_to_model` in place (a backend's own buffer); returns ``batch``."""
+    return batch.mul_(2.0).sub_(1.0)
+
+
+def model_to_unit(output: np.ndarray | Tensor) -> np.ndarray | Tensor:
+    """``clip(output·0.5 + 0.5, 0, 1)`` in float32: the network's raw RGB → a restorer batch in
+    [0, 1]; a new array or tensor of ``output``'s kind."""
+    if isinstance(output, np.ndarray):
+        out = output * np.float32(0.5) + np.float32(0.5)
+        np.clip(out, 0.0, 1.0, out=out)
+        return out.astype(np.float32, copy=False)
+    return (output.float() * 0.5 + 0.5).clamp_(0.0, 1.0)
+
+
+def model_to_unit_(output: Tensor) -> Tensor:
+    """:func:`model_to_unit` in place on a float32 tensor (a backend's own buffer)."""
+    return output.mul_(0.5).add_(0.5).clamp_(0.0, 1.0)
 
 
 def to_model(
@@ -88,7 +121,7 @@ def from_model(
     """
     if output.ndim != 4 or output.shape[1] != 3:
         raise ValueError(f"expected model output N×3×H×W, got shape {tuple(output.shape)}")
-    unit = (output.float() * 0.5 + 0.5).clamp_(0.0, 1.0).permute(0, 2, 3, 1)
+    unit = model_to_unit(output).permute(0, 2, 3, 1)
     if dtype in _INT_MAX:
         return torch.round(unit * _INT_MAX[dtype]).to(dtype).contiguous()
     if dtype in _FLOATS:
