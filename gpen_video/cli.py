@@ -5,7 +5,9 @@ other commands are named first (``gpen-video bench …``). Each command lives in
 ``gpen_video/commands/NAME.py`` with ``configure(parser)`` and ``execute(args) -> int``; modules
 are imported only when their command is used, so ``--help`` is fast.
 
-Set ``GPEN_VIDEO_DEBUG=1`` to get a traceback instead of the one-line error.
+Set ``GPEN_VIDEO_DEBUG=1`` to get a traceback instead of the one-line error. The environment is
+read once, here (:class:`~gpen_video.environment.Environment`), and handed to the command:
+``execute(args, env)``.
 
 Logging: for the length of :func:`main`, the product's log records (the ``gpen_video`` logger
 tree) go to stderr as ``gpen-video: …`` lines — warnings and errors by default (damaged input,
@@ -23,6 +25,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from gpen_video.environment import Environment
 from gpen_video.errors import EXIT_FAILURE, EXIT_INTERRUPTED, GpenVideoError
 
 # name -> (module, one-line summary). ``run`` is used when the first argument names no command.
@@ -100,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args_list[0] if args_list and args_list[0] in COMMANDS else "run"
     if name != "run" or (args_list and args_list[0] == "run"):
         args_list = args_list[1:]
-    debug = os.environ.get("GPEN_VIDEO_DEBUG") == "1"
+    env = Environment.read()
+    debug = env.debug
     undo_logging = None
     try:
         parser, module = build_parser(name)
@@ -111,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse(args_list)
         undo_logging = configure_logging(log_level(getattr(args, "verbose", 0) or 0,
                                                    bool(getattr(args, "quiet", False))))
-        return int(module.execute(args) or 0)
+        return int(module.execute(args, env) or 0)
     except GpenVideoError as exc:
         if debug:
             raise

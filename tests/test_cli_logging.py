@@ -51,7 +51,7 @@ def test_engine_build_notice_shows_by_default(tmp_path, capsys, monkeypatch):
     import gpen_video.commands.run as run_command
     from gpen_video.engine import build
 
-    def fake_execute(args):
+    def fake_execute(args, env):
         build._notice("building the TensorRT fp16 engine for gpen: a one-time cost")
         logging.getLogger("gpen_video.pipeline").debug("a debug record")
         return 0

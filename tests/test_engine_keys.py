@@ -97,21 +97,27 @@ def test_cuda_device_info_without_a_gpu():
 
 
 def test_default_engine_dir_order(tmp_path, monkeypatch):
+    from gpen_video.environment import Environment
+
     checkout = tmp_path / "checkout" / "engines"
     checkout.mkdir(parents=True)
     monkeypatch.setattr(paths, "_CHECKOUT_ENGINES", checkout)
-    monkeypatch.setenv("GPEN_VIDEO_ENGINES", str(tmp_path / "explicit"))
-    monkeypatch.setenv("GPEN_VIDEO_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert paths.default_engine_dir() == tmp_path / "explicit"
-    monkeypatch.delenv("GPEN_VIDEO_ENGINES")
+    variables = {"GPEN_VIDEO_ENGINES": str(tmp_path / "explicit"),
+                 "GPEN_VIDEO_HOME": str(tmp_path / "home"),
+                 "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    assert paths.default_engine_dir(Environment.read(variables)) == tmp_path / "explicit"
+    del variables["GPEN_VIDEO_ENGINES"]
     # a checkout's engines/ is recognised by its README
-    assert paths.default_engine_dir() == tmp_path / "home" / "engines"
+    assert paths.default_engine_dir(Environment.read(variables)) == tmp_path / "home" / "engines"
     (checkout / "README.md").write_text("engines")
-    assert paths.default_engine_dir() == checkout
+    assert paths.default_engine_dir(Environment.read(variables)) == checkout
     (checkout / "README.md").unlink()
-    monkeypatch.delenv("GPEN_VIDEO_HOME")
-    assert paths.default_engine_dir() == tmp_path / "xdg" / "gpen-video" / "engines"
+    del variables["GPEN_VIDEO_HOME"]
+    assert paths.default_engine_dir(Environment.read(variables)) == \
+        tmp_path / "xdg" / "gpen-video" / "engines"
+    # without an Environment (a library caller): this process's variables
+    monkeypatch.setenv("GPEN_VIDEO_ENGINES", str(tmp_path / "from-process"))
+    assert paths.default_engine_dir() == tmp_path / "from-process"
     made = paths.engine_dir(tmp_path / "new" / "folder")
     assert made.is_dir()
     (tmp_path / "file").write_text("x")

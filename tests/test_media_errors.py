@@ -244,7 +244,7 @@ def test_errors_keep_their_exit_code_through_the_cli_mapping(tmp_path, capsys, m
     """The CLI prints exactly the one-line message and exits 2 for these errors."""
     from gpen_video import cli
 
-    def fake_execute(args):
+    def fake_execute(args, env):
         copy_video(tmp_path / "missing.mp4", tmp_path / "out.mp4")
 
     import gpen_video.commands.run as run_command

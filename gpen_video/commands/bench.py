@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from gpen_video.environment import Environment
 from gpen_video.options import (BACKEND_NAMES, BENCH_MODES, DETECTORS, PRECISIONS,
                                 TEMPORAL_MODES, BenchOptions, DetectOptions, EncodeOptions,
                                 ModelOptions, RestoreOptions, RunOptions, TemporalOptions)
@@ -84,20 +85,27 @@ def _checkout_detector_weights(network: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def options_from_args(args: argparse.Namespace) -> BenchOptions:
+def options_from_args(args: argparse.Namespace, env: Environment | None = None) -> BenchOptions:
     model_path = Path(args.model) if args.model.endswith((".pth", ".pt")) else None
     detector_weights = args.detector_weights
+    engine_dir = cache_dir = None
+    if env is not None:  # the folders, from the CLI's environment (as gpen-video IN OUT does)
+        from gpen_video.engine.paths import default_engine_dir
+        from gpen_video.models.weights import default_cache_dir
+
+        engine_dir, cache_dir = default_engine_dir(env), default_cache_dir(env)
     if detector_weights is None:
         detector_weights = _checkout_detector_weights(args.detector)
     run = RunOptions(
         input=Path("-"), output=Path("-"), progress="none",
         model=ModelOptions(name=args.model if model_path is None else model_path.stem,
                            checkpoint_path=model_path, download=not args.no_download,
-                           random_weights=args.random_weights),
+                           random_weights=args.random_weights, cache_dir=cache_dir),
         restore=RestoreOptions(backend=args.backend, device=args.device,
-                               precision=args.precision, batch=args.batch),
+                               precision=args.precision, batch=args.batch,
+                               engine_dir=engine_dir),
         detect=DetectOptions(network=args.detector, weights=detector_weights, device=args.device,
-                             download=not args.no_download),
+                             download=not args.no_download, cache_dir=cache_dir),
         temporal=TemporalOptions(mode=args.temporal),
         encode=EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset),
     )
@@ -107,11 +115,11 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
                         gpus=args.gpus, workdir=args.workdir)
 
 
-def execute(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     from gpen_video.bench import format_report, run_bench
     from gpen_video.bench.core import log_to_stderr
 
-    options = options_from_args(args)
+    options = options_from_args(args, env)
     argv = sys.argv[1:]
     if Path(sys.argv[0]).name in ("gpen-video", "__main__.py"):
         command = "gpen-video " + shlex.join(argv if argv[:1] == ["bench"] else ["bench", *argv])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gpen_video.environment import Environment
 from gpen_video.models import weights
 
 
@@ -18,12 +19,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the registry and exit")
 
 
-def execute(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     if args.list:
         for spec in weights.REGISTRY.values():
             print(f"{spec.name:<24}{spec.url}")
         return 0
     for name in args.names or ["GPEN-BFR-512", "retinaface-resnet50"]:
-        path = weights.resolve_weights(name, cache_dir=args.cache_dir, download_missing=True)
+        folder = args.cache_dir or weights.default_cache_dir(env)
+        path = weights.resolve_weights(name, cache_dir=folder, download_missing=True)
         print(f"{name}: {path}")
     return 0

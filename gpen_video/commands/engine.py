@@ -15,6 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
+from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
 from gpen_video.options import ENGINE_PRECISIONS
 
@@ -56,21 +57,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     clean.add_argument("--dry-run", action="store_true", help="list what would go; delete nothing")
 
 
-def execute(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     if args.action == "list":
-        return _list(args)
+        return _list(args, env)
     if args.action == "clean":
-        return _clean(args)
-    return _build(args)
+        return _clean(args, env)
+    return _build(args, env)
 
 
-def _clean(args: argparse.Namespace) -> int:
+def _clean(args: argparse.Namespace, env: Environment | None) -> int:
     from gpen_video.engine.clean import stale_files
     from gpen_video.engine.paths import default_engine_dir
     from gpen_video.engine.trt import import_tensorrt, tensorrt_present
     from gpen_video.errors import BackendUnavailable
 
-    folder = Path(args.engine_dir) if args.engine_dir is not None else default_engine_dir()
+    folder = Path(args.engine_dir) if args.engine_dir is not None else default_engine_dir(env)
     version = None
     if tensorrt_present():
         try:
@@ -94,29 +95,32 @@ def _clean(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build(args: argparse.Namespace) -> int:
+def _build(args: argparse.Namespace, env: Environment | None) -> int:
     from gpen_video.engine.trt import import_tensorrt
 
     import_tensorrt()  # exit 2 with the one line, before loading any weights
     from gpen_video.backends.tensorrt_backend import gate_runners
     from gpen_video.backends.torch_backend import resolve_device
     from gpen_video.engine.build import EngineRequest, ensure_engine
-    from gpen_video.engine.gate import GATE_PSNR_DB
+    from gpen_video.engine.gate import GATE_PSNR_DB, default_gate_dir
+    from gpen_video.engine.paths import default_engine_dir
     from gpen_video.engine.profile import select_profile
     from gpen_video.models.load import load_gpen
+    from gpen_video.models.weights import default_cache_dir
 
     profile = select_profile(args.batch, args.max_batch)
     device = resolve_device(args.device)
     if not device.startswith("cuda"):
         raise UsageError(f"--device {args.device}: TensorRT engines are built on a CUDA GPU")
-    net = load_gpen(args.model, cache_dir=args.cache_dir, download=not args.no_download,
+    net = load_gpen(args.model, cache_dir=args.cache_dir or default_cache_dir(env),
+                    download=not args.no_download,
                     random_weights=args.random_weights, seed=args.seed)
     label = Path(str(args.model)).stem
     if args.random_weights:
         label += f"-random{args.seed}"
     request = EngineRequest(precision=args.precision, profile=profile, device=device,
-                            label=label, engine_dir=args.engine_dir,
-                            gate_images=args.gate_images,
+                            label=label, engine_dir=args.engine_dir or default_engine_dir(env),
+                            gate_images=args.gate_images or default_gate_dir(env),
                             threshold_db=args.gate_psnr if args.gate_psnr is not None
                             else GATE_PSNR_DB, force=args.force)
     built = ensure_engine(net, request, gate_runners(), log=print)
@@ -125,10 +129,10 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace, env: Environment | None) -> int:
     from gpen_video.engine.paths import default_engine_dir
 
-    folder = Path(args.engine_dir) if args.engine_dir is not None else default_engine_dir()
+    folder = Path(args.engine_dir) if args.engine_dir is not None else default_engine_dir(env)
     rows = describe_engines(folder)
     if not rows:
         print(f"no engines in {folder}")

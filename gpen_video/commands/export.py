@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gpen_video.environment import Environment
 from gpen_video.errors import GpenVideoError, OutputError, UsageError
 
 TOLERANCE = 1e-3  # max abs difference accepted between onnxruntime and torch (fp32)
@@ -64,7 +65,7 @@ def _architecture(args: argparse.Namespace):
         raise UsageError(f"--size/--channel-multiplier/--narrow: {exc}") from None
 
 
-def execute(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     if args.output.exists() and not args.overwrite:
         raise OutputError(f"{args.output} exists: pass -y to replace it")
     if args.opset < 17:
@@ -79,7 +80,10 @@ def execute(args: argparse.Namespace) -> int:
 
         model = build_gpen(expect, seed=args.seed)
     else:
-        model = load_gpen(args.model, cache_dir=args.cache_dir, download=not args.no_download,
+        from gpen_video.models.weights import default_cache_dir
+
+        model = load_gpen(args.model, cache_dir=args.cache_dir or default_cache_dir(env),
+                          download=not args.no_download,
                           random_weights=args.random_weights, seed=args.seed, expect=expect)
     path = export_onnx(model, args.output, opset=args.opset)
     print(f"wrote {path} (size {model.config.size}, opset {args.opset}, dynamic batch)")

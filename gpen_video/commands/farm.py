@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from gpen_video.commands import run as run_command
+from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
 from gpen_video.options import SEGMENT_MODES, FarmOptions
 
@@ -41,12 +42,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="keep the segments after a successful stitch")
 
 
-def execute(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     from gpen_video.farm import run_farm
 
     if args.segment:
         raise UsageError("--segment is for single chunks (gpen-video IN SEG.mkv --frames A-B "
                          "--segment); gpen-video farm chooses its segments itself (--segments)")
+    # folders left open: each worker resolves them from its own environment (its machine's)
     run = run_command.options_from_args(args)
     farm = FarmOptions(chunk=args.chunk, segments=args.segments, segment_dir=args.segment_dir,
                        keep_segments=args.keep_segments, ray_address=args.ray_address,

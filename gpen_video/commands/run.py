@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
 from gpen_video.options import (
     BACKEND_NAMES,
@@ -145,8 +146,13 @@ def parse_frames(text: str) -> tuple[int, int | None]:
     return start, end
 
 
-def options_from_args(args: argparse.Namespace) -> RunOptions:
-    """Build the run's options from parsed arguments."""
+def options_from_args(args: argparse.Namespace, env: Environment | None = None) -> RunOptions:
+    """Build the run's options from parsed arguments.
+
+    With ``env`` the weights and engine folders the flags leave open are resolved here, from
+    it; without, they stay None and each process resolves them from its own environment (the
+    farm's workers, which may run on other machines)."""
+    engine_dir, cache_dir = _folders(args, env)
     model_path = Path(args.model) if args.model.endswith((".pth", ".pt")) else None
     start, end = args.start, args.end
     if args.frames is not None:
@@ -172,15 +178,16 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         model=ModelOptions(
             name=args.model if model_path is None else model_path.stem,
             checkpoint_path=model_path,
+            cache_dir=cache_dir,
             download=not args.no_download,
             random_weights=args.random_weights,
         ),
         restore=RestoreOptions(backend=args.backend, device=args.device,
                                precision=args.precision, batch=args.batch,
-                               max_batch=args.max_batch, engine_dir=args.engine_dir,
+                               max_batch=args.max_batch, engine_dir=engine_dir,
                                cuda_graphs=not args.no_cuda_graphs),
         detect=DetectOptions(network=args.detector, weights=args.detector_weights,
-                             min_face=args.min_face, device=args.device,
+                             min_face=args.min_face, device=args.device, cache_dir=cache_dir,
                              download=not args.no_download, max_side=args.detect_size,
                              every=args.detect_every),
         smooth=SmoothOptions(method=args.smooth),
@@ -193,8 +200,21 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     )
 
 
-def execute(args: argparse.Namespace) -> int:
-    options = options_from_args(args)
+def _folders(args: argparse.Namespace, env: Environment | None) -> tuple[Path | None,
+                                                                          Path | None]:
+    """(engine folder, weights cache folder): ``--engine-dir`` or the environment's default;
+    the weights cache from the environment. None without ``env``."""
+    if env is None:
+        return args.engine_dir, None
+    from gpen_video.engine.paths import default_engine_dir
+    from gpen_video.models.weights import default_cache_dir
+
+    engine_dir = args.engine_dir if args.engine_dir is not None else default_engine_dir(env)
+    return engine_dir, default_cache_dir(env)
+
+
+def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
+    options = options_from_args(args, env)
     from gpen_video import pipeline
 
     stdout = None

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
 from gpen_video.options import PROGRESS_MODES, EncodeOptions
 
@@ -46,7 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     report.add_argument("-q", "--quiet", action="store_true")
 
 
-def execute(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     from gpen_video.commands.run import parse_frames
     from gpen_video.farm import stitch
     from gpen_video.progress import Progress

@@ -23,13 +23,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
 
 if TYPE_CHECKING:
@@ -51,10 +51,11 @@ class GateRejected(UsageError):
     """A reduced-precision restorer differs too much from FP32 (exit code 2: not retryable)."""
 
 
-def default_gate_dir() -> Path:
-    """``$GPEN_VIDEO_GATE_IMAGES``, else ``shared/testdata/images`` beside the checkout."""
-    env = os.environ.get("GPEN_VIDEO_GATE_IMAGES")
-    return Path(env).expanduser() if env else _CHECKOUT_IMAGES
+def default_gate_dir(env: Environment | None = None) -> Path:
+    """``$GPEN_VIDEO_GATE_IMAGES``, else ``shared/testdata/images`` beside the checkout
+    (variables from ``env``, the CLI's; None reads this process's)."""
+    env = env if env is not None else Environment.read()
+    return env.gate_images if env.gate_images is not None else _CHECKOUT_IMAGES
 
 
 def load_gate_faces(size: int, folder: Path | str | None = None,

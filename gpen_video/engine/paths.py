@@ -2,7 +2,8 @@
 
 Order: an explicit folder; ``$GPEN_VIDEO_ENGINES``; the ``engines/`` folder of a source checkout
 (beside the ``gpen_video`` package, recognised by its ``README.md``, when writable);
-``$GPEN_VIDEO_HOME/engines``; ``$XDG_CACHE_HOME/gpen-video/engines`` (``~/.cache/…``).
+``$GPEN_VIDEO_HOME/engines``; ``$XDG_CACHE_HOME/gpen-video/engines`` (``~/.cache/…``). The
+variables come from an :class:`~gpen_video.environment.Environment` (the CLI's).
 """
 
 from __future__ import annotations
@@ -10,33 +11,34 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gpen_video.environment import Environment
 from gpen_video.errors import OutputError
 
 _CHECKOUT_ENGINES = Path(__file__).resolve().parents[2] / "engines"
 
 
-def default_engine_dir() -> Path:
-    """The engine cache folder when none is given (see the module docstring). Not created."""
-    env = os.environ.get("GPEN_VIDEO_ENGINES")
-    if env:
-        return Path(env).expanduser()
+def default_engine_dir(env: Environment | None = None) -> Path:
+    """The engine cache folder when none is given (see the module docstring). Not created.
+
+    ``env``: the CLI's :class:`Environment`; None reads this process's."""
+    env = env if env is not None else Environment.read()
+    if env.engines is not None:
+        return env.engines
     checkout = _CHECKOUT_ENGINES
     if (checkout / "README.md").is_file() and os.access(checkout, os.W_OK):
         return checkout
-    home = os.environ.get("GPEN_VIDEO_HOME")
-    if home:
-        return Path(home).expanduser() / "engines"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "gpen-video" / "engines"
+    if env.home is not None:
+        return env.home / "engines"
+    return env.user_cache / "engines"
 
 
-def engine_dir(explicit: Path | str | None = None) -> Path:
+def engine_dir(explicit: Path | str | None = None, env: Environment | None = None) -> Path:
     """``explicit`` or :func:`default_engine_dir`, created if missing.
 
     Raises:
         OutputError: the folder cannot be created or is not writable.
     """
-    folder = Path(explicit).expanduser() if explicit is not None else default_engine_dir()
+    folder = Path(explicit).expanduser() if explicit is not None else default_engine_dir(env)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -19,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpen_video.environment import Environment
 from gpen_video.errors import DownloadError, WeightsError
 from gpen_video.models.config import GpenConfig
 
@@ -101,13 +102,11 @@ def registry_crop_size(name: str) -> int | None:
     return spec.gpen.size if spec is not None and spec.gpen is not None else None
 
 
-def default_cache_dir() -> Path:
-    """``$GPEN_VIDEO_HOME/weights``, else ``$XDG_CACHE_HOME/gpen-video/weights``."""
-    home = os.environ.get("GPEN_VIDEO_HOME")
-    if home:
-        return Path(home).expanduser() / "weights"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "gpen-video" / "weights"
+def default_cache_dir(env: Environment | None = None) -> Path:
+    """``$GPEN_VIDEO_HOME/weights``, else ``$XDG_CACHE_HOME/gpen-video/weights`` (variables from
+    ``env``, the CLI's :class:`~gpen_video.environment.Environment`; None reads this process's)."""
+    env = env if env is not None else Environment.read()
+    return env.home / "weights" if env.home is not None else env.user_cache / "weights"
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
