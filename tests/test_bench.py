@@ -299,7 +299,7 @@ def test_scenes_and_inputs():
     assert percentile([5.0], 95) == 5.0
 
 
-def test_bench_without_input_or_face_outside_a_checkout(monkeypatch, tmp_path):
+def test_bench_without_input_or_face_when_the_package_face_is_missing(monkeypatch, tmp_path):
     import gpen_video.bench.synth as synth
 
     monkeypatch.setattr(synth, "default_face_image", lambda: None)

@@ -109,3 +109,18 @@ def test_identical_and_non_finite_outputs():
     verdict = compare(broken, ref, images=("a", "b"))
     assert not verdict.passed and verdict.psnr_db == -math.inf
     assert json.loads(verdict.to_json())["psnr_db"] == "-inf"
+
+
+def test_the_gate_set_ships_with_the_package(monkeypatch):
+    """Without a folder or GPEN_VIDEO_GATE_IMAGES the gate reads the crops in the package (no
+    test data checkout needed); they stay small."""
+    from gpen_video.bench.synth import default_face_image
+    from gpen_video.engine.gate import PACKAGE_IMAGES
+
+    monkeypatch.delenv("GPEN_VIDEO_GATE_IMAGES", raising=False)
+    batch = load_gate_faces(64)
+    assert batch.shape == (len(GATE_IMAGES), 3, 64, 64) and 0.0 <= batch.min() < batch.max() <= 1.0
+    files = sorted(PACKAGE_IMAGES.glob("*.jpg"))
+    assert [f.stem for f in files] == sorted(GATE_IMAGES)
+    assert sum(f.stat().st_size for f in files) < 500_000
+    assert default_face_image() is not None and default_face_image().parent == PACKAGE_IMAGES

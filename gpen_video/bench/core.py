@@ -108,7 +108,8 @@ def prepare_clips(options: BenchOptions, workdir: Path, log: Log = _quiet) -> li
     face = options.face or default_face_image()
     if face is None:
         raise UsageError("gpen-video bench needs INPUT (a clip) or --face IMAGE (a face photo to "
-                         "synthesise clips from); the default face exists only in a checkout")
+                         "synthesise clips from); the package's default face is missing: "
+                         "reinstall gpen-video")
     clips = []
     for text in options.scenes:
         scene = parse_scene(text)

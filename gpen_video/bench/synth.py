@@ -19,7 +19,7 @@ import numpy as np
 from gpen_video.errors import InputError, UsageError
 
 NAMED_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
-DEFAULT_FACE = "gpen_ffhq-10_00004.png"  # in testdata/images of a checkout
+DEFAULT_FACE = "gpen_ffhq-10_00004.jpg"  # one of the quality gate's crops (package data)
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,9 @@ def parse_scene(text: str) -> Scene:
 
 
 def default_face_image() -> Path | None:
-    """The checkout's test face (``../shared/testdata/images``), when run from a checkout."""
-    repo = Path(__file__).resolve().parents[2]
-    path = repo.parent / "shared" / "testdata" / "images" / DEFAULT_FACE
+    """The face the bench synthesises its clips from: an FFHQ-aligned 512² face shipped with
+    the package (``gpen_video/data/gate``); None if the package data is missing."""
+    path = Path(__file__).resolve().parents[1] / "data" / "gate" / DEFAULT_FACE
     return path if path.is_file() else None
 
 

@@ -26,8 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, nargs="?", default=None,
                         help="a clip to time (default: synthesise --scene clips from --face)")
     parser.add_argument("--face", type=Path, default=None,
-                        help="face photo for synthesised clips (default in a checkout: "
-                             "../shared/testdata/images/gpen_ffhq-10_00004.png)")
+                        help="face photo for synthesised clips (default: an FFHQ-aligned face "
+                             "shipped with the package, gpen_video/data/gate/"
+                             "gpen_ffhq-10_00004.jpg)")
     parser.add_argument("--scene", action="append", default=None, metavar="SIZE:FACES",
                         help="synthesised clip: 1080p:1 (default), 1080p:4, 4k:1, 4k:4, or "
                              "WxH:N; repeat for several")
@@ -45,8 +46,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--batch", type=int, default=8, help="faces per forward pass")
     model.add_argument("--detector", default="resnet50", choices=DETECTORS)
     model.add_argument("--detector-weights", type=Path, default=None,
-                       help="local RetinaFace weights (default in a checkout: the shared test "
-                            "data's, when it has them for --detector)")
+                       help="local RetinaFace weights (default: the weights cache, downloaded "
+                            "on first use unless --no-download)")
     model.add_argument("--temporal", default="flow", choices=TEMPORAL_MODES)
     model.add_argument("--codec", default=None, help="output codec (default: follow the source)")
     model.add_argument("--preset", default=None)
@@ -76,15 +77,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     timing.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
-def _checkout_detector_weights(network: str) -> Path | None:
-    from gpen_video.faces.detect import weights_name
-    from gpen_video.models.weights import get_spec
-
-    testdata = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "weights"
-    path = testdata / get_spec(weights_name(network)).filename
-    return path if path.is_file() else None
-
-
 def options_from_args(args: argparse.Namespace, env: Environment | None = None) -> BenchOptions:
     model_path = Path(args.model) if args.model.endswith((".pth", ".pt")) else None
     detector_weights = args.detector_weights
@@ -94,8 +86,6 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
         from gpen_video.models.weights import default_cache_dir
 
         engine_dir, cache_dir = default_engine_dir(env), default_cache_dir(env)
-    if detector_weights is None:
-        detector_weights = _checkout_detector_weights(args.detector)
     run = RunOptions(
         input=Path("-"), output=Path("-"), progress="none",
         model=ModelOptions(name=args.model if model_path is None else model_path.stem,

@@ -41,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             "user cache; $GPEN_VIDEO_ENGINES overrides)")
     build.add_argument("--gate-images", type=Path, default=None,
                        help="folder with the quality gate's face crops "
-                            "($GPEN_VIDEO_GATE_IMAGES; default: shared/testdata/images)")
+                            "($GPEN_VIDEO_GATE_IMAGES; default: the crops shipped with the package)")
     build.add_argument("--gate-psnr", type=float, default=None,
                        help="quality gate threshold in dB (default 40)")
     build.add_argument("--force", action="store_true",

@@ -8,11 +8,12 @@ outputs; 40 dB is an RMS difference of 1 % of full scale, ≈ 2.6 levels in 8 bi
 crop's PSNR decides; the maximum absolute error is recorded beside it (it is not a criterion:
 one pixel may differ by several levels where the network is steep without anyone seeing it).
 
-The gate set (:data:`GATE_IMAGES`) is real, varied input: three 512² aligned, degraded crops
-from the CodeFormer and GFPGAN test sets and three FFHQ-aligned 1024² faces from the GPEN
-repository (one clean, two degraded), all resized to the model's size (area interpolation down,
-cubic up). They are read from ``$GPEN_VIDEO_GATE_IMAGES``, else from ``shared/testdata/images``
-beside a source checkout, else from the folder given explicitly.
+The gate set (:data:`GATE_IMAGES`) is real, varied input: three aligned, degraded crops from
+the CodeFormer and GFPGAN test sets and three FFHQ-aligned faces from the GPEN repository (one
+clean, two degraded), all resized to the model's size (area interpolation down, cubic up). They
+ship with the package (``gpen_video/data/gate``: 512² JPEGs; sources and licences in the README
+there) and are read from the folder given explicitly, else ``$GPEN_VIDEO_GATE_IMAGES``, else the
+package; a folder may hold them as ``.png`` or ``.jpg``.
 
 The gate knows nothing of TensorRT: it compares two restorers. :func:`strict_fp32` keeps
 torch's CUDA reference in true FP32 (no TF32) while it runs.
@@ -36,15 +37,16 @@ if TYPE_CHECKING:
     from gpen_video.backends.base import Restorer
 
 GATE_PSNR_DB = 40.0
-GATE_IMAGES: tuple[str, ...] = (
-    "codeformer_cropped_0143.png",
-    "codeformer_cropped_0934.png",
-    "gfpgan_cropped_Adele_crop.png",
-    "gpen_ffhq-10_00004.png",
-    "gpen_val_lq_ffhq_00000.png",
-    "gpen_val_lq_ffhq_00001.png",
+GATE_IMAGES: tuple[str, ...] = (  # file names without their suffix (.png or .jpg)
+    "codeformer_cropped_0143",
+    "codeformer_cropped_0934",
+    "gfpgan_cropped_Adele_crop",
+    "gpen_ffhq-10_00004",
+    "gpen_val_lq_ffhq_00000",
+    "gpen_val_lq_ffhq_00001",
 )
-_CHECKOUT_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "images"
+PACKAGE_IMAGES = Path(__file__).resolve().parents[1] / "data" / "gate"  # shipped: package data
+_SUFFIXES = ("", ".png", ".jpg")
 
 
 class GateRejected(UsageError):
@@ -52,10 +54,10 @@ class GateRejected(UsageError):
 
 
 def default_gate_dir(env: Environment | None = None) -> Path:
-    """``$GPEN_VIDEO_GATE_IMAGES``, else ``shared/testdata/images`` beside the checkout
-    (variables from ``env``, the CLI's; None reads this process's)."""
+    """``$GPEN_VIDEO_GATE_IMAGES``, else the crops shipped in the package (variables from
+    ``env``, the CLI's; None reads this process's)."""
     env = env if env is not None else Environment.read()
-    return env.gate_images if env.gate_images is not None else _CHECKOUT_IMAGES
+    return env.gate_images if env.gate_images is not None else PACKAGE_IMAGES
 
 
 def load_gate_faces(size: int, folder: Path | str | None = None,
@@ -71,7 +73,8 @@ def load_gate_faces(size: int, folder: Path | str | None = None,
     folder = Path(folder) if folder is not None else default_gate_dir()
     batch = []
     for name in names:
-        path = folder / name
+        path = next((folder / (name + s) for s in _SUFFIXES if (folder / (name + s)).is_file()),
+                    folder / name)
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
         if bgr is None:
             raise UsageError(f"the quality gate's face crop {path} is missing or unreadable: "
