@@ -145,7 +145,7 @@ def console() -> None:
 
     After Ctrl-C (code 130) the pipeline has already stopped its threads and removed its
     temporary output, so the process ends at once with ``os._exit``: interpreter teardown with
-    torch loaded takes 1.5–3 s on the 2-core machines (measured), and an interrupted job must be
+    torch loaded takes seconds (``benchmarks/RESULTS.md``, "Numbers behind design choices"), and an interrupted job must be
     gone within 2 s.
     """
     code = main()

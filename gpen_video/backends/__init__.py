@@ -23,8 +23,8 @@ A new backend is a ``gpen_video/backends/<name>_backend.py`` with a ``Restorer``
 :data:`gpen_video.options.BACKEND_NAMES` (the CLI's choices).
 
 ``auto`` picks, in order: ``tensorrt`` (CUDA and TensorRT present), then ``torch`` on CUDA, then
-on the CPU ``onnxruntime`` when it is installed (measured 1.4× / 1.7× faster than torch for
-GPEN-BFR-256 / -512 per face on a 2-core CPU), else ``torch``; and logs which and why
+on the CPU ``onnxruntime`` when it is installed (faster than torch per face on CPUs:
+``benchmarks/RESULTS.md``, "Numbers behind design choices"), else ``torch``; and logs which and why
 (:func:`auto_choice`).
 """
 

@@ -160,8 +160,8 @@ class OnnxRuntimeRestorer(Restorer):
         self.onnx_path = path
         max_batch = self.spec.max_batch
         if max_batch is None and self._providers[0] == "CPUExecutionProvider":
-            # one face per run on the CPU: measured on the 2-core machines, GPEN-BFR-256 takes
-            # 108 ms/face at batch 1 and 121 at batch 8; GPEN-BFR-512 1.62 s vs 1.82 s at 2
+            # one face per run on the CPU: bigger batches are slower per face there
+            # (benchmarks/RESULTS.md, "Numbers behind design choices")
             max_batch = 1
         self.spec = InputSpec(size=size, max_batch=max_batch)
 

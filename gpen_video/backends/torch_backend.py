@@ -1,10 +1,10 @@
 """``torch``: the GPEN network of :mod:`gpen_video.models` run by PyTorch on the CPU or CUDA.
 
 Precision: ``fp32`` everywhere; ``fp16``/``bf16`` only on CUDA (on CPUs without AVX-512 half
-precision convolutions are ~250× slower than fp32, so they are refused there). ``auto`` is fp32
-on the CPU and fp16 on CUDA. The network and the batches are ``channels_last`` (on the 2-core
-CPU measured 9 % faster for GPEN-BFR-256 and 21 % for -512: transposed convolutions take
-oneDNN's path then); a network passed in as a module is converted in place. On CUDA the forward
+precision convolutions are hundreds of times slower than fp32, so they are refused there).
+``auto`` is fp32 on the CPU and fp16 on CUDA. The network and the batches are ``channels_last``
+(faster on the CPU too: transposed convolutions take oneDNN's path then); a network passed in as
+a module is converted in place. Measurements: ``benchmarks/RESULTS.md``, "Numbers behind design choices". On CUDA the forward
 pass is replayed from a CUDA graph per batch shape (:mod:`gpen_video.backends.cuda_graphs`;
 ``cuda_graphs=False`` runs it eagerly).
 
@@ -107,9 +107,8 @@ class TorchRestorer(Restorer):
         self._forward = None
         max_batch: int | None = restore.batch
         if self._device == "cpu":
-            # one face per forward pass on the CPU: measured on the 2-core machines, GPEN-BFR-256
-            # takes 0.19-0.29 s/face at batch 1 and 0.53-0.55 s/face at batch 4 or 8 (bigger
-            # activations fall out of cache); batches still help on CUDA
+            # one face per forward pass on the CPU: bigger batches are slower per face there
+            # (benchmarks/RESULTS.md, "Numbers behind design choices"); they help on CUDA
             max_batch = 1
         # size may still be unknown (a .pth path): it is read from the network in load()
         size = size or model_crop_size(self._source)

@@ -228,9 +228,9 @@ def load_average(ndigits: int | None = 2, default: float | None = None) -> float
 
 def in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)`` in a fresh thread, as the pipeline runs its torch work; its result,
-    or its exception re-raised here. Measured: torch (OpenMP) calls from the main thread of a
-    loaded 2-core machine were 5-50× slower than the same calls from a worker thread, which would
-    flatter the pipeline in a comparison."""
+    or its exception re-raised here. On a loaded machine torch (OpenMP) calls from the main
+    thread were several times slower than from a worker thread (``benchmarks/RESULTS.md``, "Numbers behind design choices"),
+    which would flatter the pipeline in a comparison."""
     import threading
 
     box: dict[str, Any] = {}

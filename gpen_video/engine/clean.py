@@ -1,8 +1,8 @@
 """Which files of an engine folder this version of gpen-video will never use again.
 
 An engine folder only grows: every change of weights, export recipe, precision rewrite format,
-engine build recipe or TensorRT version leaves the earlier files behind (a GPEN-BFR-512 export is
-300 MB, a plan about as much). Stale, by file kind:
+engine build recipe or TensorRT version leaves the earlier files behind, each hundreds of MB for
+the larger models (``benchmarks/RESULTS.md``, "Numbers behind design choices"). Stale, by file kind:
 
 * ONNX export ``…-opset<N>-r<R>-<key>.onnx``: ``R`` is not
   :data:`~gpen_video.engine.onnx_cache.EXPORT_RECIPE` (names without ``-r<R>-``: recipe 1);

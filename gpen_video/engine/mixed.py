@@ -10,8 +10,8 @@ float32.
 
 Why not ``onnxruntime.transformers.float16`` or onnxconverter-common: they wrap each kept node in
 its own pair of casts, so a tensor passed between two kept nodes (the demodulation sum feeding its
-``Sqrt``, say) is still rounded to FP16 on the way — measured on the exported GPEN: 144 such edges
-under the ``style`` policy. NVIDIA's ModelOpt AutoCast does it right but pins onnx and onnxruntime
+``Sqrt``, say) is still rounded to FP16 on the way (how often on the exported GPEN:
+``benchmarks/RESULTS.md``, "Numbers behind design choices"). NVIDIA's ModelOpt AutoCast does it right but pins onnx and onnxruntime
 versions that conflict with this product's.
 
 Conventions: a tensor has one *home* type (where it is stored). A low node reads every float input

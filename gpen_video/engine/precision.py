@@ -162,9 +162,8 @@ def graph_shapes(path: str, mtime_ns: int, size_bytes: int) -> GraphShapes:
     ``mtime_ns`` and ``size_bytes`` are part of the cache key only (a rewritten file is measured
     again). Static shape inference loses GPEN's spatial sizes after its computed pads, hence the
     run: one up to 256 px, ``(size / 256)²`` above, each a session fetching an interleaved share
-    of the tensors, so that memory stays near one 256 px run's worth of activations
-    (GPEN-BFR-512: 4 runs, 21 s and 3.0 GB peak on 2 cores, against 18 s and 6.4 GB for one run
-    with all).
+    of the tensors, so that memory stays near one 256 px run's worth of activations (about half
+    the peak of one run fetching everything, for a little more time: ``benchmarks/RESULTS.md``, "Numbers behind design choices").
 
     Raises:
         BackendUnavailable: onnx or onnxruntime is missing.

@@ -26,7 +26,8 @@ How a batch is processed:
 5. Each face is then refined ``DetectOptions.refine`` times (default 2): detected again in an
    upright ``refine_size``² crop aligned by its current landmarks, cut from the full-resolution
    frame (see :meth:`FaceDetector.refine`). In ``benchmarks/face_stability.py`` this cuts the
-   per-frame alignment error of RetinaFace MobileNet-0.25 by 2.5–8× — its landmark errors
+   per-frame alignment error of RetinaFace MobileNet-0.25 several times (``benchmarks/
+   RESULTS.md``, "B1: face alignment stability") — its landmark errors
    depend on the face's scale, angle and position on the anchor grid, are strongly correlated
    from frame to frame (so no temporal smoother can remove them) and become nearly constant when
    the network always sees the face the same way.

@@ -21,10 +21,9 @@ ramp_frames)``):
 * The RTS smoother is non-causal: the estimate for frame *f* improves with every measurement
   after *f* until the smoother's memory is used up. With the adaptive model here that memory is
   short — a few frames on a still face, less through a manoeuvre, where process noise is
-  raised. In ``benchmarks/face_stability.py`` (real detector, smooth motion) the RMS error is
-  0.52 px (512 crop) with no look-ahead, 0.35 with 4 frames, 0.32 with 8 and no better with 12,
-  16 or the whole clip (``benchmarks/RESULTS.md``). 0.5 s (12–15 frames at 24–30 fps) is on the
-  flat end of that curve with margin for slower motion at higher frame rates, loses nothing
+  raised. In ``benchmarks/face_stability.py`` (real detector, smooth motion) the RMS error stops
+  falling after about 8 frames of look-ahead (``benchmarks/RESULTS.md``, "B1" and "Numbers behind
+  design choices"). 0.5 s (12–15 frames at 24–30 fps) is on the flat end of that curve with margin for slower motion at higher frame rates, loses nothing
   measurable to the full-clip smoother, and keeps what the pipeline must hold small (≈ 15
   decoded frames: 90 MB at 1080p 8-bit) and the latency short.
 * Track decisions also need look-ahead: a gap is filled only if the face comes back, which is

@@ -83,9 +83,9 @@ PRORES_PROFILES: dict[str, tuple[str, str]] = {
     "4444xq": ("4444xq", "yuv444p10le"),
 }
 # ProRes bit budget per macroblock for re-encoding: 1.5x the profile's full-HD target in
-# prores_ks, which lets the quantiser reach its floor on ordinary footage, so a decode →
-# encode generation costs MAE ≈ 0.04 (0-255 scale; 720p real clip and the test pattern) instead
-# of 0.05-0.17 at the default budget, for +2-30 % file size. The profile (fourcc) is unchanged.
+# prores_ks, which lets the quantiser reach its floor on ordinary footage, so a decode → encode
+# generation loses less than at the default budget, for a somewhat larger file (measured:
+# benchmarks/RESULTS.md, "Numbers behind design choices"). The profile (fourcc) is unchanged.
 PRORES_BITS_PER_MB: dict[str, int] = {"proxy": 450, "lt": 1080, "standard": 1575, "hq": 2350,
                                       "4444": 3525, "4444xq": 5288}
 # DNxHR: decoder profile name → dnxhd ``profile`` option, pixel format
