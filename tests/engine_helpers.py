@@ -1,5 +1,6 @@
-"""Small random-weight GPENs, their ONNX export, and emulated low-precision copies, shared by
-the engine and GPU tests (built once per test process)."""
+"""Small random-weight GPENs (the one test configuration, :func:`small_gpen`), their ONNX
+export, and emulated low-precision copies, shared by every test that needs a network (built once
+per test process)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,15 @@ from pathlib import Path
 
 import torch
 
-SMALL = dict(size=64, channel_multiplier=1, narrow=0.25)
-
-
 @functools.lru_cache(maxsize=None)
-def small_gpen(seed: int = 0, size: int = 64):
-    """GPEN of the real architecture, 64 px, narrow 0.25, random weights (CPU, fp32, eval)."""
+def small_gpen(seed: int = 0, size: int = 64, narrow: float = 0.25):
+    """GPEN of the real architecture, reduced (64 px, channel multiplier 1, narrow 0.25 unless
+    asked otherwise), random weights (CPU, fp32, eval): plumbing and speed only. Shared: a test
+    that changes it must copy it first."""
     from gpen_video.models.config import GpenConfig
     from gpen_video.models.load import build_gpen
 
-    return build_gpen(GpenConfig(size, channel_multiplier=1, narrow=0.25), seed=seed)
+    return build_gpen(GpenConfig(size, channel_multiplier=1, narrow=narrow), seed=seed)
 
 
 @functools.lru_cache(maxsize=None)

@@ -27,5 +27,6 @@ def similarity(center: tuple[float, float], face_px: float, crop: int, degrees: 
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """PSNR in dB of two arrays (``inf`` when identical); ``peak`` the value range's span."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10.0 * math.log10(peak * peak / mse)

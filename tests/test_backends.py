@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from gpen_video.backends.base import InputSpec, Restorer
 from gpen_video.backends.identity import IdentityRestorer
 from gpen_video.errors import BackendUnavailable, UsageError
 from gpen_video.options import ModelOptions, RestoreOptions
+from tests.engine_helpers import small_gpen
 
 
 def test_identity_numpy_and_torch_in_kind_out():
@@ -101,15 +104,8 @@ def test_torch_device_and_precision_errors():
             resolve_device("cuda:0")
 
 
-def _small_gpen():
-    load = pytest.importorskip("gpen_video.models.load")
-    from gpen_video.models.config import GpenConfig
-
-    return load.build_gpen(GpenConfig(64, channel_multiplier=1, narrow=0.25), seed=0)
-
-
 def test_torch_backend_runs_gpen_and_matches_the_network():
-    net = _small_gpen()
+    net = copy.deepcopy(small_gpen())  # the restorer converts it in place
     TorchRestorer = backend_class("torch")
     r = TorchRestorer(net, RestoreOptions(device="cpu", batch=2), size=64)
     x = np.random.default_rng(0).random((3, 3, 64, 64), dtype=np.float32)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from gpen_video.cli import main
-from gpen_video.models.config import GpenConfig
 from gpen_video.models.export import compare_with_onnxruntime, export_onnx
 from gpen_video.models.load import build_gpen, load_gpen
 from gpen_video.models.weights import REGISTRY
+from tests.engine_helpers import small_gpen
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -64,7 +64,7 @@ def test_onnx_matches_torch_at_batch_1_and_3(testdata: Path, tmp_path: Path, whi
 def test_export_refuses_a_missing_folder(tmp_path: Path) -> None:
     from gpen_video.errors import OutputError
 
-    model = build_gpen(GpenConfig(32, narrow=1 / 16))
+    model = small_gpen()
     with pytest.raises(OutputError, match="does not exist"):
         export_onnx(model, tmp_path / "no" / "such" / "x.onnx")
 
@@ -89,13 +89,10 @@ def test_export_has_every_convolution_weight_as_a_constant(tmp_path):
     convolution weights; the export folds it (TensorRT wants build-time kernels)."""
     import onnx
 
-    from gpen_video.models.config import GpenConfig
     from gpen_video.models.export import export_onnx
-    from gpen_video.models.load import build_gpen
     from gpen_video.models.onnx_fold import fold_constants
 
-    path = export_onnx(build_gpen(GpenConfig(64, channel_multiplier=1, narrow=0.25), seed=0),
-                       tmp_path / "g.onnx")
+    path = export_onnx(small_gpen(), tmp_path / "g.onnx")
     model = onnx.load(str(path))
     constants = {i.name for i in model.graph.initializer}
     convs = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]

@@ -14,7 +14,7 @@ import torch
 from gpen_video.compose.reference import Blender, Paste, crop_face, to_hwc
 from gpen_video.compose.torch_impl import (GpuGeometry, crop_theta, fold_reflect101, frames_to_tensor,
                                      to_norm, to_pixel)
-from tests.geometry import face_photo, similarity
+from tests.geometry import face_photo, psnr, similarity
 
 S = 128
 
@@ -138,9 +138,7 @@ def test_identity_round_trip_on_the_device_path(testdata):
     core = np.zeros(frames[0].shape[:2], bool)
     core[region.y0:region.y1, region.x0:region.x1] = alpha >= 0.999
     assert core.sum() > 2000
-    diff = out[core].astype(np.float64) - frames[0][core]
-    psnr = 10 * np.log10(255.0 ** 2 / max(np.mean(diff ** 2), 1e-12))
-    assert psnr >= 40.0
+    assert psnr(out[core], frames[0][core]) >= 40.0
 
 
 @pytest.mark.gpu

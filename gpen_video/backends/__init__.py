@@ -89,10 +89,6 @@ def backend_class(name: str) -> type[Restorer]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def _auto_backend(device: str) -> str:
-    return auto_choice(device)[0]
-
-
 def auto_choice(device: str) -> tuple[str, str]:
     """``--backend auto``: (backend name, one log line saying which and why).
 

@@ -62,7 +62,6 @@ from gpen_video.faces.align import (
     template_in_frame,
     template_points,
     umeyama,
-    warp_from_crop,
     warp_to_crop,
 )
 from gpen_video.faces.cuts import CutDetector
@@ -81,7 +80,7 @@ __all__ = [
     "TrackSmoother", "TrackedFace", "apply_affine", "face_size", "find_detector_weights",
     "invert_affine", "landmarks_to_params", "matrix_to_params", "params_to_matrix",
     "similarity_to_template", "template_in_frame", "template_points", "umeyama",
-    "warp_from_crop", "warp_to_crop",
+    "warp_to_crop",
 ]
 
 

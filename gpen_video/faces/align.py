@@ -188,15 +188,3 @@ def warp_to_crop(
     """
     return cv2.warpAffine(frame, np.asarray(matrix, dtype=np.float64), (crop_size, crop_size),
                           flags=cv2.INTER_LINEAR, borderMode=border)
-
-
-def warp_from_crop(crop: np.ndarray, matrix: Matrix, frame_size: tuple[int, int]) -> np.ndarray:
-    """A crop warped back onto a ``(width, height)`` frame canvas with the exact inverse map.
-
-    ``matrix`` is the same frame → crop matrix used to make the crop; pixels that fall outside
-    the crop are 0. (The product's paste-back lives in :mod:`gpen_video.compose`, which warps only
-    each face's region; this full-canvas version is for tests and tools.)
-    """
-    return cv2.warpAffine(crop, np.asarray(matrix, dtype=np.float64), frame_size,
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
