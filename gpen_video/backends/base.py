@@ -55,6 +55,8 @@ class Restorer:
 
     name: ClassVar[str] = "base"
     native: ClassVar[str] = "numpy"
+    _device: str = "cpu"  # set by backends that resolve a device ...
+    _precision: str = "fp32"  # ... and a precision
 
     def __init__(self, spec: InputSpec) -> None:
         self.spec = spec
@@ -87,7 +89,12 @@ class Restorer:
     @property
     def device(self) -> str:
         """Where the model runs (``"cpu"``, ``"cuda:0"``)."""
-        return "cpu"
+        return self._device
+
+    @property
+    def precision(self) -> str:
+        """What the model computes in (``"fp32"``, ``"fp16"``, ``"bf16"``)."""
+        return self._precision
 
     def describe(self) -> str:
         """One line for logs and the run summary."""

@@ -106,14 +106,6 @@ class TensorRTRestorer(Restorer):
         return cls(SerializedEngine(data, size, label),
                    RestoreOptions(backend="tensorrt", device=device))
 
-    @property
-    def device(self) -> str:
-        return self._device
-
-    @property
-    def precision(self) -> str:
-        return self._precision
-
     def describe(self) -> str:
         return f"tensorrt ({self._device}, {self._precision}, {self.spec.size}px, {self._label})"
 

@@ -114,14 +114,6 @@ class TorchRestorer(Restorer):
         size = size or model_crop_size(self._source)
         super().__init__(InputSpec(size=size or 0, max_batch=max_batch))
 
-    @property
-    def device(self) -> str:
-        return self._device
-
-    @property
-    def precision(self) -> str:
-        return self._precision
-
     def describe(self) -> str:
         return f"torch ({self._device}, {self._precision}, {self.spec.size}px)"
 
