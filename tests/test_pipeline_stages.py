@@ -97,7 +97,7 @@ def test_analyse_detects_in_batches_and_releases_every_frame_once(clip, detector
 
 def test_restore_runs_full_batches_across_frames_and_keeps_frame_order(clip, detector):
     jobs = _analysed(clip, detector)
-    stage = RestoreFaces(IdentityRestorer(SIZE), CpuFaces(SIZE), StageClock(), batch=4)
+    stage = RestoreFaces(IdentityRestorer(size=SIZE), CpuFaces(SIZE), StageClock(), batch=4)
     handed_on = [len(stage.process(j)) for j in jobs]
     assert handed_on == [0, 0, 0, 4, 0, 0]  # frames wait until their faces' batch has run
     assert stage.batches == 1
@@ -114,7 +114,7 @@ def test_restore_passes_warm_up_frames_through_unrestored(clip, detector):
     jobs = _analysed(clip, detector)
     for job in jobs[:2]:
         job.frame = type(job.frame)(**{**job.frame.__dict__, "in_range": False})
-    stage = RestoreFaces(IdentityRestorer(SIZE), CpuFaces(SIZE), StageClock(), batch=5)
+    stage = RestoreFaces(IdentityRestorer(size=SIZE), CpuFaces(SIZE), StageClock(), batch=5)
     out = [j for job in jobs for j in stage.process(job)]
     assert [j.frame.index for j in out] == [0, 1]  # no batch needed for them
     assert all(j.faces[0].crop is None for j in out)
@@ -124,7 +124,7 @@ def test_restore_passes_warm_up_frames_through_unrestored(clip, detector):
 
 def test_compose_pastes_identity_faces_back_and_reports_them(clip, detector):
     jobs = _analysed(clip, detector)
-    restore = RestoreFaces(IdentityRestorer(SIZE), CpuFaces(SIZE), StageClock(), batch=3)
+    restore = RestoreFaces(IdentityRestorer(size=SIZE), CpuFaces(SIZE), StageClock(), batch=3)
     restored = [j for job in jobs for j in restore.process(job)] + restore.finish()
     originals = {j.frame.index: j.frame.image.copy() for j in restored}
     seen: dict[int, list] = {}

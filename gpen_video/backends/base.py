@@ -201,6 +201,9 @@ def model_crop_size(model: ModelSource) -> int | None:
 
     if isinstance(model, ModelOptions):
         return registry_crop_size(model.name) if model.checkpoint_path is None else None
+    if isinstance(model, (int, float)):
+        raise TypeError(f"a backend's model is ModelOptions, a network or a path, not {model!r}: "
+                        "give a crop size as size=")
     if isinstance(model, str):
         return registry_crop_size(model)
     config = getattr(model, "config", None)

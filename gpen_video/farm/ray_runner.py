@@ -365,7 +365,7 @@ def _segment_folder(farm: FarmOptions, output: Path, key: str) -> Path:
 
 
 def _stitch(segments: list[Path], run: RunOptions, fmt: SegmentFormat, span: tuple[int, int],
-            weight: float, progress: FarmProgress) -> None:
+            weight: float, progress: Progress) -> None:
     """Stitch the segments into ``run.output``, reporting progress after the rendered frames."""
     from gpen_video.farm.stitch import stitch
 
@@ -395,7 +395,7 @@ def _check_options(run: RunOptions, farm: FarmOptions) -> None:
 
 
 def _reusable(chunks: list[Chunk], segment_of: dict[int, Path], source: Path,
-              progress: FarmProgress) -> dict[int, ChunkReport]:
+              progress: Progress) -> dict[int, ChunkReport]:
     """Reports of the chunks whose segment is already on disk and checks out (the resume)."""
     from gpen_video.farm.stitch import source_timeline
 
@@ -532,7 +532,7 @@ def _workers(run: RunOptions, farm: FarmOptions, gpus: int, cpus: float,
 
 
 def _failed(ray: Any, exc: BaseException, c: Chunk, label: str, attempts: int, retries: int,
-            folder: Path, progress: FarmProgress) -> None:
+            folder: Path, progress: Progress) -> None:
     """Report a failed chunk call; raise when the job must stop (bad input, or no retries
     left), return when the chunk is to be tried again."""
     kind, error = _classify(ray, exc)
