@@ -152,13 +152,10 @@ class Worker:
         self.restorer.load()
         self.detector = detector if detector is not None else FaceDetector(job.detect)
         self.device_name = device_name(device)
-        backend = getattr(self.restorer, "name", "")
-        self.config = None if backend == "identity" else gpen_config_of(job.model)
+        self.config = None if self.restorer.name == "identity" else gpen_config_of(job.model)
         self.flops = gpen_flops_per_face(self.config) if self.config is not None else None
-        precision = getattr(self.restorer, "precision", "fp32")
-        precision = precision if isinstance(precision, str) else "fp32"
-        self.precision = precision
-        self.peak_flops, self.peak_method = (device_peak_flops(device, precision)
+        self.precision = self.restorer.precision  # every Restorer has one (base: fp32)
+        self.peak_flops, self.peak_method = (device_peak_flops(device, self.precision)
                                              if self.flops else (None, "no network"))
 
     def close(self) -> None:

@@ -251,7 +251,7 @@ def _resolve_span(run: RunOptions) -> tuple[int, int, int, bool]:
     from gpen_video.media import VideoSource
 
     rng = run.range
-    has_start = rng.start is not None or getattr(rng, "start_timecode", None) is not None
+    has_start = rng.start is not None or rng.start_timecode is not None
     probe = replace(rng, overlap=0, start=rng.start if has_start else 0)
     with VideoSource(run.input, probe) as src:
         assert src.range is not None
