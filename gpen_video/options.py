@@ -141,6 +141,9 @@ class RangeOptions:
     start: int | None = None
     end: int | None = None  # clamped to the last frame of the clip
     overlap: int = 0  # frames decoded before ``start`` to warm the tracker, not output
+    prime: int = 0  # of those overlap frames, the last ``prime`` are restored too (they warm the
+    #                 temporal filter), not output
+    tail: int = 0  # frames decoded after ``end`` (the tracker's look-ahead), not output
     start_timecode: str | None = None  # "HH:MM:SS:FF" instead of start (clip's timecode base)
     end_timecode: str | None = None  # "HH:MM:SS:FF" instead of end, inclusive
 
@@ -179,6 +182,16 @@ class FarmOptions:
     workers: int | None = None  # default: one per GPU; without GPUs one per cpus_per_worker CPUs
     cpus_per_worker: float = 1.0  # CPUs Ray reserves for each worker
     retries: int = 2  # further attempts of a chunk whose worker died or failed transiently
+
+
+@dataclass(frozen=True)
+class WorkersOptions:
+    """``gpen-video IN OUT --workers N``: the job rendered by N pipeline processes on this
+    machine over frame-exact chunks, then stitched (:mod:`gpen_video.farm.local`)."""
+
+    count: int | None = 1  # processes; None: auto (gpen_video.farm.local.auto_workers)
+    chunks_per_worker: int = 1  # more chunks balance uneven clips, each costs a warm-up
+    threads: int | None = None  # torch threads per process; None: OMP_NUM_THREADS or cores ÷ N
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from gpen_video.options import SEGMENT_MODES, FarmOptions
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    run_command.configure(parser)
+    run_command.configure_job(parser)
     parser.set_defaults(overlap=30)
     farm = parser.add_argument_group("render farm (Ray)")
     farm.add_argument("--chunk", type=int, default=300, help="frames per chunk (default 300)")

@@ -31,10 +31,21 @@ from gpen_video.options import (
     RunOptions,
     SmoothOptions,
     TemporalOptions,
+    WorkersOptions,
 )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    configure_job(parser)
+    parser.add_argument("--workers", default="1", metavar="N",
+                        help="render with N processes on this machine over frame-exact chunks, "
+                             "stitched at the end (one per GPU or sharing one; torch threads "
+                             "per process: OMP_NUM_THREADS, else cores / N); auto: one per 4 "
+                             "cores, at least 1 and at most 4 per GPU")
+
+
+def configure_job(parser: argparse.ArgumentParser) -> None:
+    """The options of one job (every command that renders takes them)."""
     parser.add_argument("input", type=Path, help="source video")
     parser.add_argument("output", type=Path, help="restored video (written only when complete)")
     parser.add_argument("-y", "--overwrite", action="store_true", help="replace OUTPUT if it exists")
@@ -217,6 +228,13 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     options = options_from_args(args, env)
     from gpen_video import pipeline
 
+    workers = _workers(args)
+    if workers is not None:  # several processes: gpen_video.farm.local
+        from gpen_video.farm.local import run_workers
+
+        run_workers(options, workers)
+        return 0
+
     stdout = None
     if getattr(args, "segment", False):
         from gpen_video.farm import segment_options
@@ -233,3 +251,19 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     if stdout is not None:
         stdout.flush()
     return 0
+
+
+def _workers(args: argparse.Namespace) -> WorkersOptions | None:
+    """``--workers``: None for the single in-process run (``1``), else the workers' options.
+
+    Raises:
+        UsageError: a bad count, or combined with ``--segment``.
+    """
+    from gpen_video.farm.local import parse_workers
+
+    count = parse_workers(str(getattr(args, "workers", "1")))
+    if count == 1:
+        return None
+    if getattr(args, "segment", False):
+        raise UsageError("--segment renders one chunk in this process: drop --workers")
+    return WorkersOptions(count=count)

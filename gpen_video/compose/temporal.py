@@ -23,6 +23,7 @@ luma of the crop downscaled to at most ``flow_size`` pixels and scaled back up. 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -77,6 +78,16 @@ class TemporalSmoother:
         self._gx, self._gy = np.meshgrid(grid, grid)
         fgrid = np.arange(self.flow_size, dtype=np.float32)
         self._fgx, self._fgy = np.meshgrid(fgrid, fgrid)
+
+    def memory_frames(self, tolerance: float) -> int:
+        """Frames after which a track's first output weighs less than ``tolerance`` in the
+        current one: the filter is recursive with a weight of at most ``max_weight`` per frame
+        (0 when off). Chunked renders (:mod:`gpen_video.farm.warmup`) restore this many frames
+        before their range so that they start with the state a single run has."""
+        w = self.settings.max_weight
+        if self.mode == "off" or w <= 0.0:
+            return 0
+        return max(1, math.ceil(math.log(tolerance) / math.log(w)))
 
     def reset(self, track_id: int | None = None) -> None:
         """Forget one track (its next frame is taken as is), or every track (``None``: a cut)."""

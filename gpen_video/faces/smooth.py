@@ -96,19 +96,36 @@ class _NoiseEstimator:
     innovation test instead — count neither as noise nor as everyday motion.
     """
 
-    def __init__(self, tuning: SmoothTuning) -> None:
+    def __init__(self, tuning: SmoothTuning, iod_per_width: float | None = None) -> None:
         self.tuning = tuning
         self.h = max(2, int(tuning.accel_baseline))
         self.history: deque[tuple[int, np.ndarray]] = deque(maxlen=tuning.noise_window)
+        self.iod_per_width = iod_per_width
         self._prior_r = np.square(np.asarray(tuning.measure_sigma, dtype=np.float64))
         self._prior_q = np.square(np.asarray(tuning.accel_sigma, dtype=np.float64))
         self.r = self._prior_r.copy()
         self.q = self._prior_q.copy()
 
+    def _units(self) -> np.ndarray:
+        """Per component, the square of the face's inter-ocular distance now (the mean over the
+        window) in the track's units: priors and floors are in inter-ocular units, so with it
+        every variance scales with the measurements and the filter's decisions do not depend
+        on the track's reference scale (a chunk that starts a track later, on a face a little
+        larger or smaller, then takes the decisions a single run takes). 1 without
+        ``iod_per_width`` (the priors in the track's units, as a bare smoother is used)."""
+        units = np.ones(_DIM)
+        if self.iod_per_width is not None and self.history:
+            log_width = np.mean([z[2] for _, z in self.history])
+            units[:2] = (self.iod_per_width * math.exp(log_width)) ** 2
+        return units
+
     def add(self, frame: int, z: np.ndarray) -> None:
         self.history.append((frame, np.asarray(z, dtype=np.float64)))
         if len(self.history) >= 3:
             self._update()
+        elif self.iod_per_width is not None:
+            self.r = self._prior_r * self._units()
+            self.q = self._prior_q * self._units()
 
     def _second_differences(self, frames: np.ndarray, z: np.ndarray, step: int) -> np.ndarray:
         position = {int(f): i for i, f in enumerate(frames)}
@@ -127,18 +144,20 @@ class _NoiseEstimator:
         n = len(d1)
         if n == 0:
             return
+        units = self._units()
+        prior_r, prior_q = self._prior_r * units, self._prior_q * units
         v1 = np.median(d1 * d1, axis=0) / 0.4549  # median of χ²(1) is 0.4549
         dh = self._second_differences(frames, z, self.h)
         if len(dh) >= 3:
             vh = np.median(dh * dh, axis=0) / 0.4549
             accel = np.maximum((vh - v1) / (self.h ** 4 - 1), 0.0)
         else:
-            accel = self._prior_q
-        r_hat = np.maximum((v1 - accel) / 6.0, t.min_measure_sigma ** 2)
-        q_hat = np.maximum(t.accel_to_q * accel, t.min_accel_sigma ** 2)
+            accel = prior_q
+        r_hat = np.maximum((v1 - accel) / 6.0, t.min_measure_sigma ** 2 * units)
+        q_hat = np.maximum(t.accel_to_q * accel, t.min_accel_sigma ** 2 * units)
         w0 = t.prior_weight
-        self.r = (w0 * self._prior_r + n * r_hat) / (w0 + n)
-        self.q = (w0 * self._prior_q + n * q_hat) / (w0 + n)
+        self.r = (w0 * prior_r + n * r_hat) / (w0 + n)
+        self.q = (w0 * prior_q + n * q_hat) / (w0 + n)
 
 
 @dataclass
@@ -162,13 +181,16 @@ class TrackSmoother:
     longer needed.
     """
 
-    def __init__(self, method: str = "rts", tuning: SmoothTuning = SmoothTuning()) -> None:
+    def __init__(self, method: str = "rts", tuning: SmoothTuning = SmoothTuning(),
+                 iod_per_width: float | None = None) -> None:
+        """``iod_per_width``: inter-ocular distance ÷ crop width of the alignment template; given,
+        the noise priors follow the face's current size (see ``_NoiseEstimator._units``)."""
         if method not in METHODS:
             raise ValueError(f"unknown smoothing method {method!r}: choose one of "
                              f"{', '.join(METHODS)}")
         self.method = method
         self.tuning = tuning
-        self.noise = _NoiseEstimator(tuning)
+        self.noise = _NoiseEstimator(tuning, iod_per_width)
         self.first_frame: int | None = None
         self.last_frame: int | None = None
         # history, index i ↔ frame first_kept + i

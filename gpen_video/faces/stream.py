@@ -221,7 +221,8 @@ class FaceStream:
                 reference = params.width * TEMPLATE_IOD_512 / TEMPLATE_SIZE
                 track = _StreamTrack(
                     track_id, index, reference,
-                    TrackSmoother(self.smooth_options.method, self.tuning),
+                    TrackSmoother(self.smooth_options.method, self.tuning,
+                                  iod_per_width=TEMPLATE_IOD_512 / TEMPLATE_SIZE),
                     starts_shot=index == self._shot_start, detections={}, last_hit=index)
                 self._tracks[track_id] = track
             track.smoother.add(index, measurement(params, track.reference), detection.score)

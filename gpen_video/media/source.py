@@ -11,8 +11,8 @@ Conventions (every consumer relies on them):
   (the order a player shows frames; frames the container marks as discarded by an edit list do
   not count). ``pts``/``duration`` are in ``time_base`` units, exactly as in the source.
 * With a :class:`RangeOptions`, decoding starts at the keyframe before ``start - overlap`` and
-  frames from ``start - overlap`` on are yielded; ``Frame.in_range`` tells which of them belong
-  to the output. ``end`` past the clip is clamped to the last frame.
+  frames from ``start - overlap`` on, up to ``end + tail``, are yielded; ``Frame.in_range`` tells
+  which of them belong to the output. ``end`` past the clip is clamped to the last frame.
 * Memory is bounded: one decoder, one frame converted at a time; nothing goes to disk.
 * Damaged packets are concealed, not dropped: a frame the decoder cannot produce is replaced by
   a repeat of the previous one with its own timestamp (``Frame.concealed``), with a warning, so
@@ -100,6 +100,11 @@ class ResolvedRange:
     pts: tuple[int, ...]
     durations: tuple[int, ...]
     time_base: Fraction
+    last: int = -1  # last frame decoded and yielded (end + tail, clamped; -1: end)
+
+    def __post_init__(self) -> None:
+        if self.last < self.end:
+            object.__setattr__(self, "last", self.end)
 
     @property
     def count(self) -> int:
@@ -412,7 +417,9 @@ class VideoSource:
         if start < 0 or (options.end is not None and options.end < start) or options.overlap < 0:
             raise UsageError(f"frame range {options.start}-{options.end} (overlap "
                              f"{options.overlap}): need 0 <= start <= end and overlap >= 0")
-        need = options.end
+        if options.tail < 0:
+            raise UsageError(f"frame range tail {options.tail}: need tail >= 0")
+        need = None if options.end is None else options.end + options.tail
         pts, durations, complete = self._scan(need)
         if not pts:
             raise InputError(f"input {self.path}: the video stream has no packets")
@@ -429,7 +436,7 @@ class VideoSource:
         first = max(0, start - options.overlap)
         return ResolvedRange(first=first, start=start, end=end, clamped=complete and clamped,
                              pts=tuple(pts), durations=tuple(durations),
-                             time_base=self.time_base)
+                             time_base=self.time_base, last=min(last, end + options.tail))
 
     def _frames_from_timecodes(self, options: RangeOptions) -> RangeOptions:
         """Turn ``start_timecode``/``end_timecode`` into frame numbers of this clip (counted
@@ -589,7 +596,7 @@ class VideoSource:
                    rng: ResolvedRange | None, counting: bool) -> Iterator[Frame]:
         """The decode loop: packets → frames → (concealment) → Frame objects."""
         first = rng.first if rng else 0
-        last = rng.end if rng else None
+        last = rng.last if rng else None
         index_of = {p: i for i, p in enumerate(rng.pts)} if rng else None
         expected: list[tuple[int, int]] = []  # heap of (pts, duration) of packets sent
         error_budget = 0  # decode errors not yet matched to a missing frame

@@ -150,7 +150,8 @@ def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any
     from gpen_video.compose import create_geometry
     from gpen_video.compose.temporal import TemporalSmoother
     from gpen_video.faces import FaceStream
-    from gpen_video.pipeline.stages import AnalyseFaces, ComposeFaces, RestoreFaces
+    from gpen_video.pipeline.stages import (AnalyseFaces, ComposeFaces, RestoreFaces,
+                                            restored_frames)
 
     size = restorer.spec.size
     fps = float(source.fps) if source.fps else 25.0
@@ -161,11 +162,14 @@ def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any
                                     strength=options.blend.strength)
     log.info(why)
     temporal = TemporalSmoother(size, options.temporal.mode)
+    restores = restored_frames(source.range, options.range.prime)
     return [AnalyseFaces(detector, stream, clock, batch=options.detect.batch,
                          every=options.detect.every, largest=options.faces == "largest"),
-            RestoreFaces(restorer, geometry, clock, batch=options.restore.batch),
+            RestoreFaces(restorer, geometry, clock, batch=options.restore.batch,
+                         restores=restores),
             ComposeFaces(geometry, temporal, clock, strength=options.blend.strength,
-                         color_match=options.blend.color_match, observer=observer)]
+                         color_match=options.blend.color_match, observer=observer,
+                         restores=restores)]
 
 
 def _wiring(options: RunOptions, source: Any, stages: list, clock: StageClock,

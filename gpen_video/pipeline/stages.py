@@ -49,6 +49,23 @@ class Decode:
             t = time.perf_counter()
 
 
+def _in_range(frame: Any) -> bool:
+    return frame.in_range
+
+
+def restored_frames(rng: Any, prime: int) -> Callable[[Any], bool]:
+    """Which frames are restored: those of the output range (``rng``, a source's resolved
+    range, or None for the whole clip), and the last ``prime`` warm-up frames before it
+    (restored and smoothed to warm the temporal state, not written: ``RangeOptions.prime``)."""
+    start = rng.start if rng is not None else 0
+    prime_from = start - max(0, prime)
+
+    def restores(frame: Any) -> bool:
+        return frame.in_range or prime_from <= frame.index < start
+
+    return restores
+
+
 class AnalyseFaces:
     """Frames → :class:`FrameJob` with their tracked faces: detection on every ``every``-th frame
     in batches of ``batch`` frames, then the track/smooth stream (``gpen_video.faces``), which
@@ -66,11 +83,12 @@ class AnalyseFaces:
         self.largest = largest
         self._held: deque = deque()  # frames pushed to the stream, waiting for their faces
         self._todo: list = []  # frames read, not yet detected
-        self._pushed = 0
 
     def process(self, frame: Any) -> list[FrameJob]:
+        # detector batches and the detect-every phase follow the clip's frame numbers, so a
+        # chunk of the clip (gpen_video.farm.warmup) detects exactly what a single run does
         self._todo.append(frame)
-        if len(self._todo) < self.batch:
+        if len(self._todo) < self.batch and (frame.index + 1) % self.batch != 0:
             return []
         todo, self._todo = self._todo, []
         return self._detect_and_push(todo)
@@ -84,7 +102,7 @@ class AnalyseFaces:
         return out + self._release(ready)
 
     def _detect_and_push(self, frames: list) -> list[FrameJob]:
-        wanted = [i for i in range(len(frames)) if (self._pushed + i) % self.every == 0]
+        wanted = [i for i, f in enumerate(frames) if f.index % self.every == 0]
         t = time.perf_counter()
         found = self.detector.detect([frames[i].image for i in wanted]) if wanted else []
         t = self.clock.add("detect", t)
@@ -95,7 +113,6 @@ class AnalyseFaces:
         for frame, dets in zip(frames, per_frame):
             self._held.append(frame)
             ready = self.stream.push(dets, frame.image)
-            self._pushed += 1
             t = self.clock.add("track", t)
             out.extend(self._release(ready))
             t = time.perf_counter()
@@ -115,13 +132,16 @@ class AnalyseFaces:
 class RestoreFaces:
     """Crops every face to restore and runs the restorer on batches of exactly ``batch`` faces
     gathered across frames (a partial batch only when more than ``max_pending`` frames wait, or
-    at the end); hands frames on in order once all their faces are restored. Frames before the
-    range (warm-up) are tracked but not restored."""
+    at the end); hands frames on in order once all their faces are restored. Warm-up frames
+    around the range are tracked but not restored, except those ``restores`` names (see
+    :func:`restored_frames`)."""
 
     name = "restore"
 
     def __init__(self, restorer: Any, geometry: Any, clock: StageClock, *, batch: int,
-                 max_pending: int | None = None) -> None:
+                 max_pending: int | None = None,
+                 restores: Callable[[Any], bool] | None = None) -> None:
+        self.restores = restores or _in_range
         self.restorer = restorer
         self.geometry = geometry
         self.clock = clock
@@ -132,7 +152,7 @@ class RestoreFaces:
         self._waiting: list[FaceJob] = []
 
     def process(self, job: FrameJob) -> list[FrameJob]:
-        if not job.frame.in_range:
+        if not self.restores(job.frame):
             for f in job.faces:
                 f.skip()
         elif job.faces:
@@ -178,13 +198,17 @@ class ComposeFaces:
     """Restored faces back into their frames: per track colour matching and temporal smoothing
     (in crop space, on the host), then the paste. Hands on ``(frame, image)`` pairs in order.
 
-    ``observer(index, faces)`` hears each written frame's pasted faces (tests, overlays)."""
+    ``observer(index, faces)`` hears each written frame's pasted faces (tests, overlays). Frames
+    ``restores`` names outside the range (:func:`restored_frames`) go through the per-track
+    state, to warm it, and are not written."""
 
     name = "compose"
 
     def __init__(self, geometry: Any, temporal: Any, clock: StageClock, *, strength: float = 1.0,
                  color_match: bool = False,
-                 observer: Callable[[int, list[PastedFace]], None] | None = None) -> None:
+                 observer: Callable[[int, list[PastedFace]], None] | None = None,
+                 restores: Callable[[Any], bool] | None = None) -> None:
+        self.restores = restores or _in_range
         self.geometry = geometry
         self.temporal = temporal
         self.clock = clock
@@ -201,7 +225,7 @@ class ComposeFaces:
         if job.cut:
             self.temporal.reset()
             self._matchers.clear()
-        if not job.frame.in_range:
+        if not self.restores(job.frame):
             return [(job.frame, job.frame.image)]
         t = time.perf_counter()
         items = self._adjusted(job)
@@ -215,6 +239,8 @@ class ComposeFaces:
                            f.face.alpha_hint * self.strength) for f in job.faces]
         for f in job.faces:
             f.crop = f.restored = None
+        if not job.frame.in_range:  # a primed frame: it warmed the temporal state
+            return [(job.frame, image)]
         self.faces += len(seen)
         self.tracks.update(p.track_id for p in seen)
         if self.observer is not None:

@@ -1,0 +1,412 @@
+"""``gpen-video IN OUT --workers N``: one job rendered by N pipeline processes on this machine.
+
+One Python process feeds a GPU at 50–100 fps (decode, tracking and encode share its GIL) where
+the network has room for far more, and a CPU render uses its cores only as far as the network's
+threads reach. ``--workers N`` splits the output span into frame-exact chunks and renders them
+in N processes at once:
+
+1. the span is resolved as a single run resolves it (``--frames``/``--start``/``--end``; an end
+   past the clip is clamped) and cut into ``N × chunks_per_worker`` chunks
+   (:func:`gpen_video.farm.plan.plan_chunks`);
+2. each chunk is rendered with the margins of :func:`gpen_video.farm.warmup.chunk_margins`
+   (frames decoded before and after it so that it renders what the single run renders; the
+   first chunk keeps the job's own ``--overlap``, the last its end), into a segment in the
+   farm's format (:func:`gpen_video.farm.plan.segment_format`: lossless FFV1 for long-GOP
+   delivery codecs, the delivery codec itself for intra ones) in a hidden folder beside the
+   output;
+3. the processes (``multiprocessing``, spawned: no state of this one) each load the restorer
+   and detector once and take chunks from one queue. Threads per process: ``--threads``, else
+   ``OMP_NUM_THREADS`` when set, else the cores divided among the workers. With several GPUs
+   worker *i* sees only GPU ``i mod G`` (``CUDA_VISIBLE_DEVICES``, set before torch loads);
+   with one GPU all workers share it;
+4. the segments are stitched once (:func:`gpen_video.farm.stitch.stitch`: the delivery codec
+   encoded once, the source's audio muxed once) and the folder removed.
+
+One progress display covers the whole job (rendering, then stitching). Errors are those of a
+single run: a worker's error is raised again here with its own type and message, so the exit
+code is the same (2 bad input, 75 transient, 1 a bug); a worker that dies without one is a
+:class:`~gpen_video.errors.TransientError` (75). Ctrl-C (or any error) stops every worker,
+removes the segment folder and leaves nothing at the output; a worker whose parent is gone
+stops by itself within a second.
+
+``auto`` (:func:`auto_workers`): one process per 4 cores; with GPUs at least one per GPU and at
+most 4 per GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from gpen_video import errors
+from gpen_video.errors import GpenVideoError, TransientError, UsageError
+from gpen_video.farm.plan import Chunk, plan_chunks, segment_format
+from gpen_video.progress import Progress
+from gpen_video.farm.warmup import ChunkMargins, chunk_margins
+from gpen_video.media import paths
+from gpen_video.options import RangeOptions, RunOptions, WorkersOptions
+
+log = logging.getLogger("gpen_video.farm")
+
+CORES_PER_WORKER = 4  # auto: one process per this many cores
+WORKERS_PER_GPU = 4  # auto: at most this many processes share one GPU
+_STITCH_WEIGHT = {True: 0.25, False: 0.02}  # progress share of a stitched frame (re-encode, copy)
+_REPORT_EVERY = 0.25  # seconds between a worker's progress messages
+_STOP_SECONDS = 3.0  # a stopped worker gets this long before it is killed
+
+
+class WorkerFailure(GpenVideoError):
+    """A worker failed with an error that is not one of the product's own (exit 1)."""
+
+
+@dataclass(frozen=True)
+class WorkersReport:
+    """What :func:`run_workers` did."""
+
+    output: Path
+    frames: int
+    faces: int
+    chunks: int
+    workers: int
+    threads: int  # torch threads per worker
+    render_seconds: float
+    stitch_seconds: float
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"output": str(self.output), "frames": self.frames, "faces": self.faces,
+                "chunks": self.chunks, "workers": self.workers, "threads": self.threads,
+                "render_seconds": round(self.render_seconds, 3),
+                "stitch_seconds": round(self.stitch_seconds, 3),
+                "seconds": round(self.seconds, 3), "fps": round(self.fps, 3)}
+
+    def text(self) -> str:
+        return (f"gpen-video: wrote {self.output}: {self.frames} frames, {self.faces} faces, "
+                f"{self.fps:.2f} fps with {self.workers} workers × {self.threads} thread(s) "
+                f"({self.chunks} chunks; render {self.render_seconds:.1f}s, stitch "
+                f"{self.stitch_seconds:.1f}s)")
+
+
+# ------------------------------------------------------------------------------ planning
+
+
+def auto_workers(cores: int, gpus: int, device: str = "auto") -> tuple[int, str]:
+    """(workers, the reason) for ``--workers auto`` on a machine with ``cores`` and ``gpus``."""
+    per_cores = max(1, cores // CORES_PER_WORKER)
+    if gpus >= 1 and device != "cpu":
+        n = max(gpus, min(WORKERS_PER_GPU * gpus, per_cores))
+        return n, (f"{n} workers: one per {CORES_PER_WORKER} of {cores} cores, at least one "
+                   f"and at most {WORKERS_PER_GPU} per GPU ({gpus} GPU(s))")
+    return per_cores, f"{per_cores} worker(s): one per {CORES_PER_WORKER} of {cores} cores"
+
+
+def parse_workers(text: str) -> int | None:
+    """``--workers`` value: a positive count, or ``auto`` → None.
+
+    Raises:
+        UsageError: anything else.
+    """
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"--workers {text!r}: a number of processes (1 or more) or auto")
+    return n
+
+
+def _gpus(device: str) -> list[str]:
+    """The CUDA devices a worker may be given (``CUDA_VISIBLE_DEVICES`` names), none for CPU."""
+    if device == "cpu":
+        return []
+    try:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 - no usable CUDA: CPU workers
+        count = 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+    return names[:count] if names else [str(i) for i in range(count)]
+
+
+def worker_environment(index: int, threads: int, gpus: list[str], device: str
+                       ) -> dict[str, str]:
+    """Environment variables worker ``index`` sets before torch loads."""
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if len(gpus) > 1 and device in ("auto", "cuda"):
+        env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+    return env
+
+
+def chunk_ranges(chunks: list[Chunk], margins: ChunkMargins, job: RangeOptions
+                 ) -> list[RangeOptions]:
+    """Each chunk's range: the warm-up margins, except where the job itself starts or ends (the
+    first chunk decodes what the single run decodes before its span, the last stops where it
+    stops)."""
+    out = []
+    for i, c in enumerate(chunks):
+        rng = margins.range(c.start, c.end)
+        if i == 0:
+            rng = replace(rng, overlap=job.overlap, prime=job.prime)
+        if i == len(chunks) - 1:
+            rng = replace(rng, tail=job.tail)
+        out.append(rng)
+    return out
+
+
+# ------------------------------------------------------------------------------ the worker
+
+
+class _Orphaned(Exception):
+    """The process that started this worker is gone."""
+
+
+def _describe(exc: BaseException) -> tuple[str, str, int]:
+    """(class name, message, exit code) of a worker's error, to be raised again by the parent."""
+    code = exc.exit_code if isinstance(exc, GpenVideoError) else errors.EXIT_FAILURE
+    return type(exc).__name__, str(exc), code
+
+
+def _raise_again(name: str, message: str, code: int, where: str) -> None:
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, GpenVideoError):
+        raise cls(message)
+    if code == errors.EXIT_FAILURE:
+        raise WorkerFailure(f"{where} failed: {name}: {message} (run again with --workers 1 "
+                            "and GPEN_VIDEO_DEBUG=1 for a traceback, and report it)")
+    failure = WorkerFailure(f"{where}: {message}")
+    failure.exit_code = code
+    raise failure
+
+
+def _worker_main(index: int, env: dict[str, str], threads: int, run: RunOptions,
+                 tasks: Any, events: Any, parent: int) -> None:
+    """Entry point of worker ``index`` (a spawned process): load once, render chunks."""
+    os.environ.update(env)
+    try:
+        _serve(index, threads, run, tasks, events, parent)
+    except (KeyboardInterrupt, _Orphaned):
+        pass  # the parent stops the job; the pipeline removed its temporary file
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        events.put(("error", index, None, _describe(exc)))
+    events.close()
+    events.join_thread()
+
+
+def _serve(index: int, threads: int, run: RunOptions, tasks: Any, events: Any,
+           parent: int) -> None:
+    import torch
+
+    from gpen_video import pipeline
+    from gpen_video.backends import create_restorer
+    from gpen_video.faces import FaceDetector
+
+    torch.set_num_threads(threads)
+    restorer = create_restorer(run.model, run.restore)
+    restorer.load()
+    try:
+        detector = FaceDetector(run.detect)
+        while True:
+            try:
+                task = tasks.get(timeout=0.5)
+            except queue.Empty:
+                if os.getppid() != parent:
+                    raise _Orphaned from None
+                continue
+            if task is None:
+                return
+            chunk, options = task
+            state = {"frames": 0, "sent": 0.0}
+
+            def observer(_index: int, _faces: list) -> None:
+                state["frames"] += 1
+                now = time.perf_counter()
+                if now - state["sent"] >= _REPORT_EVERY:
+                    state["sent"] = now
+                    if os.getppid() != parent:
+                        raise _Orphaned
+                    events.put(("frames", index, chunk.index, state["frames"]))
+
+            try:
+                summary = pipeline.run(options, restorer=restorer, detector=detector,
+                                       observer=observer)
+            except BaseException as exc:
+                if isinstance(exc, (KeyboardInterrupt, _Orphaned)):
+                    raise
+                events.put(("error", index, chunk.index, _describe(exc)))
+                return
+            events.put(("done", index, chunk.index, summary.as_dict()))
+    finally:
+        restorer.close()
+
+
+# ------------------------------------------------------------------------------ the driver
+
+
+def _source_facts(run: RunOptions) -> tuple[int, int, int, float]:
+    """(first, last, bit depth, fps) of the job's output span."""
+    from gpen_video.farm.ray_runner import _resolve_span
+    from gpen_video.media import VideoSource
+
+    first, last, depth, _ = _resolve_span(run)
+    with VideoSource(run.input) as src:
+        fps = float(src.fps) if src.fps else 25.0
+    return first, last, depth, fps
+
+
+def run_workers(run: RunOptions, workers: WorkersOptions = WorkersOptions(), *,
+                stdout: TextIO | None = None, stderr: TextIO | None = None) -> WorkersReport:
+    """Render ``run`` with ``workers.count`` local processes and stitch (module docstring).
+
+    Raises:
+        UsageError, InputError, OutputError, WeightsError, BackendUnavailable: as a single
+            run raises them (from here or from a worker); also an image-sequence output.
+        TransientError: a worker failed transiently, or died (exit 75).
+        WorkerFailure: a worker failed with an unexpected error (exit 1).
+        KeyboardInterrupt: interrupted; every worker stopped, nothing at the output.
+    """
+    from gpen_video.media import VideoSource
+    from gpen_video.media.codecs import is_image_sequence
+
+    t0 = time.perf_counter()
+    output = Path(run.output)
+    if is_image_sequence(output):
+        raise UsageError("--workers writes a video file; for an image sequence run one process "
+                         "per frame range (gpen-video IN out_%06d.png --frames A-B)")
+    paths.check_output(output, run.input, run.overwrite)
+    gpus = _gpus(run.restore.device)
+    cores = os.cpu_count() or 1
+    count = workers.count
+    if count is None:
+        count, why = auto_workers(cores, len(gpus), run.restore.device)
+        log.info("--workers auto: %s", why)
+    first, last, depth, fps = _source_facts(run)
+    with VideoSource(run.input) as src:
+        fmt = segment_format(src.video_info, depth, output, run.encode, "auto")
+    total = last - first + 1
+    size = -(-total // max(1, count * max(1, workers.chunks_per_worker)))
+    chunks = plan_chunks(first, last, size)
+    count = min(count, len(chunks))
+    threads = workers.threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or \
+        max(1, cores // count)
+    ranges = chunk_ranges(chunks, chunk_margins(run, fps), run.range)
+    folder = paths.temp_dir_for(output)
+    stitch_weight = _STITCH_WEIGHT[fmt.reencode]
+    progress = Progress(run.progress, total + round(total * stitch_weight), stdout, stderr,
+                            label="gpen-video")
+    summary = None
+    try:
+        jobs = [(c, replace(run, output=folder / c.segment_name(fmt.suffix), overwrite=True,
+                            progress="none", encode=fmt.encode, range=r))
+                for c, r in zip(chunks, ranges)]
+        t_render = time.perf_counter()
+        faces = _render(jobs, count, threads, gpus, run, progress)
+        render_seconds = time.perf_counter() - t_render
+        stitch_seconds = _stitch(jobs, run, fmt.reencode, (first, last), progress, total,
+                                 stitch_weight)
+        report = WorkersReport(output=output, frames=total, faces=faces, chunks=len(chunks),
+                               workers=count, threads=threads, render_seconds=render_seconds,
+                               stitch_seconds=stitch_seconds, seconds=time.perf_counter() - t0)
+        summary = report.as_dict()
+        progress.close(summary, report.text())
+        return report
+    finally:
+        if summary is None:
+            progress.close()
+        paths.remove_quietly(folder)
+
+
+def _stitch(jobs: list, run: RunOptions, reencode: bool, span: tuple[int, int],
+            progress: Progress, total: int, weight: float) -> float:
+    from gpen_video.farm.stitch import stitch
+
+    t = time.perf_counter()
+
+    def on_stitch(done: int, _total: int) -> None:
+        progress.update(total + done * weight)
+
+    stitch([options.output for _, options in jobs], run.input, run.output,
+           encode=run.encode if reencode else None, overwrite=run.overwrite, frames=span,
+           progress=on_stitch)
+    progress.update(total + round(total * weight), force=True)
+    return time.perf_counter() - t
+
+
+def _render(jobs: list, count: int, threads: int, gpus: list[str], run: RunOptions,
+            progress: Progress) -> int:
+    """Render every job on ``count`` processes; returns the faces restored."""
+    ctx = multiprocessing.get_context("spawn")
+    tasks, events = ctx.Queue(), ctx.Queue()
+    for job in sorted(jobs, key=lambda j: -j[0].count):
+        tasks.put(job)
+    for _ in range(count):
+        tasks.put(None)
+    procs = [ctx.Process(target=_worker_main, name=f"gpen-video-worker-{i}", daemon=True,
+                         args=(i, worker_environment(i, threads, gpus, run.restore.device),
+                               threads, run, tasks, events, os.getpid()))
+             for i in range(count)]
+    frames: dict[int, int] = {}
+    done: dict[int, dict] = {}
+    try:
+        for p in procs:
+            p.start()
+        while len(done) < len(jobs):
+            try:
+                kind, worker, chunk, payload = events.get(timeout=0.2)
+            except queue.Empty:
+                _check_alive(procs, done, jobs)
+                continue
+            if kind == "frames":
+                frames[chunk] = payload
+            elif kind == "done":
+                done[chunk] = payload
+                frames[chunk] = payload["frames"]
+            elif kind == "error":
+                where = f"worker {worker}" + ("" if chunk is None else
+                                              f" (chunk {jobs[chunk][0].frames})")
+                _raise_again(*payload, where=where)
+            progress.update(sum(frames.values()))
+        return sum(d["faces"] for d in done.values())
+    finally:
+        _stop(procs)
+        tasks.cancel_join_thread()
+        events.cancel_join_thread()
+
+
+def _check_alive(procs: list, done: dict, jobs: list) -> None:
+    for i, p in enumerate(procs):
+        if p.exitcode not in (None, 0):
+            how = (f"was killed by signal {-p.exitcode}" if p.exitcode < 0
+                   else f"exited with code {p.exitcode}")
+            raise TransientError(f"worker {i} {how} with chunks unfinished (out of memory?); "
+                                 "run the same command again, or with fewer --workers")
+    if all(p.exitcode == 0 for p in procs) and len(done) < len(jobs):
+        raise WorkerFailure("every worker finished but chunks are missing; report it")
+
+
+def _stop(procs: list) -> None:
+    """Stop every worker still running: SIGTERM, then SIGKILL after ``_STOP_SECONDS``."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + _STOP_SECONDS
+    for p in procs:
+        if p.pid is None:
+            continue
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=1.0)

@@ -1,0 +1,101 @@
+"""How many frames a chunk decodes around its range so that it renders what a single run renders.
+
+A chunk ``A … B`` of a clip (``gpen-video --workers``, ``gpen-video farm``, a farm manager's
+``--frames A-B``) starts its face tracker, smoothers and temporal filter cold. Every piece of
+state a single run carries into frame ``A`` has to be rebuilt from frames the chunk decodes but
+does not write, and every decision a single run takes for frame ``B`` with frames after ``B`` in
+view needs those frames too. This module is the one place that says how many:
+
+``lead`` (decoded before ``A``, tracked, not restored)
+    * the alignment smoother's noise estimate looks at a track's last ``noise_window`` measured
+      frames (:class:`gpen_video.faces.smooth.SmoothTuning`); once the chunk has seen as many as
+      the single run, both estimate the same noise levels;
+      (its priors follow the face's current size, so the track's reference scale, taken from
+      whichever frame a run first saw the face in, does not matter); the Kalman filter's own
+      start fades well within that (measured: < 0.005 px of a 256 crop after 48 frames);
+    * a track needs ``confirm_hits`` detections before it is reported, and the RTS smoother's
+      look-back is covered by the above;
+    * detection every N frames multiplies every "measured frame" above by N;
+    * rounded up so that the chunk's first decoded frame starts a detector batch, as in a
+      single run (the pipeline aligns batches and the detect-every phase to frame numbers:
+      RetinaFace's numbers depend slightly on which frames share its batch).
+
+``prime`` (the last frames of the lead, restored and temporally smoothed, not written)
+    the temporal filter's memory: :meth:`gpen_video.compose.temporal.TemporalSmoother.memory_frames`
+    (frames after which its starting state weighs less than ``TEMPORAL_TOLERANCE``), or the
+    colour matcher's (``--color-match``, a moving average), whichever is longer.
+
+``tail`` (decoded after ``B``, tracked, not restored)
+    the face stream's look-ahead (:attr:`gpen_video.faces.FaceStream.delay`): the RTS lag, the
+    frames that decide whether a gap is filled, and a track's fade-out; rounded up to end a
+    detector batch.
+
+Measured effect (``tests/test_workers.py``, ``benchmarks/RESULTS.md``): with these margins every
+frame of a 2-worker render is within the single run's by the test's PSNR bound.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from gpen_video.options import RangeOptions, RunOptions
+
+_NOMINAL_CROP = 64  # no margin depends on the crop size; the stages want one
+TEMPORAL_TOLERANCE = 1e-3  # weight left on the temporal filter's cold start after `prime` frames
+
+
+@dataclass(frozen=True)
+class ChunkMargins:
+    """Frames decoded around a chunk's range (module docstring)."""
+
+    lead: int  # at least this many before the range: tracker, smoothers
+    prime: int  # the last of those restored too: the temporal filter
+    tail: int  # at least this many after the range: the stream's look-ahead
+    step: int = 1  # decoding starts on, and stops before, a multiple of this frame number
+
+    def range(self, start: int, end: int) -> RangeOptions:
+        """The :class:`RangeOptions` rendering frames ``start … end`` (``overlap``, ``prime``
+        and ``tail`` from these margins, the first and one-past-last decoded frame numbers
+        multiples of ``step``; past the clip's end the source stops at its last frame)."""
+        first = max(0, (start - self.lead) // self.step * self.step)
+        stop = _round_up(end + 1 + self.tail, self.step)
+        return RangeOptions(start=start, end=end, overlap=start - first,
+                            prime=min(self.prime, start), tail=stop - 1 - end)
+
+
+def _round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def temporal_memory(run: RunOptions) -> int:
+    """Frames the temporal stages of ``run`` remember (see ``TEMPORAL_TOLERANCE``): the
+    temporal filter, and the colour matcher's moving average with ``--color-match``."""
+    import numpy as np
+
+    from gpen_video.compose.colour import ColorMatcher
+    from gpen_video.compose.temporal import TemporalSmoother
+
+    frames = TemporalSmoother(_NOMINAL_CROP, run.temporal.mode).memory_frames(TEMPORAL_TOLERANCE)
+    if run.blend.color_match:
+        past = ColorMatcher(np.ones((8, 8), np.float32)).smoothing
+        frames = max(frames, math.ceil(math.log(TEMPORAL_TOLERANCE) / math.log(past)))
+    return frames
+
+
+def chunk_margins(run: RunOptions, fps: float) -> ChunkMargins:
+    """The margins of any chunk rendered with ``run``'s options from a clip at ``fps``."""
+    from gpen_video.faces import FaceStream
+    from gpen_video.faces.smooth import SmoothTuning
+
+    every = max(1, run.detect.every)
+    batch = max(1, run.detect.batch)
+    tuning = SmoothTuning()
+    measured = tuning.noise_window + run.track.confirm_hits
+    if run.smooth.method == "none":
+        measured = run.track.confirm_hits + 1  # gap interpolation only
+    stream = FaceStream(run.track, run.smooth, fps=fps, crop_size=_NOMINAL_CROP,
+                        ramp_frames=run.blend.ramp_frames, detect_every=every)
+    prime = temporal_memory(run)
+    lead = max(measured * every, prime + run.track.confirm_hits * every)
+    return ChunkMargins(lead=lead, prime=prime, tail=stream.delay, step=math.lcm(batch, every))
