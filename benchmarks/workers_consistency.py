@@ -12,7 +12,7 @@ Reports per-frame PSNR (whole frame), the largest difference outside the faces, 
 timestamps, audio packets, and at each chunk border how much the frame-to-frame change differs
 from the single run's ("step"), against the largest such difference elsewhere.
 
-    python benchmarks/workers_consistency.py               # s18, 2 workers
+    python benchmarks/workers_consistency.py               # d18, 2 workers
     python benchmarks/workers_consistency.py CLIP --workers 3
 
 Writes ``benchmarks/results/workers_consistency.json``.
@@ -69,7 +69,7 @@ def borders(frames: int, workers: int) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clip", nargs="?", type=Path,
-                        default=TESTDATA / "videos" / "liveportrait_s18.mp4")
+                        default=TESTDATA / "videos" / "liveportrait_d18.mp4")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/gpen-workers-consistency"))
     parser.add_argument("--out", type=Path,

@@ -106,7 +106,7 @@ class _NoiseEstimator:
         self.r = self._prior_r.copy()
         self.q = self._prior_q.copy()
 
-    def _units(self) -> np.ndarray:
+    def units(self) -> np.ndarray:
         """Per component, the square of the face's inter-ocular distance now (the mean over the
         window) in the track's units: priors and floors are in inter-ocular units, so with it
         every variance scales with the measurements and the filter's decisions do not depend
@@ -124,8 +124,8 @@ class _NoiseEstimator:
         if len(self.history) >= 3:
             self._update()
         elif self.iod_per_width is not None:
-            self.r = self._prior_r * self._units()
-            self.q = self._prior_q * self._units()
+            self.r = self._prior_r * self.units()
+            self.q = self._prior_q * self.units()
 
     def _second_differences(self, frames: np.ndarray, z: np.ndarray, step: int) -> np.ndarray:
         position = {int(f): i for i, f in enumerate(frames)}
@@ -144,7 +144,7 @@ class _NoiseEstimator:
         n = len(d1)
         if n == 0:
             return
-        units = self._units()
+        units = self.units()
         prior_r, prior_q = self._prior_r * units, self._prior_q * units
         v1 = np.median(d1 * d1, axis=0) / 0.4549  # median of χ²(1) is 0.4549
         dh = self._second_differences(frames, z, self.h)
@@ -250,10 +250,10 @@ class TrackSmoother:
             if z is None:
                 raise ValueError("a track starts with a measurement")
             x = np.concatenate([z, np.zeros(_DIM)])
-            p = np.diag(np.concatenate([self.noise.r,
-                                        np.full(_DIM, t.initial_velocity_sigma ** 2)]))
+            self.noise.add(frame, z)  # the priors, in this face's units
+            p = np.diag(np.concatenate([self.noise.r, self.noise.units()
+                                        * t.initial_velocity_sigma ** 2]))
             self.first_frame = self.first_kept = frame
-            self.noise.add(frame, z)
             self._append(frame, x, p, self._q_matrix(self.noise.q, np.zeros(_DIM)), z,
                          _Step(self.noise.q.copy(), np.zeros(_DIM), z, None))
             return

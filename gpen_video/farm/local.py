@@ -46,11 +46,11 @@ from typing import Any, TextIO
 
 from gpen_video import errors
 from gpen_video.errors import GpenVideoError, TransientError, UsageError
-from gpen_video.farm.plan import Chunk, plan_chunks, segment_format
+from gpen_video.farm.plan import plan_chunks, segment_format
+from gpen_video.farm.warmup import chunk_margins, chunk_ranges
 from gpen_video.progress import Progress
-from gpen_video.farm.warmup import ChunkMargins, chunk_margins
 from gpen_video.media import paths
-from gpen_video.options import RangeOptions, RunOptions, WorkersOptions
+from gpen_video.options import RunOptions, WorkersOptions
 
 log = logging.getLogger("gpen_video.farm")
 
@@ -149,22 +149,6 @@ def worker_environment(index: int, threads: int, gpus: list[str], device: str
     if len(gpus) > 1 and device in ("auto", "cuda"):
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
     return env
-
-
-def chunk_ranges(chunks: list[Chunk], margins: ChunkMargins, job: RangeOptions
-                 ) -> list[RangeOptions]:
-    """Each chunk's range: the warm-up margins, except where the job itself starts or ends (the
-    first chunk decodes what the single run decodes before its span, the last stops where it
-    stops)."""
-    out = []
-    for i, c in enumerate(chunks):
-        rng = margins.range(c.start, c.end)
-        if i == 0:
-            rng = replace(rng, overlap=job.overlap, prime=job.prime)
-        if i == len(chunks) - 1:
-            rng = replace(rng, tail=job.tail)
-        out.append(rng)
-    return out
 
 
 # ------------------------------------------------------------------------------ the worker

@@ -11,8 +11,9 @@ The driver (this module, in the ``gpen-video farm`` process):
    (frame count, timestamps) and reused — that is the resume after a crash;
 3. starts one Ray actor per GPU (``num_gpus=1``), or without GPUs one CPU worker per
    ``cpus_per_worker`` CPUs; each actor loads the restorer and the detector once and renders
-   chunk after chunk with :func:`gpen_video.pipeline.run` (``--frames A-B --overlap N`` of the
-   chunk), writing ``seg-A-B.ext`` by write-then-rename;
+   chunk after chunk with :func:`gpen_video.pipeline.run` (``--frames A-B`` of the chunk with
+   the warm-up margins of :mod:`gpen_video.farm.warmup`, at least ``--overlap`` frames before
+   it), writing ``seg-A-B.ext`` by write-then-rename;
 4. retries a chunk whose worker died (the actor is restarted by Ray and loads its engine again)
    or failed transiently, up to ``retries`` more times; a bad-input error stops the job at once;
 5. stitches the segments (:func:`gpen_video.farm.stitch.stitch`), removes the segment folder
@@ -44,6 +45,7 @@ from gpen_video.errors import (EXIT_TRANSIENT, EXIT_USAGE, GpenVideoError, Trans
                                UsageError)
 from gpen_video.farm.plan import (Chunk, SegmentFormat, default_segment_dir, job_key, plan_chunks,
                                   segment_format)
+from gpen_video.farm.warmup import chunk_margins, chunk_ranges
 from gpen_video.progress import Progress
 from gpen_video.media import paths
 from gpen_video.options import EncodeOptions, FarmOptions, RangeOptions, RunOptions
@@ -168,7 +170,7 @@ class _ChunkWorker:
                 if self.init_error else None}
 
     def render(self, chunk: Chunk, attempt: int, segment: str, encode: EncodeOptions,
-               overlap: int) -> dict[str, Any]:
+               rng: RangeOptions) -> dict[str, Any]:
         from gpen_video import pipeline
 
         if self.init_error is not None:
@@ -189,7 +191,7 @@ class _ChunkWorker:
 
         options = replace(self.run, output=Path(segment), overwrite=True, progress="none",
                           encode=encode,
-                          range=RangeOptions(start=chunk.start, end=chunk.end, overlap=overlap))
+                          range=rng)
         t0 = time.perf_counter()
         summary = pipeline.run(options, restorer=self.restorer, detector=self.detector,
                                observer=observer)
@@ -305,7 +307,13 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
     with VideoSource(run.input) as src:
         fmt: SegmentFormat = segment_format(src.video_info, depth, output, run.encode,
                                             farm.segments)
+        fps = float(src.fps) if src.fps else 25.0
     chunks = plan_chunks(first, last, farm.chunk)
+    # each chunk decodes what it needs to render what a single run renders (farm.warmup), and
+    # at least --overlap frames before it
+    margins = chunk_margins(run, fps)
+    margins = replace(margins, lead=max(margins.lead, overlap))
+    ranges = dict(zip((c.index for c in chunks), chunk_ranges(chunks, margins, run.range)))
     folder = _segment_folder(farm, output, job_key(run, farm.chunk, fmt))
     segment_of = {c.index: folder / c.segment_name(fmt.suffix) for c in chunks}
     total = last - first + 1
@@ -326,7 +334,7 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
     try:
         if todo:
             workers_used, device = _render(todo, len(chunks), run, farm, fmt, chunk_hook,
-                                           segment_of, reports, progress, done_frames, overlap)
+                                           segment_of, reports, progress, done_frames, ranges)
         render_seconds = time.perf_counter() - t_render
 
         t_stitch = time.perf_counter()
@@ -424,7 +432,7 @@ def _remove_segments(folder: Path, own_folder: bool, segments: list[Path]) -> No
 def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions,
             fmt: SegmentFormat, hook: ChunkHook | None, segment_of: dict[int, Path],
             reports: dict[int, ChunkReport], progress: Progress, done_frames: int,
-            overlap: int) -> tuple[int, str]:
+            ranges: dict[int, RangeOptions]) -> tuple[int, str]:
     """Render ``todo`` on Ray actors; fill ``reports``. Returns (workers, device)."""
     ray = _import_ray()
     started = _connect(ray, farm.ray_address)
@@ -464,7 +472,7 @@ def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions
                 w, c = idle.pop(0), pending.popleft()
                 attempts[c.index] += 1
                 ref = actors[w].render.remote(c, attempts[c.index], str(segment_of[c.index]),
-                                              fmt.encode, overlap)
+                                              fmt.encode, ranges[c.index])
                 running[ref] = (w, c)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
             for ref in ready:

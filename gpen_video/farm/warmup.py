@@ -37,9 +37,13 @@ frame of a 2-worker render is within the single run's by the test's PSNR bound.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from gpen_video.options import RangeOptions, RunOptions
+
+if TYPE_CHECKING:
+    from gpen_video.farm.plan import Chunk
 
 _NOMINAL_CROP = 64  # no margin depends on the crop size; the stages want one
 TEMPORAL_TOLERANCE = 1e-3  # weight left on the temporal filter's cold start after `prime` frames
@@ -99,3 +103,19 @@ def chunk_margins(run: RunOptions, fps: float) -> ChunkMargins:
     prime = temporal_memory(run)
     lead = max(measured * every, prime + run.track.confirm_hits * every)
     return ChunkMargins(lead=lead, prime=prime, tail=stream.delay, step=math.lcm(batch, every))
+
+
+def chunk_ranges(chunks: list["Chunk"], margins: ChunkMargins, job: RangeOptions
+                 ) -> list[RangeOptions]:
+    """Each chunk's range: the warm-up margins, except where the job itself starts or ends (the
+    first chunk decodes what the single run decodes before its span, the last stops where it
+    stops)."""
+    out = []
+    for i, c in enumerate(chunks):
+        rng = margins.range(c.start, c.end)
+        if i == 0:
+            rng = replace(rng, overlap=job.overlap, prime=job.prime)
+        if i == len(chunks) - 1:
+            rng = replace(rng, tail=job.tail)
+        out.append(rng)
+    return out
