@@ -83,23 +83,32 @@ def main() -> None:
     t_single = time.perf_counter() - t0
     t_chunked = chunked_run(job_args(args.clip, chunked), args.workers)
     result = compare(single, chunked, faces)
+    report = record_comparison(args.out, args.clip, args.workers, result, single, chunked,
+                               {"seconds_single": round(t_single, 1),
+                                "seconds_chunked": round(t_chunked, 1),
+                                "load_before": [round(x, 2) for x in load_before]})
+    print(json.dumps({k: v for k, v in report.items() if k != "psnr_per_frame"}, default=float))
+
+
+def record_comparison(out: Path, clip: Path, workers: int, result, single: Path, chunked: Path,
+                      extra: dict | None = None) -> dict:
+    """Write the comparison of ``single`` and ``chunked`` (``tests/workers_helpers.compare``)
+    as JSON to ``out``; returns it."""
     audio = [stream_packets(p, "audio") for p in (single, chunked)]
     report = {
-        "clip": args.clip.name, "workers": args.workers,
-        **result.summary(borders(result.frames, args.workers)),
+        "clip": clip.name, "workers": workers,
+        **result.summary(borders(result.frames, workers)),
         "pts_equal": result.pts_single == result.pts_chunked,
         "audio_packets": [len(a[0]) if a else 0 for a in audio],
         "audio_equal": audio[0] == audio[1],
         "psnr_per_frame": [None if p == float("inf") else round(p, 2) for p in result.psnr],
-        "seconds_single": round(t_single, 1), "seconds_chunked": round(t_chunked, 1),
-        "torch_threads_per_process": 1, "load_before": [round(x, 2) for x in load_before],
+        "torch_threads_per_process": 1, **(extra or {}),
         "load_after": [round(x, 2) for x in os.getloadavg()], "machine": platform.node(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, default=float) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k != "psnr_per_frame"}, default=float))
-
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    return report
 
 if __name__ == "__main__":
     main()

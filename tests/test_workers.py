@@ -93,6 +93,17 @@ def test_chunk_ranges_keep_the_jobs_own_start_and_end() -> None:
     assert (last.start, last.end, last.tail) == (210, 309, 0)
 
 
+def test_overlap_auto_gives_a_hand_rendered_chunk_the_margins(testdata) -> None:
+    from gpen_video.farm.warmup import auto_range
+
+    run = RunOptions(input=CLIP, output=Path("-"), range=RangeOptions(start=108, end=150))
+    margins = chunk_margins(run, 30.0)
+    assert auto_range(run) == margins.range(108, 150)
+    whole_tail = auto_range(RunOptions(input=CLIP, output=Path("-"),
+                                       range=RangeOptions(start=108)))
+    assert (whole_tail.end, whole_tail.tail, whole_tail.prime) == (None, 0, margins.prime)
+
+
 # -- the pieces a chunk relies on ---------------------------------------------------------------
 
 
@@ -237,6 +248,11 @@ def test_two_workers_render_what_one_process_renders(testdata, tmp_path: Path) -
                     "--progress", "none"], cwd=REPO, env={**env(), "OMP_NUM_THREADS": "1"},
                    check=True, timeout=3000)
     result = compare(single, chunked, faces)
+    record = os.environ.get("GPEN_VIDEO_WORKERS_RECORD")  # benchmarks/RESULTS.md's numbers
+    if record:
+        from benchmarks.workers_consistency import record_comparison
+
+        record_comparison(Path(record), CLIP, 2, result, single, chunked)
     with VideoSource(CLIP) as src:
         assert result.frames == src.frame_count == 216
     border = 108  # chunks 0-107 and 108-215
@@ -250,3 +266,28 @@ def test_two_workers_render_what_one_process_renders(testdata, tmp_path: Path) -
     # no step: the change from frame 107 to 108 is what the single run has, as closely as
     # the frames inside the second chunk follow theirs
     assert summary["border_steps"][border] <= max(0.05, summary["largest_step_elsewhere"])
+
+
+def test_bench_times_the_same_job_it_was_given(tmp_path: Path) -> None:
+    """``bench --workers`` runs ``gpen-video`` with arguments that parse back into the job."""
+    import argparse
+
+    from gpen_video.bench.workers import command_args, parse_counts
+    from gpen_video.commands import bench as bench_command
+    from gpen_video.commands import run as run_command
+
+    parser = argparse.ArgumentParser()
+    bench_command.configure(parser)
+    options = bench_command.options_from_args(parser.parse_args(
+        ["--model", "GPEN-BFR-256", "--random-weights", "--detector", "mobile0.25",
+         "--device", "cpu", "--temporal", "off", "--codec", "ffv1", "--workers", "1,2"]))
+    args = command_args(options.run, tmp_path / "in.mp4", tmp_path / "out.mkv", 30)
+    parser = argparse.ArgumentParser()
+    run_command.configure(parser)
+    parsed = run_command.options_from_args(parser.parse_args(args))
+    for part in ("model", "restore", "detect", "temporal", "encode"):
+        assert getattr(parsed, part) == getattr(options.run, part), part
+    assert (parsed.range.start, parsed.range.end) == (0, 29)
+    assert parse_counts("1,2") == [1, 2]
+    with pytest.raises(UsageError):
+        parse_counts("0,2")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from gpen_video.environment import Environment
@@ -119,8 +120,10 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
     span.add_argument("--frames", default=None, metavar="A-B", help="output only frames A..B")
     span.add_argument("--start", type=int, default=None)
     span.add_argument("--end", type=int, default=None)
-    span.add_argument("--overlap", type=int, default=0,
-                      help="frames decoded before the range to warm the tracker")
+    span.add_argument("--overlap", default=0, metavar="N|auto",
+                      help="frames decoded before the range to warm the tracker; auto: as many "
+                           "before and after it as a chunk needs to render what a single run of "
+                           "the whole clip renders (farm chunks)")
     span.add_argument("--on-damage", default="conceal", choices=ON_DAMAGE,
                       help="a damaged input packet: conceal it (repeat the previous frame, warn, "
                            "keep every later frame) or fail (exit 2, nothing written)")
@@ -207,7 +210,7 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
         temporal=TemporalOptions(mode=args.temporal),
         encode=EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset,
                              pix_fmt=args.pix_fmt),
-        range=RangeOptions(start=start, end=end, overlap=args.overlap),
+        range=RangeOptions(start=start, end=end, overlap=_overlap(args.overlap)),
     )
 
 
@@ -224,8 +227,22 @@ def _folders(args: argparse.Namespace, env: Environment | None) -> tuple[Path | 
     return engine_dir, default_cache_dir(env)
 
 
+def _overlap(value: object) -> int:
+    """``--overlap``: frames (``auto`` is resolved later, by :func:`execute`; 0 here)."""
+    if str(value).strip().lower() == "auto":
+        return 0
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except ValueError:
+        raise UsageError(f"--overlap {value!r}: a number of frames, or auto") from None
+
+
 def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     options = options_from_args(args, env)
+    if str(args.overlap).strip().lower() == "auto":
+        from gpen_video.farm.warmup import auto_range
+
+        options = replace(options, range=auto_range(options))
     from gpen_video import pipeline
 
     workers = _workers(args)
@@ -241,8 +258,6 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
 
         options = segment_options(options)
     if options.progress == "openjd":  # the pipeline's plain lines, rewritten (gpen_video.farm)
-        from dataclasses import replace
-
         from gpen_video.progress import OpenJDStream
 
         options = replace(options, progress="plain")

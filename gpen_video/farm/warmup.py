@@ -119,3 +119,24 @@ def chunk_ranges(chunks: list["Chunk"], margins: ChunkMargins, job: RangeOptions
             rng = replace(rng, tail=job.tail)
         out.append(rng)
     return out
+
+
+def auto_range(run: RunOptions) -> RangeOptions:
+    """``run.range`` with the margins of :func:`chunk_margins` (``--overlap auto``: a farm
+    chunk rendered by hand, ``gpen-video IN SEG --frames A-B --overlap auto --segment``).
+
+    Raises:
+        InputError: the input cannot be read.
+    """
+    from gpen_video.media import VideoSource
+
+    with VideoSource(run.input) as src:
+        fps = float(src.fps) if src.fps else 25.0
+    rng = run.range
+    start = rng.start or 0
+    margins = chunk_margins(run, fps)
+    if rng.end is None:  # to the clip's end: nothing to look ahead at
+        return replace(margins.range(start, start), end=None, tail=0,
+                       start_timecode=rng.start_timecode, end_timecode=rng.end_timecode)
+    return replace(margins.range(start, rng.end), start_timecode=rng.start_timecode,
+                   end_timecode=rng.end_timecode)
