@@ -121,7 +121,7 @@ def test_source_decodes_a_tail_after_the_range_not_in_it(tmp_path: Path) -> None
 
 def test_pipeline_restores_primed_frames_but_writes_only_the_range() -> None:
     from gpen_video.media.source import ResolvedRange
-    from gpen_video.pipeline import _restored_frames
+    from gpen_video.pipeline.stages import restored_frames
 
     rng = ResolvedRange(first=10, start=20, end=29, clamped=False, pts=tuple(range(40)),
                         durations=(1,) * 40, time_base=Fraction(1, 10), last=35)
@@ -130,7 +130,7 @@ def test_pipeline_restores_primed_frames_but_writes_only_the_range() -> None:
         def __init__(self, index: int) -> None:
             self.index, self.in_range = index, 20 <= index <= 29
 
-    restores = _restored_frames(rng, 4)
+    restores = restored_frames(rng, 4)
     assert [i for i in range(10, 36) if restores(F(i))] == list(range(16, 30))
 
 

@@ -46,7 +46,7 @@ from typing import Any, TextIO
 
 from gpen_video import errors
 from gpen_video.errors import GpenVideoError, TransientError, UsageError
-from gpen_video.farm.plan import plan_chunks, segment_format
+from gpen_video.farm.plan import STITCH_WEIGHT, plan_chunks, segment_format
 from gpen_video.farm.warmup import chunk_margins, chunk_ranges
 from gpen_video.progress import Progress
 from gpen_video.media import paths
@@ -56,7 +56,6 @@ log = logging.getLogger("gpen_video.farm")
 
 CORES_PER_WORKER = 4  # auto: one process per this many cores
 WORKERS_PER_GPU = 4  # auto: at most this many processes share one GPU
-_STITCH_WEIGHT = {True: 0.25, False: 0.02}  # progress share of a stitched frame (re-encode, copy)
 _REPORT_EVERY = 0.25  # seconds between a worker's progress messages
 _STOP_SECONDS = 3.0  # a stopped worker gets this long before it is killed
 
@@ -288,7 +287,7 @@ def run_workers(run: RunOptions, workers: WorkersOptions = WorkersOptions(), *,
         max(1, cores // count)
     ranges = chunk_ranges(chunks, chunk_margins(run, fps), run.range)
     folder = paths.temp_dir_for(output)
-    stitch_weight = _STITCH_WEIGHT[fmt.reencode]
+    stitch_weight = STITCH_WEIGHT[fmt.reencode]
     progress = Progress(run.progress, total + round(total * stitch_weight), stdout, stderr,
                             label="gpen-video")
     summary = None

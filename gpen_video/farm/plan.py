@@ -37,6 +37,8 @@ from gpen_video.options import EncodeOptions, RunOptions
 SEGMENT_MODES = ("auto", "copy", "lossless", "gop")
 INTRA_FAMILIES = frozenset({"prores", "dnxhr", "ffv1", "png", "tiff"})
 LOSSLESS_SUFFIX = ".mkv"
+# progress share of one stitched frame against one rendered frame (re-encode, packet copy)
+STITCH_WEIGHT = {True: 0.25, False: 0.02}
 SEGMENT_PREFIX = "seg-"
 
 

@@ -43,8 +43,8 @@ from typing import Any, Callable, TextIO
 
 from gpen_video.errors import (EXIT_TRANSIENT, EXIT_USAGE, GpenVideoError, TransientError,
                                UsageError)
-from gpen_video.farm.plan import (Chunk, SegmentFormat, default_segment_dir, job_key, plan_chunks,
-                                  segment_format)
+from gpen_video.farm.plan import (STITCH_WEIGHT, Chunk, SegmentFormat, default_segment_dir,
+                                  job_key, plan_chunks, segment_format)
 from gpen_video.farm.warmup import chunk_margins, chunk_ranges
 from gpen_video.progress import Progress
 from gpen_video.media import paths
@@ -53,7 +53,6 @@ from gpen_video.options import EncodeOptions, FarmOptions, RangeOptions, RunOpti
 log = logging.getLogger("gpen_video.farm")
 
 ChunkHook = Callable[[Chunk, int, int], None]  # (chunk, attempt, frames done): tests only
-_STITCH_WEIGHT = {True: 0.25, False: 0.02}  # progress share of a stitched frame (re-encode, copy)
 _PROGRESS_EVERY = 0.25  # seconds between a worker's progress reports
 
 
@@ -317,7 +316,7 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
     folder = _segment_folder(farm, output, job_key(run, farm.chunk, fmt))
     segment_of = {c.index: folder / c.segment_name(fmt.suffix) for c in chunks}
     total = last - first + 1
-    stitch_weight = _STITCH_WEIGHT[fmt.reencode]
+    stitch_weight = STITCH_WEIGHT[fmt.reencode]
     progress = Progress(run.progress, total + round(total * stitch_weight), stdout, stderr)
     progress.event("plan", f"{total} frames ({first}-{last}) in {len(chunks)} chunks of up to "
                    f"{farm.chunk}, {fmt.mode} segments in {folder}", first=first, last=last,
