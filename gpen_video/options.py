@@ -63,6 +63,8 @@ class RestoreOptions:
     max_batch: int | None = None  # TensorRT profile max (default max(32, batch)); see engine/
     engine_dir: Path | None = None  # cached ONNX/TensorRT engines; default engine/paths.py
     cuda_graphs: bool = True  # torch on CUDA: replay the forward pass from CUDA graphs
+    threads: int | None = None  # CPU threads of onnxruntime (None: its own choice); torch's are
+    #                             the process's (torch.set_num_threads)
 
 
 @dataclass(frozen=True)

@@ -291,3 +291,14 @@ def test_bench_times_the_same_job_it_was_given(tmp_path: Path) -> None:
     assert parse_counts("1,2") == [1, 2]
     with pytest.raises(UsageError):
         parse_counts("0,2")
+
+
+def test_onnxruntime_takes_its_threads_from_the_restore_options() -> None:
+    """Workers give onnxruntime their share of the cores (it ignores OMP_NUM_THREADS)."""
+    pytest.importorskip("onnxruntime")
+    from gpen_video.backends.onnxruntime_backend import OnnxRuntimeRestorer
+    from gpen_video.options import ModelOptions, RestoreOptions
+
+    restorer = OnnxRuntimeRestorer(ModelOptions(name="GPEN-BFR-256"),
+                                   RestoreOptions(device="cpu", threads=1))
+    assert restorer._threads == 1

@@ -105,7 +105,7 @@ class OnnxRuntimeRestorer(Restorer):
                              "or --backend torch on a CUDA device")
         self._model = model if model is not None else ModelOptions()
         self._restore = restore
-        self._threads = threads
+        self._threads = threads if threads is not None else restore.threads
         self._session = None
         self._providers: list[str] = []
         self.onnx_path: Path | None = None

@@ -198,6 +198,7 @@ def _serve(index: int, threads: int, run: RunOptions, tasks: Any, events: Any,
     from gpen_video.faces import FaceDetector
 
     torch.set_num_threads(threads)
+    run = replace(run, restore=replace(run.restore, threads=threads))  # onnxruntime's too
     restorer = create_restorer(run.model, run.restore)
     restorer.load()
     try:
