@@ -274,9 +274,11 @@ def _workers(args: argparse.Namespace) -> WorkersOptions | None:
     Raises:
         UsageError: a bad count, or combined with ``--segment``.
     """
-    from gpen_video.farm.local import parse_workers
+    from gpen_video.farm.local import parse_workers, resolve_workers
 
     count = parse_workers(str(getattr(args, "workers", "1")))
+    if count is None:  # auto
+        count = resolve_workers(args.device)
     if count == 1:
         return None
     if getattr(args, "segment", False):

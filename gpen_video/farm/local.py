@@ -126,6 +126,13 @@ def parse_workers(text: str) -> int | None:
     return n
 
 
+def resolve_workers(device: str) -> int:
+    """The count ``--workers auto`` means here (:func:`auto_workers`; logged with ``-v``)."""
+    count, why = auto_workers(os.cpu_count() or 1, len(_gpus(device)), device)
+    log.info("--workers auto: %s", why)
+    return count
+
+
 def _gpus(device: str) -> list[str]:
     """The CUDA devices a worker may be given (``CUDA_VISIBLE_DEVICES`` names), none for CPU."""
     if device == "cpu":
@@ -273,10 +280,7 @@ def run_workers(run: RunOptions, workers: WorkersOptions = WorkersOptions(), *,
     paths.check_output(output, run.input, run.overwrite)
     gpus = _gpus(run.restore.device)
     cores = os.cpu_count() or 1
-    count = workers.count
-    if count is None:
-        count, why = auto_workers(cores, len(gpus), run.restore.device)
-        log.info("--workers auto: %s", why)
+    count = workers.count or resolve_workers(run.restore.device)
     first, last, depth, fps = _source_facts(run)
     with VideoSource(run.input) as src:
         fmt = segment_format(src.video_info, depth, output, run.encode, "auto")
