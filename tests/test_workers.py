@@ -302,3 +302,17 @@ def test_onnxruntime_takes_its_threads_from_the_restore_options() -> None:
     restorer = OnnxRuntimeRestorer(ModelOptions(name="GPEN-BFR-256"),
                                    RestoreOptions(device="cpu", threads=1))
     assert restorer._threads == 1
+
+
+def test_workers_auto_that_means_one_process_is_the_single_run(monkeypatch) -> None:
+    import argparse
+
+    from gpen_video.commands import run as run_command
+
+    parser = argparse.ArgumentParser()
+    run_command.configure(parser)
+    args = parser.parse_args(["in.mp4", "out.mp4", "--device", "cpu", "--workers", "auto"])
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert run_command._workers(args) is None
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert run_command._workers(args).count == 4
