@@ -9,6 +9,9 @@
                             ``gpen-video/engines`` under it
 ``GPEN_VIDEO_GATE_IMAGES``  a folder of face crops for the quality gate instead of the ones
                             shipped in the package
+``OMP_NUM_THREADS``         torch threads per process of ``--workers N`` (default: the
+                            cores divided among them)
+``CUDA_VISIBLE_DEVICES``    the GPUs ``--workers N`` hands out, one per process
 =========================== ===============================================================
 
 The CLI reads them once (:meth:`Environment.read`) and hands the object to the command, which
@@ -39,6 +42,8 @@ class Environment:
     home: Path | None = None  # GPEN_VIDEO_HOME
     cache_home: Path | None = None  # XDG_CACHE_HOME (None: ~/.cache)
     gate_images: Path | None = None  # GPEN_VIDEO_GATE_IMAGES
+    omp_threads: int | None = None  # OMP_NUM_THREADS (a positive number, else None)
+    cuda_visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES, as set
 
     @classmethod
     def read(cls, environ: Mapping[str, str] | None = None) -> "Environment":
@@ -49,9 +54,12 @@ class Environment:
             value = env.get(name)
             return Path(value).expanduser() if value else None
 
+        threads = env.get("OMP_NUM_THREADS", "")
         return cls(debug=env.get("GPEN_VIDEO_DEBUG") == "1", engines=path("GPEN_VIDEO_ENGINES"),
                    home=path("GPEN_VIDEO_HOME"), cache_home=path("XDG_CACHE_HOME"),
-                   gate_images=path("GPEN_VIDEO_GATE_IMAGES"))
+                   gate_images=path("GPEN_VIDEO_GATE_IMAGES"),
+                   omp_threads=int(threads) if threads.isdigit() and int(threads) > 0 else None,
+                   cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"))
 
     @property
     def user_cache(self) -> Path:

@@ -115,7 +115,7 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
 
     options = options_from_args(args, env)
     if args.workers is not None:
-        return _execute_workers(args, options)
+        return _execute_workers(args, options, env)
     argv = sys.argv[1:]
     if Path(sys.argv[0]).name in ("gpen-video", "__main__.py"):
         command = "gpen-video " + shlex.join(argv if argv[:1] == ["bench"] else ["bench", *argv])
@@ -134,7 +134,7 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     return 0
 
 
-def _execute_workers(args: argparse.Namespace, options) -> int:
+def _execute_workers(args: argparse.Namespace, options, env: Environment | None) -> int:
     """``--workers``: :mod:`gpen_video.bench.workers`."""
     import datetime as dt
     import shutil
@@ -164,7 +164,7 @@ def _execute_workers(args: argparse.Namespace, options) -> int:
                          "detector": run.detect.network, "temporal": run.temporal.mode,
                          "frames": options.frames, "repeats": options.repeats,
                          "workers": counts,
-                         "omp_num_threads": __import__("os").environ.get("OMP_NUM_THREADS")},
+                         "omp_num_threads": (env or Environment.read()).omp_threads},
               "load_avg_1min": {"before": load_before, "after": load_average()},
               "host_syncs_per_frame": None,  # the sync counter (issue 17 item 3) is not here
               "scenes": scenes}

@@ -245,11 +245,11 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
         options = replace(options, range=auto_range(options))
     from gpen_video import pipeline
 
-    workers = _workers(args)
+    workers = _workers(args, env)
     if workers is not None:  # several processes: gpen_video.farm.local
         from gpen_video.farm.local import run_workers
 
-        run_workers(options, workers)
+        run_workers(options, workers, env=env)
         return 0
 
     stdout = None
@@ -268,7 +268,7 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     return 0
 
 
-def _workers(args: argparse.Namespace) -> WorkersOptions | None:
+def _workers(args: argparse.Namespace, env: Environment | None = None) -> WorkersOptions | None:
     """``--workers``: None for the single in-process run (``1``), else the workers' options.
 
     Raises:
@@ -278,7 +278,7 @@ def _workers(args: argparse.Namespace) -> WorkersOptions | None:
 
     count = parse_workers(str(getattr(args, "workers", "1")))
     if count is None:  # auto
-        count = resolve_workers(args.device)
+        count = resolve_workers(args.device, env)
     if count == 1:
         return None
     if getattr(args, "segment", False):

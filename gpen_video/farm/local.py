@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gpen_video import errors
+from gpen_video.environment import Environment
 from gpen_video.errors import GpenVideoError, TransientError, UsageError
 from gpen_video.farm.plan import STITCH_WEIGHT, plan_chunks, segment_format
 from gpen_video.farm.warmup import chunk_margins, chunk_ranges
@@ -126,14 +127,15 @@ def parse_workers(text: str) -> int | None:
     return n
 
 
-def resolve_workers(device: str) -> int:
+def resolve_workers(device: str, env: Environment | None = None) -> int:
     """The count ``--workers auto`` means here (:func:`auto_workers`; logged with ``-v``)."""
-    count, why = auto_workers(os.cpu_count() or 1, len(_gpus(device)), device)
+    env = env if env is not None else Environment.read()
+    count, why = auto_workers(os.cpu_count() or 1, len(_gpus(device, env)), device)
     log.info("--workers auto: %s", why)
     return count
 
 
-def _gpus(device: str) -> list[str]:
+def _gpus(device: str, env: Environment) -> list[str]:
     """The CUDA devices a worker may be given (``CUDA_VISIBLE_DEVICES`` names), none for CPU."""
     if device == "cpu":
         return []
@@ -143,7 +145,7 @@ def _gpus(device: str) -> list[str]:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     except Exception:  # noqa: BLE001 - no usable CUDA: CPU workers
         count = 0
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = env.cuda_visible_devices
     names = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
     return names[:count] if names else [str(i) for i in range(count)]
 
@@ -259,8 +261,12 @@ def _source_facts(run: RunOptions) -> tuple[int, int, int, float]:
 
 
 def run_workers(run: RunOptions, workers: WorkersOptions = WorkersOptions(), *,
-                stdout: TextIO | None = None, stderr: TextIO | None = None) -> WorkersReport:
+                env: Environment | None = None, stdout: TextIO | None = None,
+                stderr: TextIO | None = None) -> WorkersReport:
     """Render ``run`` with ``workers.count`` local processes and stitch (module docstring).
+
+    ``env``: the environment's ``OMP_NUM_THREADS`` and ``CUDA_VISIBLE_DEVICES`` (default: this
+    process's).
 
     Raises:
         UsageError, InputError, OutputError, WeightsError, BackendUnavailable: as a single
@@ -278,9 +284,10 @@ def run_workers(run: RunOptions, workers: WorkersOptions = WorkersOptions(), *,
         raise UsageError("--workers writes a video file; for an image sequence run one process "
                          "per frame range (gpen-video IN out_%06d.png --frames A-B)")
     paths.check_output(output, run.input, run.overwrite)
-    gpus = _gpus(run.restore.device)
+    env = env if env is not None else Environment.read()
+    gpus = _gpus(run.restore.device, env)
     cores = os.cpu_count() or 1
-    count = workers.count or resolve_workers(run.restore.device)
+    count = workers.count or resolve_workers(run.restore.device, env)
     first, last, depth, fps = _source_facts(run)
     with VideoSource(run.input) as src:
         fmt = segment_format(src.video_info, depth, output, run.encode, "auto")
@@ -288,7 +295,7 @@ def run_workers(run: RunOptions, workers: WorkersOptions = WorkersOptions(), *,
     size = -(-total // max(1, count * max(1, workers.chunks_per_worker)))
     chunks = plan_chunks(first, last, size)
     count = min(count, len(chunks))
-    threads = workers.threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or \
+    threads = workers.threads or env.omp_threads or \
         max(1, cores // count)
     ranges = chunk_ranges(chunks, chunk_margins(run, fps), run.range)
     folder = paths.temp_dir_for(output)
