@@ -5,8 +5,10 @@ precision convolutions are hundreds of times slower than fp32, so they are refus
 ``auto`` is fp32 on the CPU and fp16 on CUDA. The network and the batches are ``channels_last``
 (faster on the CPU too: transposed convolutions take oneDNN's path then); a network passed in as
 a module is converted in place. Measurements: ``benchmarks/RESULTS.md``, "Numbers behind design choices". On CUDA the forward
-pass is replayed from a CUDA graph per batch shape (:mod:`gpen_video.backends.cuda_graphs`;
-``cuda_graphs=False`` runs it eagerly).
+pass is replayed from CUDA graphs captured in ``load()`` for a fixed set of batch sizes (1, 2,
+4, … up to ``RestoreOptions.batch``; a partial batch is padded to the next one), before any
+pipeline thread runs CUDA work (:mod:`gpen_video.backends.cuda_graphs`; ``cuda_graphs=False``
+runs it eagerly).
 
 Model I/O: the network takes RGB in ``[-1, 1]`` and returns raw RGB; the batch and the output
 are mapped by :mod:`gpen_video.models.io` (``x·2 − 1`` in, ``clip(y·0.5 + 0.5, 0, 1)`` out, in
@@ -23,6 +25,8 @@ from gpen_video.backends.base import InputSpec, ModelSource, Restorer, load_netw
 from gpen_video.errors import BackendUnavailable, UsageError
 from gpen_video.models.io import model_to_unit, unit_to_model
 from gpen_video.options import PRECISIONS, ModelOptions, RestoreOptions, check_choice
+
+GRAPH_BATCH = 32  # largest captured batch when no batch limit is given (larger ones are cut)
 
 
 def resolve_device(device: str) -> str:
@@ -85,7 +89,9 @@ class TorchRestorer(Restorer):
             device in place).
         restore: ``device`` (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``), ``precision``
             (``auto`` | ``fp32`` | ``fp16`` | ``bf16``), ``batch`` (larger batches are split;
-            one face per forward pass on the CPU), ``cuda_graphs``.
+            one face per forward pass on the CPU), ``cuda_graphs`` (captured at load for the
+            sizes of :func:`~gpen_video.backends.cuda_graphs.plan_batch_sizes` up to ``batch``,
+            :data:`GRAPH_BATCH` when it is None).
         size: crop size, when it cannot be known before loading (a ``.pth`` path).
         seed: seed of random weights (``ModelOptions.random_weights``).
 
@@ -136,9 +142,24 @@ class TorchRestorer(Restorer):
         self._net = net
         self._forward = _first_output(net)
         if self._cuda_graphs:
-            from gpen_video.backends.cuda_graphs import GraphedForward
+            self._forward = self._graphed(self._forward, size, self._torch_dtype())
 
-            self._forward = GraphedForward(self._forward)
+    def _graphed(self, forward: Any, size: int, dtype: Any) -> Any:
+        """``forward`` replayed from graphs captured now, for every planned batch size."""
+        import torch
+
+        from gpen_video.backends.cuda_graphs import GraphedForward, plan_batch_sizes
+
+        sizes = plan_batch_sizes(self.spec.max_batch or GRAPH_BATCH)
+        example = torch.zeros((1, 3, size, size), device=self._device, dtype=dtype)
+        with torch.inference_mode():
+            return GraphedForward(forward, sizes).prepare(
+                example.contiguous(memory_format=torch.channels_last))
+
+    @property
+    def graph_sizes(self) -> tuple[int, ...]:
+        """The batch sizes whose CUDA graphs were captured at load (empty: eager)."""
+        return getattr(self._forward, "captured_sizes", ())
 
     def _close_impl(self) -> None:
         import torch
