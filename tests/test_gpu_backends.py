@@ -107,3 +107,22 @@ def test_restores_while_another_thread_runs_cuda_work(faces):
         assert not errors and not r._forward.disabled
         assert r.graph_sizes == (1, 2, 4, 8)
         assert all(o.shape[0] == 1 + k % 6 for k, o in enumerate(outs))
+
+
+def test_half_precision_is_gated_at_load_and_the_verdict_cached(faces, tmp_path):
+    """fp16 on CUDA: the gate runs in load() against strict FP32 on the real crops, the verdict
+    lands in the engine folder, and a second load reads it instead of gating again."""
+    import copy
+    import json
+
+    with TorchRestorer(copy.deepcopy(small_gpen()), device="cuda", precision="fp16", size=64,
+                       engine_dir=tmp_path) as r:
+        first = r.gate
+        assert first is not None and first.gated_now and r.precision == first.precision
+    files = sorted(tmp_path.glob("torch-gate-64px-*.json"))
+    assert files
+    record = json.loads(files[0].read_text())
+    assert record["key"]["gpu"] == torch.cuda.get_device_name(0) and "psnr_db" in record
+    with TorchRestorer(copy.deepcopy(small_gpen()), device="cuda", precision="fp16", size=64,
+                       engine_dir=tmp_path) as r:
+        assert r.gate.gated_now == () and r.precision == first.precision
