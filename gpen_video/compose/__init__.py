@@ -67,8 +67,16 @@ class FaceGeometry(Protocol):
     def crop(self, frames: Sequence[Any], matrices: Sequence[np.ndarray]) -> list:
         """The aligned crops of ``N`` faces (face ``k`` in ``frames[k]``)."""
 
+    lane: Any  # gpen_video.device.DeviceLane: streams, events, counted host syncs
+
     def restore(self, restorer: Any, crops: list) -> list:
         """One ``restorer.restore`` call for all ``crops``; the restored faces, same kind."""
+
+    def mark(self) -> Any:
+        """A handle (a CUDA event, or None) for the work queued so far by the restore stage."""
+
+    def receive(self, events: list, tensors: list) -> None:
+        """Before compositing: wait (on the device) for ``events``, take over ``tensors``."""
 
     def to_host(self, items: list) -> list[np.ndarray]:
         """``S×S×3`` float32 numpy crops."""
