@@ -16,7 +16,8 @@ starts, and never later:
   are zeros, computed and dropped (GPEN treats every face of a batch independently, so the real
   rows are the same as without padding). A batch larger than the largest size is cut into pieces.
 * All graphs share one memory pool, captured largest first, so the activations are held once
-  (not once per size). Outputs are cloned after each replay: the next replay reuses the buffers.
+  (not once per size). Outputs are cloned after each replay: the next replay reuses the buffers;
+  a replay on another stream than the last one waits for it (on the device).
 * If a capture fails, the forward pass runs eagerly from then on (slower, never wrong), with one
   warning; it is never retried mid-run.
 
@@ -91,6 +92,7 @@ class GraphedForward:
         self.disabled = False  # a capture failed: eager from then on
         self.calls: dict[int, int] = {s: 0 for s in self.sizes}
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}  # size → (input, graph, output)
+        self._last_stream = None  # the stream of the last replay (graphs share their memory)
 
     @property
     def captured(self) -> int:
@@ -159,6 +161,10 @@ class GraphedForward:
         if entry is None:  # capture off or failed: same padding, eager
             return self._fn(_pad(x, size))[:n]
         static_in, graph, static_out = entry
+        stream = torch.cuda.current_stream(x.device)
+        if self._last_stream is not None and self._last_stream != stream:
+            stream.wait_stream(self._last_stream)  # one pool: never two replays at once
+        self._last_stream = stream
         static_in[:n].copy_(x)
         if n < size:
             static_in[n:].zero_()
