@@ -4,7 +4,7 @@ The pipeline runs with the torch geometry (the GPU path's code, on the CPU devic
 random-weight GPEN of the real architecture (128 px, narrow: plumbing only) over a real clip. Two
 instruments: the counts of :class:`gpen_video.device.DeviceLane` (what ``bench`` reports), and
 :class:`tests.sync_probe.StraySyncs`, which catches would-be syncs that bypass the lane in the
-restore and compose threads. Budget (issue 17): ≤ 1 host sync per output frame + 1 per detection
+restore and compose threads. Budget: ≤ 1 host sync per output frame + 1 per detection
 batch; the restore/composite path should need exactly the finished frame's download.
 """
 
