@@ -28,15 +28,22 @@ def _bool_index(index) -> bool:
 
 class StraySyncs:
     """``with StraySyncs(("gpen-restore", "gpen-paste")) as probe: …`` then ``probe.found``:
-    ``(thread, what, where)`` of each uncounted would-be sync."""
+    ``(thread, what, where)`` of each uncounted would-be sync, and ``probe.counted``: the reads
+    seen inside the lane's counted syncs in those threads (proof that the names matched)."""
 
     def __init__(self, threads: tuple[str, ...]) -> None:
         self.threads = threads
         self.found: list[tuple[str, str, str]] = []
+        self.counted = 0
         self._saved: dict[str, object] = {}
 
     def _watched(self) -> bool:
-        return threading.current_thread().name in self.threads and not inside_counted_sync()
+        if threading.current_thread().name not in self.threads:
+            return False
+        if inside_counted_sync():
+            self.counted += 1
+            return False
+        return True
 
     def _note(self, what: str) -> None:
         where = "".join(traceback.format_stack(limit=4)[:-2]).strip().splitlines()

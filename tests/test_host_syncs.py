@@ -34,6 +34,7 @@ def _run(testdata, tmp_path, temporal: str):
     options = dataclasses.replace(options, blend=BlendOptions(geometry="torch"))
     with StraySyncs(("gpen-restore", "gpen-compose")) as probe:
         summary = pipeline.run(options)
+    assert probe.counted > 0  # the probe watched the threads that did the work
     return summary, probe.found, math.ceil(summary.frames / detect.batch)
 
 
