@@ -81,6 +81,7 @@ step() {  # step NAME MAX_SECONDS CMD...: time-boxed; the outcome goes to steps.
 }
 
 log "env"
+touch /tmp/gpen-gpu-check.t0
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv,noheader
 python3 -c 'import sys, torch; print(sys.version.split()[0], torch.__version__, torch.version.cuda)'
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -104,8 +105,8 @@ step gate 90 python3 scripts/gpu_check.py gate
 step throughput 160 python3 benchmarks/restorer_throughput.py --backends torch \
   --precisions fp32 tf32 fp16 bf16 --batches 1 8 32 --graphs on off --repeats 5 --warmup 1 \
   --cpu-gflop-cap 0
-[ -f benchmarks/results/restorer_throughput.json ] && \
-  cp benchmarks/results/restorer_throughput.json "$OUT/"
+R=benchmarks/results/restorer_throughput.json  # the tracked CPU file unless rewritten now
+[ "$R" -nt /tmp/gpen-gpu-check.t0 ] && cp "$R" "$OUT/"
 bench() {  # bench WORKERS
   local workers=()
   if python3 -m gpen_video bench --help 2>/dev/null | grep -q -- '--workers'; then
