@@ -127,6 +127,16 @@ def frames_to_tensor(frames: Sequence[np.ndarray] | np.ndarray, device: str | to
     return torch.from_numpy(stacked).to(device, non_blocking=True)
 
 
+def _upload(values, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Small host values (matrices, indices, factors) on ``device`` without a host sync: a
+    plain ``.to("cuda")`` of pageable memory waits for the stream; from pinned memory, with
+    ``non_blocking``, it does not (torch's host allocator keeps the buffer until the copy ran)."""
+    host = torch.as_tensor(values, dtype=dtype)
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
+
+
 class GpuGeometry:
     """Batched crops and paste-back on one torch device for ``size``-px crops.
 
@@ -168,12 +178,11 @@ class GpuGeometry:
         hp, wp = h + 2 * m, w + 2 * m
         planar = planar.permute(1, 0, 2, 3).reshape(1, 3, t_count * hp, wp)
         theta = torch.from_numpy(np.stack([crop_theta(mat, (h, w), s) for mat in matrices]))
-        grid = F.affine_grid(theta.to(self.device, torch.float32), [n, 3, s, s],
+        grid = F.affine_grid(_upload(theta, self.device, torch.float32), [n, 3, s, s],
                              align_corners=False)  # normalised to the unpadded frame
         gx = fold_reflect101(grid[..., 0], w)
         gy = fold_reflect101(grid[..., 1], h)
-        band = torch.as_tensor(list(frame_index), device=self.device,
-                               dtype=torch.float32).view(n, 1, 1)
+        band = _upload(list(frame_index), self.device, torch.float32).view(n, 1, 1)
         # frame-normalised → frame pixel → pixel in the padded, stacked image → normalised there
         px = ((gx + 1.0) * w - 1.0) / 2.0 + m
         py = ((gy + 1.0) * h - 1.0) / 2.0 + m + band * hp
@@ -220,15 +229,15 @@ class GpuGeometry:
         s = self.size
         theta = torch.from_numpy(np.stack([paste_theta(matrices[i], r, (hb, wb), s)
                                            for i, r in faces]))
-        grid = F.affine_grid(theta.to(self.device, torch.float32), [len(faces), 4, hb, wb],
+        grid = F.affine_grid(_upload(theta, self.device, torch.float32), [len(faces), 4, hb, wb],
                              align_corners=False)
-        index = torch.as_tensor([i for i, _ in faces], device=self.device)
+        index = _upload([i for i, _ in faces], self.device, torch.int64)
         rgba = torch.cat([restored.to(self.device, torch.float32).index_select(0, index),
                           self.mask.expand(len(faces), 1, s, s)], dim=1)
         warped = F.grid_sample(rgba, grid, mode=self.mode, padding_mode="zeros",
                                align_corners=False)  # F×4×Hb×Wb, one call for every face
-        factor = torch.tensor([alphas[i] * strength for i, _ in faces], device=self.device,
-                              dtype=torch.float32).view(-1, 1, 1)
+        factor = _upload([alphas[i] * strength for i, _ in faces], self.device,
+                         torch.float32).view(-1, 1, 1)
         coverage = face_coverage(warped[:, 3], factor)  # Blender's rule, on the device
         by_frame: dict[int, list[int]] = {}
         for k, (i, _) in enumerate(faces):
