@@ -1,9 +1,10 @@
 """The torch backend's quality gate for fp16/bf16 and its fallback, on the CPU.
 
 Half precision cannot run on the CPU path, so the candidates are emulated
-(:mod:`tests.precision_emulation`: every layer's output rounded to a mantissa width) around a
-random-weight GPEN of the real architecture (64 px, narrow); the reference is the same network in
-plain fp32, the faces are the gate's real crops. What is under test is real: the gate, the
+(:func:`tests.engine_helpers.emulated_precision`: weights and every layer's output rounded to the
+dtype) around a random-weight GPEN of the real architecture (64 px, narrow); the reference is the
+same network in plain fp32, the faces are the gate's real crops. A precision name stands for the
+emulated dtype the test gives it (bfloat16 passes; float8 is too coarse for any face). What is under test is real: the gate, the
 fallback order, the cache and the log line.
 """
 
@@ -15,15 +16,15 @@ import logging
 import math
 
 import pytest
+import torch
 
 from gpen_video.backends.torch_backend import TorchRestorer
 from gpen_video.backends.torch_gate import TorchGateKey, choose_precision, weights_sha256
 from gpen_video.engine.gate import load_gate_faces
 from gpen_video.options import RestoreOptions
-from tests.engine_helpers import small_gpen
-from tests.precision_emulation import emulate_precision
+from tests.engine_helpers import emulated_precision, small_gpen
 
-EXACT, BF16_BITS, COARSE_BITS = None, 7, 3  # 7 bits measured 50 dB, 3 bits 28 dB here
+EXACT, BF16, COARSE = None, torch.bfloat16, torch.float8_e4m3fn
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +38,17 @@ def net():
 
 
 class Candidates:
-    """Restorers per precision name, emulated with the given mantissa widths; counts builds."""
+    """Restorers per precision name, emulating the given dtypes (None: exact); counts builds."""
 
-    def __init__(self, net, widths: dict[str, int | None]) -> None:
-        self.net, self.widths, self.built = net, widths, []
+    def __init__(self, net, dtypes: dict) -> None:
+        self.net, self.dtypes, self.built = net, dtypes, []
 
     def __call__(self, precision: str) -> TorchRestorer:
         self.built.append(precision)
-        bits = self.widths[precision]
-        model = copy.deepcopy(self.net)
-        return TorchRestorer(model if bits is None else emulate_precision(model, bits),
-                             RestoreOptions(device="cpu"), size=64, quality_gate=False)
+        dtype = self.dtypes[precision]
+        model = (copy.deepcopy(self.net) if dtype is None
+                 else emulated_precision(self.net, dtype))
+        return TorchRestorer(model, RestoreOptions(device="cpu"), size=64, quality_gate=False)
 
     def reference(self) -> TorchRestorer:
         self.built.append("reference")
@@ -80,7 +81,7 @@ def test_an_exact_precision_passes_and_is_kept(net, faces, tmp_path, caplog):
 
 def test_a_coarse_precision_fails_falls_back_with_one_line_and_is_cached(net, faces, tmp_path,
                                                                         caplog):
-    made = Candidates(net, {"fp16": COARSE_BITS, "bf16": BF16_BITS})
+    made = Candidates(net, {"fp16": COARSE, "bf16": BF16})
     with caplog.at_level(logging.WARNING, logger="gpen_video.backends"):
         choice = choose_precision("fp16", _key_for(net), made, made.reference, lambda: faces,
                                   tmp_path)
@@ -99,7 +100,7 @@ def test_a_coarse_precision_fails_falls_back_with_one_line_and_is_cached(net, fa
     assert record["report"]["psnr_per_image_db"] and record["key"]["precision"] == "fp16"
 
     # the next run with the same key reads the verdicts: no restorer built, same choice and line
-    again = Candidates(net, {"fp16": COARSE_BITS, "bf16": BF16_BITS})
+    again = Candidates(net, {"fp16": COARSE, "bf16": BF16})
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="gpen_video.backends"):
         cached = choose_precision("fp16", _key_for(net), again, again.reference,
@@ -114,7 +115,7 @@ def test_a_coarse_precision_fails_falls_back_with_one_line_and_is_cached(net, fa
 
 
 def test_when_every_half_precision_fails_fp32_is_used_and_recorded(net, faces, tmp_path):
-    made = Candidates(net, {"bf16": COARSE_BITS})
+    made = Candidates(net, {"bf16": COARSE})
     choice = choose_precision("bf16", _key_for(net), made, made.reference, lambda: faces,
                               tmp_path)
     assert choice.precision == "fp32" and "using fp32" in choice.line
