@@ -71,10 +71,11 @@ def capture() -> dict:
 
     from gpen_video.backends.cuda_graphs import GraphedForward, plan_batch_sizes
     from gpen_video.backends.torch_backend import TorchRestorer, _first_output
+    from gpen_video.options import RestoreOptions
 
     out = {}
-    r = TorchRestorer(_net(256), device="cuda", precision="fp16", size=256, max_batch=8,
-                      quality_gate=False).load()
+    r = TorchRestorer(_net(256), RestoreOptions(device="cuda", precision="fp16", batch=8),
+                      size=256, quality_gate=False).load()
     x = torch.rand(8, 3, 256, 256, device="cuda")
     alone = {n: r.restore(x[:n]) for n in range(1, 9)}
     with _busy_thread() as other:
@@ -140,6 +141,7 @@ def gate() -> dict:
 
     from gpen_video.backends.torch_backend import TorchRestorer
     from gpen_video.engine.gate import compare, load_gate_faces, strict_fp32
+    from gpen_video.options import RestoreOptions
 
     out = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
     for size in (256, 512):
@@ -147,8 +149,8 @@ def gate() -> dict:
         faces = load_gate_faces(size)
 
         def make(precision: str, n=net) -> TorchRestorer:
-            return TorchRestorer(copy.deepcopy(n), device="cuda", precision=precision, size=size,
-                                 cuda_graphs=False, quality_gate=False)
+            options = RestoreOptions(device="cuda", precision=precision, cuda_graphs=False)
+            return TorchRestorer(copy.deepcopy(n), options, size=size, quality_gate=False)
 
         with strict_fp32(), make("fp32") as r:
             ref = r.restore(faces)
@@ -160,8 +162,8 @@ def gate() -> dict:
                            "per_face_db": [round(v, 1) for v in rep.psnr_per_image_db],
                            "max_abs_255": round(rep.max_abs_error_8bit, 2)}
         with tempfile.TemporaryDirectory() as folder:
-            with TorchRestorer(copy.deepcopy(net), device="cuda", precision="fp16", size=size,
-                               engine_dir=Path(folder)) as r:
+            options = RestoreOptions(device="cuda", precision="fp16", engine_dir=Path(folder))
+            with TorchRestorer(copy.deepcopy(net), options, size=size) as r:
                 rows["torch_gate_fp16"] = {"chosen": r.precision, "line": r.gate.line,
                                            "gated_now": list(r.gate.gated_now)}
         out[f"GPEN-BFR-{size}"] = rows

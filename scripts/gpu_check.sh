@@ -94,7 +94,6 @@ if [ -d .gpucheck/testdata ] && [ ! -e ../shared/testdata ]; then  # tests look 
   mkdir -p ../shared && ln -s "$REPO/.gpucheck/testdata" ../shared/testdata
 fi
 T=../shared/testdata
-export GPEN_VIDEO_GATE_IMAGES=$REPO/.gpucheck/testdata/images
 E2E=0; python3 -c 'import av, facexlib, filterpy' 2>/dev/null && E2E=1
 log "test data: $([ -d $T ] && echo yes || echo no); av+facexlib+filterpy: $E2E"
 

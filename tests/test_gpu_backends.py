@@ -115,14 +115,13 @@ def test_half_precision_is_gated_at_load_and_the_verdict_cached(faces, tmp_path)
     import copy
     import json
 
-    with TorchRestorer(copy.deepcopy(small_gpen()), device="cuda", precision="fp16", size=64,
-                       engine_dir=tmp_path) as r:
+    options = RestoreOptions(device="cuda", precision="fp16", engine_dir=tmp_path)
+    with TorchRestorer(copy.deepcopy(small_gpen()), options, size=64) as r:
         first = r.gate
         assert first is not None and first.gated_now and r.precision == first.precision
     files = sorted(tmp_path.glob("torch-gate-64px-*.json"))
     assert files
     record = json.loads(files[0].read_text())
     assert record["key"]["gpu"] == torch.cuda.get_device_name(0) and "psnr_db" in record
-    with TorchRestorer(copy.deepcopy(small_gpen()), device="cuda", precision="fp16", size=64,
-                       engine_dir=tmp_path) as r:
+    with TorchRestorer(copy.deepcopy(small_gpen()), options, size=64) as r:
         assert r.gate.gated_now == () and r.precision == first.precision

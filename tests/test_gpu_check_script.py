@@ -36,7 +36,7 @@ def test_the_data_it_carries_exists_in_the_shared_test_data(testdata):
     spec.loader.exec_module(module)
     from gpen_video.engine.gate import GATE_IMAGES
 
-    assert set(GATE_IMAGES) <= set(module.NEEDED["images"])
+    assert set(GATE_IMAGES) <= {Path(n).stem for n in module.NEEDED["images"]}
     for folder, names in module.NEEDED.items():
         for name in names:
             assert (testdata / folder / name).is_file(), (folder, name)
