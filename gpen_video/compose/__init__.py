@@ -60,14 +60,13 @@ class FaceGeometry(Protocol):
     device: str  # where frames and crops live
     size: int  # crop side S
     mask: np.ndarray  # S×S float32 paste alpha in crop space
+    lane: Any  # gpen_video.device.DeviceLane: streams, events, counted host syncs
 
     def frame(self, image: np.ndarray) -> Any:
         """The frame as :meth:`crop` and :meth:`paste` want it (uploaded once on torch)."""
 
     def crop(self, frames: Sequence[Any], matrices: Sequence[np.ndarray]) -> list:
         """The aligned crops of ``N`` faces (face ``k`` in ``frames[k]``)."""
-
-    lane: Any  # gpen_video.device.DeviceLane: streams, events, counted host syncs
 
     def restore(self, restorer: Any, crops: list) -> list:
         """One ``restorer.restore`` call for all ``crops``; the restored faces, same kind."""
