@@ -38,6 +38,7 @@ Writes ``benchmarks/results/restorer_throughput.json`` and rewrites its own sect
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import json
@@ -63,7 +64,8 @@ BATCHES = (1, 8, 32)
 CONFIGS = (
     ("torch", "fp32", "cpu"),
     ("onnxruntime", "fp32", "cpu"),
-    ("torch", "fp32", "cuda"),
+    ("torch", "fp32", "cuda"),  # strict fp32 (TF32 off)
+    ("torch", "tf32", "cuda"),  # fp32 weights, TF32 convolutions (torch's default on CUDA)
     ("torch", "fp16", "cuda"),
     ("torch", "bf16", "cuda"),
     ("onnxruntime", "fp32", "cuda"),
@@ -71,15 +73,6 @@ CONFIGS = (
     ("tensorrt", "bf16", "cuda"),
     ("tensorrt", "fp32", "cuda"),
 )
-# dense peak TFLOP/s (no sparsity): fp16/bf16 tensor cores, fp32 without TF32
-GPU_PEAK_TFLOPS = {
-    "H100 SXM": {"fp16": 989.0, "bf16": 989.0, "fp32": 67.0},
-    "H100 PCIe": {"fp16": 756.0, "bf16": 756.0, "fp32": 51.0},
-    "H100 NVL": {"fp16": 835.0, "bf16": 835.0, "fp32": 60.0},
-    "H200": {"fp16": 989.0, "bf16": 989.0, "fp32": 67.0},
-    "A100": {"fp16": 312.0, "bf16": 312.0, "fp32": 19.5},
-    "L40S": {"fp16": 362.0, "bf16": 362.0, "fp32": 91.6},
-}
 NO_GPU = "not measured (no GPU lent to this task)"
 
 
@@ -114,23 +107,56 @@ def cpu_peak_gflops(repeats: int = 5) -> float:
     return flops / min(times) / 1e9
 
 
-def gpu_peak(name: str, precision: str) -> float | None:
-    for key, peaks in GPU_PEAK_TFLOPS.items():
-        words = key.split()
-        if all(word.lower() in name.lower() for word in words):
-            return peaks[precision] * 1000.0
-    return None
+def gpu_peak(device: str, precision: str) -> tuple[float | None, str]:
+    """(peak FLOP/s, how) of the GPU from its compute capability, SMs and clock; ``tf32`` rows
+    against the TF32 tensor-core peak, strict ``fp32`` rows against the CUDA cores'."""
+    from gpen_video.device.peak import cuda_peak
+
+    with _tf32(precision == "tf32"):
+        peak = cuda_peak(device, "fp32" if precision == "tf32" else precision)
+    return peak.flops, peak.describe()
+
+
+@contextlib.contextmanager
+def _tf32(allowed: bool):
+    """TF32 convolutions and matmuls on (``tf32`` rows) or off (strict ``fp32`` rows)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def make_restorer(backend: str, precision: str, device: str, model: str, batch: int,
-                  engine_dir: Path | None):
+                  engine_dir: Path | None, graphs: bool = True):
     from gpen_video.backends import backend_class
     from gpen_video.options import ModelOptions, RestoreOptions
 
     options = ModelOptions(name=model, random_weights=True, download=False)
     restore = RestoreOptions(backend=backend, device=device, precision=precision, batch=batch,
                              max_batch=max(BATCHES), engine_dir=engine_dir)
+    if backend == "torch":  # speed only: no quality gate (its fallback would relabel the row)
+        restore = RestoreOptions(device=device, batch=batch, cuda_graphs=bool(graphs),
+                                 precision="fp32" if precision == "tf32" else precision)
+        return backend_class(backend)(options, restore, quality_gate=False)
     return backend_class(backend)(options, restore)
+
+
+def configs(args: argparse.Namespace) -> list[tuple[str, str, str, bool | None]]:
+    """(backend, precision, device kind, CUDA graphs) of every row group asked for; torch on
+    CUDA once per ``--graphs`` setting."""
+    out = []
+    for backend, precision, kind in CONFIGS:
+        if args.backends and backend not in args.backends:
+            continue
+        if args.precisions and precision not in args.precisions:
+            continue
+        if backend == "torch" and kind == "cuda":
+            out += [(backend, precision, kind, g == "on") for g in args.graphs]
+        else:
+            out.append((backend, precision, kind, None))
+    return out
 
 
 def time_restorer(restorer, batch: int, size: int, device: str, warmup: int, repeats: int
@@ -182,30 +208,31 @@ def run(args: argparse.Namespace) -> dict:
         from gpen_video.models.weights import REGISTRY
 
         size = REGISTRY[name].gpen.size
-        for backend, precision, kind in CONFIGS:
-            if args.backends and backend not in args.backends:
-                continue
+        for backend, precision, kind, graphs in configs(args):
             device = "cuda:0" if kind == "cuda" else "cpu"
             restorer = None
             for batch in args.batches:
                 row = {"model": name, "size": size, "backend": backend,
                        "precision": precision, "device": gpu_name if kind == "cuda" else "cpu",
-                       "batch": batch, "gflop_per_face": round(flops[name], 2)}
+                       "batch": batch, "gflop_per_face": round(flops[name], 2),
+                       "cuda_graphs": graphs}
                 reason = skip_reason(backend, kind, flops[name] * batch, args.cpu_gflop_cap)
                 if reason:
                     rows.append({**row, "status": reason})
                     print(f"{name} {backend} {precision} {kind} b{batch}: {reason}", flush=True)
                     continue
                 try:
-                    if restorer is None:
-                        restorer = make_restorer(backend, precision, device, name, batch,
-                                                 args.engine_dir)
-                        restorer.load()
-                    if kind == "cuda":
-                        torch.cuda.reset_peak_memory_stats()
-                    load_before = os.getloadavg()[0]
-                    repeats = args.repeats if kind == "cuda" else args.cpu_repeats
-                    times = time_restorer(restorer, batch, size, device, args.warmup, repeats)
+                    with _tf32(precision == "tf32"):  # graphs are captured in load(): inside
+                        if restorer is None:
+                            restorer = make_restorer(backend, precision, device, name,
+                                                     max(args.batches), args.engine_dir, graphs)
+                            restorer.load()
+                        if kind == "cuda":
+                            torch.cuda.reset_peak_memory_stats()
+                        load_before = os.getloadavg()[0]
+                        repeats = args.repeats if kind == "cuda" else args.cpu_repeats
+                        times = time_restorer(restorer, batch, size, device, args.warmup,
+                                              repeats)
                 except Exception as exc:  # a backend failing on one row is itself a result
                     rows.append({**row, "status": f"failed: {type(exc).__name__}: {exc}"})
                     print(f"{name} {backend} {precision} {kind} b{batch}: failed: {exc}",
@@ -215,7 +242,8 @@ def run(args: argparse.Namespace) -> dict:
                 achieved = flops[name] * batch / median  # GFLOP/s
                 if kind == "cpu":
                     cpu_peaks.append(cpu_peak_gflops(repeats=3))
-                peak = None if kind == "cpu" else gpu_peak(gpu_name or "", precision)
+                peak, how = (None, "measured conv") if kind == "cpu" else gpu_peak(device,
+                                                                                  precision)
                 memory = None
                 if kind == "cuda":
                     memory = torch.cuda.max_memory_allocated()
@@ -231,6 +259,7 @@ def run(args: argparse.Namespace) -> dict:
                     "achieved_gflop_s": round(achieved, 1),
                     "peak_gflop_s": round(peak, 1) if peak else None,  # CPU: set below
                     "floor_fraction": round(achieved / peak, 4) if peak else None,
+                    "peak_method": how,
                     "peak_gpu_memory_mib": round(memory / 2**20, 1) if memory else None,
                     "load_avg_1min_before": round(load_before, 2),
                     "load_avg_1min_after": load_average(),
@@ -292,7 +321,8 @@ def markdown(report: dict) -> str:
         "warm-up. *Floor fraction* = achieved FLOP/s ÷ the device's peak at that precision "
         f"(CPU: {report['cpu_peak_gflop_s']} GFLOP/s, the best rate of a large fp32 conv "
         "measured during the run; GPUs: "
-        "dense tensor-core peak by model). The machine is shared: the load average of each row "
+        "SMs × clock × the architecture's dense rate; fp32 rows with TF32 off, tf32 rows against the "
+        "TF32 peak). The machine is shared: the load average of each row "
         "is in the JSON, so read CPU times as upper bounds.",
         "",
         "| model | backend | precision | device | batch | faces/s | ms/face | floor fraction "
@@ -320,7 +350,8 @@ def markdown(report: dict) -> str:
             continue
         frac = f"{100 * r['floor_fraction']:.1f} %" if r["floor_fraction"] is not None else "?"
         mem = r["peak_gpu_memory_mib"] if r["peak_gpu_memory_mib"] is not None else "—"
-        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['device']} | "
+        eager = " (eager)" if r.get("cuda_graphs") is False else ""
+        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']}{eager} | {r['device']} | "
                      f"{r['batch']} | {r['faces_per_s']:.3f} | {r['ms_per_face']:.1f} | {frac} | "
                      f"{mem} |")
     lines += ["", "Raw data: `benchmarks/results/restorer_throughput.json`.", END]
@@ -339,6 +370,10 @@ def main() -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=list(BATCHES))
     parser.add_argument("--backends", nargs="+", default=None,
                         choices=["torch", "onnxruntime", "tensorrt"])
+    parser.add_argument("--precisions", nargs="+", default=None,
+                        choices=["fp32", "tf32", "fp16", "bf16"])
+    parser.add_argument("--graphs", nargs="+", default=["on"], choices=["on", "off"],
+                        help="torch on CUDA: rows with CUDA graphs on and/or off")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per GPU row")
     parser.add_argument("--cpu-repeats", type=int, default=3, help="timed calls per CPU row")

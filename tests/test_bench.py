@@ -310,20 +310,23 @@ def test_bench_without_input_or_face_when_the_package_face_is_missing(monkeypatc
                   detector=object())
 
 
-def test_gpu_floor_by_name(monkeypatch):
-    import torch
+def test_gpu_peak_from_compute_capability_sms_and_clock():
+    """The floor comes from the device's properties; the name is a label (an H100 named
+    "NVIDIA H100 80GB HBM3" gets its peak like any other)."""
+    from gpen_video.device.peak import effective_precision, peak_from
 
-    import gpen_video.bench.measure as measure
-
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    for name, precision, tflops in (("NVIDIA H100 80GB HBM3", "fp16", 989.0),
-                                    ("NVIDIA H100 PCIe", "bf16", 756.0),
-                                    ("NVIDIA H200", "fp32", 494.0),  # TF32 convolutions
-                                    ("NVIDIA A100-SXM4-80GB", "fp16", 312.0)):
-        monkeypatch.setattr(measure, "device_name", lambda device, n=name: n)
-        assert measure.device_peak_flops("cuda:0", precision)[0] == tflops * 1e12
-    monkeypatch.setattr(measure, "device_name", lambda device: "NVIDIA L40")
-    assert measure.device_peak_flops("cuda:0", "fp16")[0] is None
+    h100 = peak_from("NVIDIA H100 80GB HBM3", (9, 0), 132, 1830.0, "fp16")
+    assert h100.flops == pytest.approx(989.4e12, rel=1e-3)  # NVIDIA's dense fp16 figure
+    assert "132 SMs" in h100.describe() and "H100 80GB HBM3" in h100.describe()
+    a100 = peak_from("whatever", (8, 0), 108, 1410.0, "tf32")
+    assert a100.flops == pytest.approx(156e12, rel=1e-2)
+    l40s = peak_from("NVIDIA L40S", (8, 9), 142, 2520.0, "fp32")
+    assert l40s.flops == pytest.approx(91.6e12, rel=1e-2)
+    assert peak_from("future", (12, 1), 100, 2000.0, "fp16").flops is None
+    assert peak_from("no clock", (9, 0), 132, None, "fp16").flops is None
+    assert effective_precision("fp32", allow_tf32=True) == "tf32"  # fp32 rows run on TF32
+    assert effective_precision("fp32", allow_tf32=False) == "fp32"
+    assert effective_precision("bf16", allow_tf32=True) == "bf16"
 
 
 def test_flops_of_the_512_model():

@@ -6,6 +6,7 @@ bytes: clean never reads a plan)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 
 import pytest
@@ -104,3 +105,16 @@ def test_clean_command_dry_run_then_delete(folder, capsys):
     assert {p.name for p in f.iterdir()} == before - expected
     assert "freed" in capsys.readouterr().out
     assert stale_files(f) == []  # a second clean finds nothing
+
+
+def test_torch_gate_verdicts_of_another_torch_are_stale(tmp_path):
+    def verdict(name: str, version: str) -> None:
+        record = {"kind": "torch-precision-gate", "key": {"torch_version": version},
+                  "passed": True}
+        (tmp_path / name).write_text(json.dumps(record))
+
+    verdict("torch-gate-512px-fp16-aaaa.json", "2.11.0")
+    verdict("torch-gate-512px-bf16-bbbb.json", "2.14.1")
+    assert stale_files(tmp_path) == []  # no torch version given: judged by nothing
+    (old,) = stale_files(tmp_path, torch_version="2.14.1")
+    assert old.path.name == "torch-gate-512px-fp16-aaaa.json" and "2.11.0" in old.why

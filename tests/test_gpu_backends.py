@@ -52,22 +52,76 @@ def test_torch_cuda_half_precision_within_the_gate(faces, cpu_out, precision):
     assert report.psnr_db >= GATE_PSNR_DB, report.summary()
 
 
-def test_cuda_graph_replay_matches_the_eager_forward(faces):
-    """One graph per batch shape (a full batch and a partial one), replayed: same output as the
-    eager network, and each call's result survives the next replay."""
+def test_cuda_graphs_captured_at_load_replay_like_the_eager_forward(faces):
+    """Graphs for 1, 2, 4 (batch 4) exist right after load(), before any restore; a full and a
+    partial (padded) batch replay them with the eager network's output, each call's result
+    survives the next replay, and no graph is added later."""
     import copy
 
     eager = TorchRestorer(copy.deepcopy(small_gpen()),
                           RestoreOptions(device="cuda", precision="fp16", cuda_graphs=False),
                           size=64)
     graphed = TorchRestorer(copy.deepcopy(small_gpen()),
-                            RestoreOptions(device="cuda", precision="fp16"), size=64)
+                            RestoreOptions(device="cuda", precision="fp16", batch=4), size=64)
     with eager, graphed:
-        full, part = faces[:4], faces[4:]
+        assert graphed.graph_sizes == (1, 2, 4)  # captured in load()
+        full, part = faces[:4], faces[4:7]
         first = graphed.restore(full)
         second = graphed.restore(part)
         again = graphed.restore(full)
-        assert graphed._forward.captured == 2 and not graphed._forward.disabled
+        assert graphed.graph_sizes == (1, 2, 4) and not graphed._forward.disabled
         np.testing.assert_allclose(first, eager.restore(full), atol=2e-3)
         np.testing.assert_allclose(second, eager.restore(part), atol=2e-3)
         np.testing.assert_array_equal(first, again)  # replays are deterministic
+
+
+def test_restores_while_another_thread_runs_cuda_work(faces):
+    """The pipeline's situation: the detector and compositing threads use CUDA while the restore
+    thread replays graphs. With every capture done at load nothing fails on either side."""
+    import copy
+    import threading
+
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def other() -> None:
+        try:
+            n = 0
+            while not stop.is_set():  # new sizes: allocations, kernels and a download each time
+                a = torch.empty((1 + n % 61) * 4096 + n, device="cuda").normal_()
+                a[:8].cpu()
+                n += 1
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    with TorchRestorer(copy.deepcopy(small_gpen()),
+                       RestoreOptions(device="cuda", precision="fp16", batch=8), size=64) as r:
+        thread = threading.Thread(target=other)
+        thread.start()
+        try:
+            outs = [r.restore(torch.from_numpy(faces[: 1 + k % 6]).cuda()) for k in range(24)]
+            torch.cuda.synchronize()
+        finally:
+            stop.set()
+            thread.join()
+        assert not errors and not r._forward.disabled
+        assert r.graph_sizes == (1, 2, 4, 8)
+        assert all(o.shape[0] == 1 + k % 6 for k, o in enumerate(outs))
+
+
+def test_half_precision_is_gated_at_load_and_the_verdict_cached(faces, tmp_path):
+    """fp16 on CUDA: the gate runs in load() against strict FP32 on the real crops, the verdict
+    lands in the engine folder, and a second load reads it instead of gating again."""
+    import copy
+    import json
+
+    options = RestoreOptions(device="cuda", precision="fp16", engine_dir=tmp_path)
+    with TorchRestorer(copy.deepcopy(small_gpen()), options, size=64) as r:
+        first = r.gate
+        assert first is not None and first.gated_now and r.precision == first.precision
+    files = sorted(tmp_path.glob("torch-gate-64px-*.json"))
+    assert files
+    record = json.loads(files[0].read_text())
+    assert record["key"]["gpu"] == torch.cuda.get_device_name(0) and "psnr_db" in record
+    with TorchRestorer(copy.deepcopy(small_gpen()), options, size=64) as r:
+        assert r.gate.gated_now == () and r.precision == first.precision

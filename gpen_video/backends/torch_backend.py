@@ -5,8 +5,10 @@ precision convolutions are hundreds of times slower than fp32, so they are refus
 ``auto`` is fp32 on the CPU and fp16 on CUDA. The network and the batches are ``channels_last``
 (faster on the CPU too: transposed convolutions take oneDNN's path then); a network passed in as
 a module is converted in place. Measurements: ``benchmarks/RESULTS.md``, "Numbers behind design choices". On CUDA the forward
-pass is replayed from a CUDA graph per batch shape (:mod:`gpen_video.backends.cuda_graphs`;
-``cuda_graphs=False`` runs it eagerly).
+pass is replayed from CUDA graphs captured in ``load()`` for a fixed set of batch sizes (1, 2,
+4, … up to ``RestoreOptions.batch``; a partial batch is padded to the next one), before any
+pipeline thread runs CUDA work (:mod:`gpen_video.backends.cuda_graphs`; ``cuda_graphs=False``
+runs it eagerly).
 
 Model I/O: the network takes RGB in ``[-1, 1]`` and returns raw RGB; the batch and the output
 are mapped by :mod:`gpen_video.models.io` (``x·2 − 1`` in, ``clip(y·0.5 + 0.5, 0, 1)`` out, in
@@ -16,6 +18,8 @@ when pasting back).
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 from gpen_video.backends.base import InputSpec, ModelSource, Restorer, load_network, \
@@ -23,6 +27,10 @@ from gpen_video.backends.base import InputSpec, ModelSource, Restorer, load_netw
 from gpen_video.errors import BackendUnavailable, UsageError
 from gpen_video.models.io import model_to_unit, unit_to_model
 from gpen_video.options import PRECISIONS, ModelOptions, RestoreOptions, check_choice
+
+log = logging.getLogger("gpen_video.backends")
+
+GRAPH_BATCH = 32  # largest captured batch when no batch limit is given (larger ones are cut)
 
 
 def resolve_device(device: str) -> str:
@@ -85,9 +93,15 @@ class TorchRestorer(Restorer):
             device in place).
         restore: ``device`` (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``), ``precision``
             (``auto`` | ``fp32`` | ``fp16`` | ``bf16``), ``batch`` (larger batches are split;
-            one face per forward pass on the CPU), ``cuda_graphs``.
+            one face per forward pass on the CPU), ``cuda_graphs`` (captured at load for the
+            sizes of :func:`~gpen_video.backends.cuda_graphs.plan_batch_sizes` up to ``batch``,
+            :data:`GRAPH_BATCH` when it is None).
         size: crop size, when it cannot be known before loading (a ``.pth`` path).
         seed: seed of random weights (``ModelOptions.random_weights``).
+        quality_gate: on CUDA, use fp16/bf16 only after the quality gate passed it, falling back
+            otherwise (:mod:`gpen_video.backends.torch_gate`; verdicts cached in
+            ``restore.engine_dir``); :attr:`gate` holds the verdicts.
+        gate_images: the gate's face crops (default: :func:`gpen_video.engine.gate.default_gate_dir`).
 
     Raises (from :meth:`load`): WeightsError, DownloadError, BackendUnavailable, UsageError.
     """
@@ -96,7 +110,8 @@ class TorchRestorer(Restorer):
     native = "torch"
 
     def __init__(self, model: ModelSource = None, restore: RestoreOptions | None = None, *,
-                 size: int | None = None, seed: int = 0) -> None:
+                 size: int | None = None, seed: int = 0, quality_gate: bool = True,
+                 gate_images: Path | None = None) -> None:
         restore = restore or RestoreOptions()
         self._device = resolve_device(restore.device)
         self._precision = resolve_precision(restore.precision, self._device)
@@ -105,6 +120,10 @@ class TorchRestorer(Restorer):
         self._net = None
         self._cuda_graphs = restore.cuda_graphs and self._device.startswith("cuda")
         self._forward = None
+        self._quality_gate = quality_gate
+        self._engine_dir = restore.engine_dir
+        self._gate_images = gate_images
+        self.gate = None  # the torch_gate.GateChoice of load(), when a gate was consulted
         max_batch: int | None = restore.batch
         if self._device == "cpu":
             # one face per forward pass on the CPU: bigger batches are slower per face there
@@ -124,7 +143,12 @@ class TorchRestorer(Restorer):
             self._precision]
 
     def _load_impl(self) -> None:
-        net = load_network(self._source, self._device, self._torch_dtype(), seed=self._seed)
+        import torch
+
+        gated = (self._quality_gate and self._device.startswith("cuda")
+                 and self._precision != "fp32")
+        dtype = torch.float32 if gated else self._torch_dtype()  # the gate needs FP32 weights
+        net = load_network(self._source, self._device, dtype, seed=self._seed)
         net.eval()
         to_channels_last(net)
         size = _network_size(net) or self.spec.size
@@ -133,12 +157,65 @@ class TorchRestorer(Restorer):
         if self.spec.size and size != self.spec.size:
             raise UsageError(f"the network is {size}px but {self.spec.size}px was asked for")
         self.spec = InputSpec(size=size, max_batch=self.spec.max_batch)
+        if gated:
+            self._precision = self._gated_precision(net, size)
+            net = to_channels_last(net.to(dtype=self._torch_dtype()))
         self._net = net
         self._forward = _first_output(net)
         if self._cuda_graphs:
-            from gpen_video.backends.cuda_graphs import GraphedForward
+            self._forward = self._graphed(self._forward, size, self._torch_dtype())
 
-            self._forward = GraphedForward(self._forward)
+    def _gated_precision(self, net: Any, size: int) -> str:
+        """The requested precision if the quality gate passes it (now or cached), else the
+        first of its fallbacks that does; ``net`` is the FP32 network."""
+        import copy
+
+        import torch
+
+        from gpen_video.backends.torch_gate import TorchGateKey, choose_precision, weights_sha256
+        from gpen_video.engine.gate import load_gate_faces
+        from gpen_video.engine.paths import engine_dir
+        from gpen_video.errors import OutputError
+
+        digest = weights_sha256(net)
+        index = torch.device(self._device).index or 0
+        gpu = torch.cuda.get_device_name(index)
+        cc = "{}.{}".format(*torch.cuda.get_device_capability(index))
+
+        def key_for(precision: str) -> TorchGateKey:
+            return TorchGateKey(digest, gpu, cc, precision, torch.__version__, size)
+
+        def restorer(precision: str) -> "TorchRestorer":
+            options = RestoreOptions(device=self._device, precision=precision, batch=8,
+                                     cuda_graphs=False)
+            return TorchRestorer(copy.deepcopy(net), options, size=size, quality_gate=False)
+
+        try:
+            folder = engine_dir(self._engine_dir)
+        except OutputError as exc:
+            log.warning("%s; the quality gate's verdict is not cached", exc)
+            folder = None
+        self.gate = choose_precision(self._precision, key_for, restorer,
+                                     lambda: restorer("fp32"),
+                                     lambda: load_gate_faces(size, self._gate_images), folder)
+        return self.gate.precision
+
+    def _graphed(self, forward: Any, size: int, dtype: Any) -> Any:
+        """``forward`` replayed from graphs captured now, for every planned batch size."""
+        import torch
+
+        from gpen_video.backends.cuda_graphs import GraphedForward, plan_batch_sizes
+
+        sizes = plan_batch_sizes(self.spec.max_batch or GRAPH_BATCH)
+        example = torch.zeros((1, 3, size, size), device=self._device, dtype=dtype)
+        with torch.inference_mode():
+            return GraphedForward(forward, sizes).prepare(
+                example.contiguous(memory_format=torch.channels_last))
+
+    @property
+    def graph_sizes(self) -> tuple[int, ...]:
+        """The batch sizes whose CUDA graphs were captured at load (empty: eager)."""
+        return getattr(self._forward, "captured_sizes", ())
 
     def _close_impl(self) -> None:
         import torch

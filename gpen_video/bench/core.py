@@ -199,7 +199,12 @@ class Worker:
                "latency_p50_ms": None if not lat else 1000 * percentile(lat, 50),
                "latency_p95_ms": None if not lat else 1000 * percentile(lat, 95),
                "peak_rss_mib": peak.rss_mib, "peak_rss_method": peak.rss_method,
-               "peak_gpu_mib": peak.gpu_mib, "load_avg_1min": load}
+               "peak_gpu_mib": peak.gpu_mib, "load_avg_1min": load,
+               # gpen_video.device: host syncs of the restore/composite path, CUDA-event times
+               "host_syncs": summary.host_syncs,
+               "host_syncs_per_frame": summary.syncs_per_frame if summary.host_syncs else None,
+               "device_busy": summary.device_busy,
+               "device_stage_seconds": dict(summary.device_seconds)}
         run["other_seconds"] = wall - run["stage_sum"]
         if self.flops and wall > 0:
             run["gflop_s"] = summary.faces * self.flops / wall / 1e9
@@ -254,9 +259,13 @@ def aggregate(runs: list[dict]) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": runs}
     for key in ("seconds", "fps", "faces_per_s", "setup_seconds", "stage_sum", "idle_seconds",
                 "other_seconds", "latency_p50_ms", "latency_p95_ms", "peak_rss_mib",
-                "peak_gpu_mib", "gflop_s", "restore_gflop_s", "load_avg_1min"):
+                "peak_gpu_mib", "gflop_s", "restore_gflop_s", "load_avg_1min",
+                "host_syncs_per_frame", "device_busy"):
         out[key] = summarize(col(key))
     out["stage_seconds"] = {s: summarize([r["stage_seconds"][s] for r in runs]) for s in STAGES}
+    out["device_stage_seconds"] = {s: summarize([r["device_stage_seconds"][s] for r in runs
+                                                 if s in r.get("device_stage_seconds", {})])
+                                   for s in STAGES}
     out["sum_over_wall"] = summarize([r["stage_sum"] / r["seconds"] for r in runs
                                       if r["seconds"] > 0])
     out["frames"] = runs[0]["frames"] if runs else 0

@@ -9,7 +9,8 @@
 * :func:`gpen_flops_per_face` — conv + matmul FLOPs of one forward (2 per multiply-add), counted
   by ``torch.utils.flop_counter`` on the meta device (GPEN-BFR-512: 276 GFLOP/face).
 * :func:`device_peak_flops` — the device's peak at the precision (CPU: best rate of a large fp32
-  3×3 convolution measured now; GPU: vendor dense tensor-core figure by name), the "floor".
+  3×3 convolution measured now; GPU: SMs × clock × the architecture's dense rate,
+  :mod:`gpen_video.device.peak`), the "floor".
 * :func:`synchronize`, :func:`summarize`, :func:`machine_info`, :func:`cpu_model`,
   :func:`load_average`, :func:`versions`, :func:`in_thread`.
 """
@@ -27,19 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from gpen_video.pipeline import STAGES, StageClock
-
-# dense peak TFLOP/s (no sparsity), vendor figures: fp16/bf16 and tf32 tensor cores, fp32 CUDA
-# cores. Matched by name tokens, first match wins ("NVIDIA H100 80GB HBM3" is the SXM part).
-GPU_PEAK_TFLOPS = {
-    "H100 PCIe": {"fp16": 756.0, "bf16": 756.0, "tf32": 378.0, "fp32": 51.0},
-    "H100 NVL": {"fp16": 835.0, "bf16": 835.0, "tf32": 418.0, "fp32": 60.0},
-    "H100": {"fp16": 989.0, "bf16": 989.0, "tf32": 494.0, "fp32": 67.0},
-    "H200": {"fp16": 989.0, "bf16": 989.0, "tf32": 494.0, "fp32": 67.0},
-    "A100": {"fp16": 312.0, "bf16": 312.0, "tf32": 156.0, "fp32": 19.5},
-    "L40S": {"fp16": 362.0, "bf16": 362.0, "tf32": 183.0, "fp32": 91.6},
-    "L4": {"fp16": 121.0, "bf16": 121.0, "tf32": 60.0, "fp32": 30.3},
-}
-
 
 class RecordingClock(StageClock):
     """A :class:`StageClock` that keeps each stage's busy intervals (``perf_counter`` seconds)."""
@@ -180,19 +168,14 @@ def cpu_conv_peak_flops(repeats: int = 8) -> float:
 
 
 def device_peak_flops(device: str, precision: str) -> tuple[float | None, str]:
-    """(peak FLOP/s, how it was obtained) for the restorer's device and precision."""
+    """(peak FLOP/s, how it was obtained) for the restorer's device and precision. GPUs: SM
+    count × clock × the architecture's rate (:mod:`gpen_video.device.peak`; fp32 judged against
+    TF32 when torch allows it); the CPU: a large fp32 convolution measured now."""
     if device.startswith("cuda"):
-        import torch
+        from gpen_video.device.peak import cuda_peak
 
-        name = device_name(device)
-        tokens = set(re.split(r"[\s\-_]+", name.lower()))
-        p = precision if precision in ("fp16", "bf16") else "fp32"
-        if p == "fp32" and torch.backends.cudnn.allow_tf32:
-            p = "tf32"  # torch runs fp32 convolutions on TF32 tensor cores by default
-        for key, peaks in GPU_PEAK_TFLOPS.items():
-            if all(word.lower() in tokens for word in key.split()):
-                return peaks[p] * 1e12, f"{key} dense {p} peak (vendor figure)"
-        return None, f"unknown peak for {name}"
+        peak = cuda_peak(device, precision)
+        return peak.flops, peak.describe()
     if precision not in ("fp32", "auto", ""):
         return None, f"no CPU peak for {precision}"
     return cpu_conv_peak_flops(), "best rate of a 4×256×64×64 fp32 3×3 conv, measured now"

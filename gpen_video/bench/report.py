@@ -82,7 +82,7 @@ def format_worker(scene: dict, w: dict, config: dict) -> list[str]:
                 ["peak GPU memory (MiB)", _f(ov["peak_gpu_mib"]["median"], ".0f"),
                  _spread(ov["peak_gpu_mib"], ".0f")],
                 ["setup per run, not in fps (s)", _f(ov["setup_seconds"]["median"]),
-                 _spread(ov["setup_seconds"])]]
+                 _spread(ov["setup_seconds"])]] + _device_rows(ov)
         lines += _table(rows, {1, 2})
     peak = w.get("peak_gflop_s")
     if w.get("gflop_per_face") is not None:
@@ -126,7 +126,8 @@ def _stage_table(ov: dict | None, se: dict | None) -> list[str]:
             s = se[skey]
             row += [_f(s["median"]), _pct(s["median"], se["seconds"]["median"]), _spread(s)]
         rows.append(row)
-    right = set(range(1, len(header)))
+    _device_column(rows, ov)
+    right = set(range(1, len(rows[0])))
     lines += _table(rows, right)
     notes = []
     if ov:
@@ -142,6 +143,30 @@ def _stage_table(ov: dict | None, se: dict | None) -> list[str]:
                      f"(min–max {_spread(se['sum_over_wall'])}); serial fps "
                      f"{_f(se['fps']['median'])} (stages one at a time, for the breakdown)")
     return lines
+
+
+def _device_rows(ov: dict) -> list[list[str]]:
+    """Host syncs per frame and the GPU busy fraction, when the run measured them."""
+    rows = []
+    for label, key, fmt in (("host syncs per frame (restore+composite)",
+                             "host_syncs_per_frame", ".2f"),
+                            ("GPU busy fraction (CUDA events)", "device_busy", ".3f")):
+        if (ov.get(key) or {}).get("median") is not None:
+            rows.append([label, _f(ov[key]["median"], fmt), _spread(ov[key], fmt)])
+    return rows
+
+
+def _device_column(rows: list[list[str]], ov: dict | None) -> None:
+    """Append the CUDA-event device seconds per stage (median) to the stage table, if measured
+    (stage rows follow the header in :data:`STAGES` order; the tail rows get blanks)."""
+    device = (ov or {}).get("device_stage_seconds") or {}
+    if not any((device.get(s) or {}).get("median") is not None for s in STAGES):
+        return
+    rows[0].append("GPU (events)")
+    for i, row in enumerate(rows[1:]):
+        stage = STAGES[i] if i < len(STAGES) else None
+        value = (device.get(stage) or {}).get("median") if stage else None
+        row.append(_f(value) if value is not None else "")
 
 
 def format_report(report: dict) -> str:

@@ -78,7 +78,9 @@ def _clean(args: argparse.Namespace, env: Environment | None) -> int:
             version = import_tensorrt().__version__
         except BackendUnavailable:
             version = None  # not loadable here: judge plans by recipe only
-    stale = stale_files(folder, version)
+    import torch
+
+    stale = stale_files(folder, version, torch_version=torch.__version__)
     freed = 0
     for item in stale:
         size = item.path.stat().st_size

@@ -66,7 +66,9 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
                          help="identity: paste the aligned faces back unrestored (geometry "
                               "checks, timing everything but the network)")
     restore.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    restore.add_argument("--precision", default="auto", choices=PRECISIONS)
+    restore.add_argument("--precision", default="auto", choices=PRECISIONS,
+                         help="auto: fp32 on the CPU, fp16 on CUDA; fp16/bf16 are used only "
+                              "after passing the quality gate, else fp16 → bf16 → fp32")
     restore.add_argument("--batch", type=int, default=8,
                          help="faces per forward pass, gathered across frames (on the CPU the "
                               "torch backend runs them one at a time: faster there)")
@@ -75,7 +77,7 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
                               "max(32, --batch)); onnxruntime splits larger batches")
     restore.add_argument("--no-cuda-graphs", action="store_true",
                          help="torch on CUDA: run the network eagerly instead of replaying CUDA "
-                              "graphs (one per batch size)")
+                              "graphs (captured at load for batch sizes 1, 2, 4, … up to --batch)")
     restore.add_argument("--engine-dir", type=Path, default=None, metavar="DIR",
                          help="cache of exported ONNX files and TensorRT engines (default: "
                               "engines/ in a checkout, else the user cache)")

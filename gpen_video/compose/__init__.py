@@ -60,6 +60,7 @@ class FaceGeometry(Protocol):
     device: str  # where frames and crops live
     size: int  # crop side S
     mask: np.ndarray  # S×S float32 paste alpha in crop space
+    lane: Any  # gpen_video.device.DeviceLane: streams, events, counted host syncs
 
     def frame(self, image: np.ndarray) -> Any:
         """The frame as :meth:`crop` and :meth:`paste` want it (uploaded once on torch)."""
@@ -69,6 +70,12 @@ class FaceGeometry(Protocol):
 
     def restore(self, restorer: Any, crops: list) -> list:
         """One ``restorer.restore`` call for all ``crops``; the restored faces, same kind."""
+
+    def mark(self) -> Any:
+        """A handle (a CUDA event, or None) for the work queued so far by the restore stage."""
+
+    def receive(self, events: list, tensors: list) -> None:
+        """Before compositing: wait (on the device) for ``events``, take over ``tensors``."""
 
     def to_host(self, items: list) -> list[np.ndarray]:
         """``S×S×3`` float32 numpy crops."""

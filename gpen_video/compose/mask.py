@@ -55,8 +55,8 @@ def face_coverage(warped_mask, factor):
     exactly the same set of pixels (alpha > 0) and leave every other one untouched.
     """
     alpha = (warped_mask * factor).clip(0.0, 1.0)
-    alpha[alpha < ALPHA_FLOOR] = 0.0
-    return alpha
+    # a product, not alpha[alpha < floor] = 0: boolean indexing of a CUDA tensor waits for the GPU
+    return alpha * (alpha >= ALPHA_FLOOR)
 
 
 @dataclass

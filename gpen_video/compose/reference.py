@@ -203,9 +203,12 @@ class CpuFaces:
     device = "cpu"
 
     def __init__(self, size: int, strength: float = 1.0, shape: MaskShape | None = None) -> None:
+        from gpen_video.device import DeviceLane
+
         self.size = int(size)
         self.blender = Blender(self.size, strength, shape or MaskShape())
         self.mask = self.blender.mask
+        self.lane = DeviceLane("cpu")  # counts the restorer's device→host returns, if any
 
     def frame(self, image: np.ndarray) -> np.ndarray:
         """The frame as :meth:`crop` and :meth:`paste` want it: the image itself."""
@@ -217,7 +220,16 @@ class CpuFaces:
 
     def restore(self, restorer: Any, crops: list) -> list:
         """One ``restorer.restore`` call for all ``crops``; the restored faces, same kind."""
+        if str(getattr(restorer, "device", "cpu")).startswith("cuda"):
+            self.lane.syncs.add("restore", "download")  # numpy out of a GPU restorer
         return list(to_hwc(restorer.restore(to_nchw(np.stack(crops)))))
+
+    def mark(self) -> None:
+        """Nothing to hand over between host stages."""
+        return None
+
+    def receive(self, events: list, tensors: list) -> None:
+        """Nothing to wait for on the host path."""
 
     def to_host(self, items: list) -> list[np.ndarray]:
         return list(items)

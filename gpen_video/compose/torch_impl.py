@@ -120,11 +120,21 @@ def fold_reflect101(coord: Tensor, n: int) -> Tensor:
 def frames_to_tensor(frames: Sequence[np.ndarray] | np.ndarray, device: str | torch.device
                      ) -> Tensor:
     """Upload ``T`` frames (``H×W×3`` uint8/uint16 numpy) as one ``T×H×W×3`` tensor."""
-    stacked = np.ascontiguousarray(np.stack(list(frames)) if not isinstance(frames, np.ndarray)
-                                   or frames.ndim == 3 else frames)
-    if stacked.ndim == 3:
-        stacked = stacked[None]
+    if isinstance(frames, np.ndarray):  # one frame (H×W×3) or T×H×W×3: no row-by-row stack
+        stacked = np.ascontiguousarray(frames[None] if frames.ndim == 3 else frames)
+    else:
+        stacked = np.stack(list(frames))
     return torch.from_numpy(stacked).to(device, non_blocking=True)
+
+
+def _upload(values, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Small host values (matrices, indices, factors) on ``device`` without a host sync: a
+    plain ``.to("cuda")`` of pageable memory waits for the stream; from pinned memory, with
+    ``non_blocking``, it does not (torch's host allocator keeps the buffer until the copy ran)."""
+    host = torch.as_tensor(values, dtype=dtype)
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
 
 
 class GpuGeometry:
@@ -168,12 +178,11 @@ class GpuGeometry:
         hp, wp = h + 2 * m, w + 2 * m
         planar = planar.permute(1, 0, 2, 3).reshape(1, 3, t_count * hp, wp)
         theta = torch.from_numpy(np.stack([crop_theta(mat, (h, w), s) for mat in matrices]))
-        grid = F.affine_grid(theta.to(self.device, torch.float32), [n, 3, s, s],
+        grid = F.affine_grid(_upload(theta, self.device, torch.float32), [n, 3, s, s],
                              align_corners=False)  # normalised to the unpadded frame
         gx = fold_reflect101(grid[..., 0], w)
         gy = fold_reflect101(grid[..., 1], h)
-        band = torch.as_tensor(list(frame_index), device=self.device,
-                               dtype=torch.float32).view(n, 1, 1)
+        band = _upload(list(frame_index), self.device, torch.float32).view(n, 1, 1)
         # frame-normalised → frame pixel → pixel in the padded, stacked image → normalised there
         px = ((gx + 1.0) * w - 1.0) / 2.0 + m
         py = ((gy + 1.0) * h - 1.0) / 2.0 + m + band * hp
@@ -220,15 +229,15 @@ class GpuGeometry:
         s = self.size
         theta = torch.from_numpy(np.stack([paste_theta(matrices[i], r, (hb, wb), s)
                                            for i, r in faces]))
-        grid = F.affine_grid(theta.to(self.device, torch.float32), [len(faces), 4, hb, wb],
+        grid = F.affine_grid(_upload(theta, self.device, torch.float32), [len(faces), 4, hb, wb],
                              align_corners=False)
-        index = torch.as_tensor([i for i, _ in faces], device=self.device)
+        index = _upload([i for i, _ in faces], self.device, torch.int64)
         rgba = torch.cat([restored.to(self.device, torch.float32).index_select(0, index),
                           self.mask.expand(len(faces), 1, s, s)], dim=1)
         warped = F.grid_sample(rgba, grid, mode=self.mode, padding_mode="zeros",
                                align_corners=False)  # F×4×Hb×Wb, one call for every face
-        factor = torch.tensor([alphas[i] * strength for i, _ in faces], device=self.device,
-                              dtype=torch.float32).view(-1, 1, 1)
+        factor = _upload([alphas[i] * strength for i, _ in faces], self.device,
+                         torch.float32).view(-1, 1, 1)
         coverage = face_coverage(warped[:, 3], factor)  # Blender's rule, on the device
         by_frame: dict[int, list[int]] = {}
         for k, (i, _) in enumerate(faces):
@@ -272,18 +281,19 @@ class TorchFaces:
 
     def __init__(self, size: int, device: str, strength: float = 1.0,
                  shape: MaskShape | None = None) -> None:
+        from gpen_video.device import DeviceLane
+
         self.size = int(size)
         self.geo = GpuGeometry(self.size, device, strength, shape)
         self.device = str(self.geo.device)
         self.mask = self.geo.blender.mask
+        self.lane = DeviceLane(self.geo.device)  # streams, events, pinned copies, sync counts
 
     def frame(self, image: np.ndarray) -> Any:
-        """Upload one frame: a ``1×H×W×3`` tensor on the device. On the CPU it shares the
-        image's memory when that is writeable (the paste then writes into it, as ``cpu`` does)."""
-        if self.geo.device.type == "cpu":
-            host = image if image.flags.writeable else image.copy()
-            return torch.from_numpy(np.ascontiguousarray(host))[None]
-        return frames_to_tensor(image, self.geo.device)
+        """Upload one frame: a ``1×H×W×3`` tensor on the device, from a pinned buffer on the
+        restore stream. On the CPU it shares the image's memory when that is writeable (the
+        paste then writes into it, as ``cpu`` does)."""
+        return self.lane.upload(image, "align")
 
     def crop(self, frames: Sequence[Any], matrices: Sequence[np.ndarray]) -> list:
         """The aligned crops of ``N`` faces (face ``k`` in ``frames[k]``): views of one
@@ -296,25 +306,41 @@ class TorchFaces:
                 order[id(f)] = len(distinct)
                 distinct.append(f)
             index.append(order[id(f)])
-        stacked = distinct[0] if len(distinct) == 1 else torch.cat(distinct)
-        return list(self.geo.crops(stacked, index, np.stack(matrices)))
+        with self.lane.work("align"):
+            stacked = distinct[0] if len(distinct) == 1 else torch.cat(distinct)
+            return list(self.geo.crops(stacked, index, np.stack(matrices)))
 
     def restore(self, restorer: Any, crops: list) -> list:
         """One ``restorer.restore`` call on the device batch; restored faces stay on the device."""
-        out = restorer.restore(torch.stack(crops))
-        return list(out.to(self.geo.device, torch.float32))
+        with self.lane.work("restore"):
+            out = restorer.restore(torch.stack(crops), trusted_range=True)  # crops are clipped
+            return list(out.to(self.geo.device, torch.float32))
+
+    def mark(self) -> Any:
+        """An event after the crops and restores queued so far (None on the CPU): the compose
+        stage waits for it on the device (:meth:`receive`)."""
+        return self.lane.mark("restore")
+
+    def receive(self, events: list, tensors: list) -> None:
+        """The compositing stream waits for ``events`` and takes over ``tensors`` (frames and
+        crops made on the restore stream), without the host waiting."""
+        self.lane.receive(events, tensors, "paste")
 
     def to_host(self, items: list) -> list[np.ndarray]:
         """``S×S×3`` float32 numpy crops (one download for the list)."""
         if not items:
             return []
-        return list(to_hwc(torch.stack(items).cpu().numpy()))
+        with self.lane.work("temporal"):
+            stacked = torch.stack(items)
+        return list(to_hwc(self.lane.download(stacked, "temporal")))
 
     def from_host(self, crops: list[np.ndarray]) -> list:
         """Back to the device (one upload for the list)."""
         if not crops:
             return []
-        return list(torch.from_numpy(to_nchw(np.stack(crops))).to(self.geo.device))
+        batch = self.lane.upload(to_nchw(np.stack(crops)), "temporal")[0]
+        with self.lane.work("temporal"):
+            return list(batch)
 
     def paste(self, image: np.ndarray, frame: Any, items: list, matrices: Sequence[np.ndarray],
               alphas: Sequence[float]) -> np.ndarray:
@@ -322,6 +348,7 @@ class TorchFaces:
         back as numpy (``image`` itself, unchanged, when there is nothing to paste)."""
         if not items:
             return image
-        self.geo.paste(frame, torch.stack(items), [0] * len(items), np.stack(matrices),
-                       list(alphas))
-        return frame[0].cpu().numpy()
+        with self.lane.work("paste"):
+            self.geo.paste(frame, torch.stack(items), [0] * len(items), np.stack(matrices),
+                           list(alphas))
+        return self.lane.download(frame[0], "paste")  # the one host sync of this frame

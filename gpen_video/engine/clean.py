@@ -11,7 +11,9 @@ the larger models (``benchmarks/RESULTS.md``, "Numbers behind design choices"). 
 * TensorRT plan ``*.plan``: no gate report beside it (never used without one), its report's key
   has another build recipe, or it was built by another TensorRT than the installed one;
   gate reports (``.json``, ``.rejected.json``) go with their plan, or alone when stale likewise;
-* timing cache ``timing-trt<version>-….cache``: another TensorRT than the installed one.
+* timing cache ``timing-trt<version>-….cache``: another TensorRT than the installed one;
+* torch quality-gate verdict ``torch-gate-….json`` (:mod:`gpen_video.backends.torch_gate`):
+  written under another torch than ``torch_version``, when that is given.
 
 Where TensorRT is not installed, plans and timing caches are judged by recipe only. Lock files and
 anything not named like the above (``README.md``) are left alone.
@@ -30,9 +32,11 @@ class Stale:
     why: str
 
 
-def stale_files(folder: Path, tensorrt_version: str | None = None) -> list[Stale]:
-    """The files of ``folder`` that the current recipes (and ``tensorrt_version``, if given)
-    will not use again, with the reason for each; nothing is deleted here."""
+def stale_files(folder: Path, tensorrt_version: str | None = None,
+                torch_version: str | None = None) -> list[Stale]:
+    """The files of ``folder`` that the current recipes (and ``tensorrt_version`` and
+    ``torch_version``, if given) will not use again, with the reason for each; nothing is
+    deleted here."""
     from gpen_video.engine.key import BUILD_RECIPE, timing_cache_version
     from gpen_video.engine.mixed import FORMAT, parse_name
     from gpen_video.engine.onnx_cache import EXPORT_RECIPE, export_recipe_of
@@ -86,7 +90,23 @@ def stale_files(folder: Path, tensorrt_version: str | None = None) -> list[Stale
         version = timing_cache_version(p.name)
         if version is not None and tensorrt_version is not None and version != tensorrt_version:
             stale[p] = f"timing cache of TensorRT {version} (installed: {tensorrt_version})"
+    for p in files:
+        why = _torch_gate_staleness(p, torch_version)
+        if why is not None:
+            stale[p] = why
     return [Stale(p, why) for p, why in sorted(stale.items())]
+
+
+def _torch_gate_staleness(path: Path, torch_version: str | None) -> str | None:
+    if torch_version is None or not path.name.startswith("torch-gate-"):
+        return None
+    record = _read_json(path) if path.suffix == ".json" else None
+    if record is None or record.get("kind") != "torch-precision-gate":
+        return None
+    made_by = (record.get("key") or {}).get("torch_version")
+    if made_by != torch_version:
+        return f"torch quality-gate verdict of torch {made_by} (installed: {torch_version})"
+    return None
 
 
 def _plan_staleness(report: Path, recipe: int, tensorrt_version: str | None) -> str | None:

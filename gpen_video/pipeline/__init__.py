@@ -197,11 +197,15 @@ def _execute(wiring: Any, stages: list, options: RunOptions, total: int, restore
     summary = None
     try:
         wiring.run(on_progress=lambda: progress.update(encode.written))
+        seconds = time.perf_counter() - start
+        lane = compose.geometry.lane  # gpen_video.device: host syncs and device time
+        device_seconds, busy = lane.device_times()
         summary = Summary(
             output=Path(options.output), frames=encode.written, faces=compose.faces,
-            tracks=len(compose.tracks), seconds=time.perf_counter() - start,
+            tracks=len(compose.tracks), seconds=seconds,
             setup_seconds=setup_seconds, stage_seconds=dict(clock.seconds),
-            restorer=restorer.describe(), batches=restore.batches)
+            restorer=restorer.describe(), batches=restore.batches,
+            host_syncs=lane.syncs.by_stage(), device_seconds=device_seconds, device_busy=busy)
         return summary
     finally:
         progress.close(None if summary is None else summary.as_dict(),

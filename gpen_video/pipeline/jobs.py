@@ -15,6 +15,7 @@ class FaceJob:
     source: Any = None  # its frame as the geometry holds it (FaceGeometry.frame)
     crop: Any = None  # aligned input crop (compose Convention: numpy HWC or tensor CHW)
     restored: Any = None  # the restorer's output, same kind
+    ready: Any = None  # CUDA event after its batch (FaceGeometry.mark → receive), or None
 
     @property
     def done(self) -> bool:

@@ -182,10 +182,11 @@ class RestoreFaces:
         crops = self.geometry.crop([j.source for j in jobs], [j.face.matrix for j in jobs])
         t = self.clock.add("align", t)
         out = self.geometry.restore(self.restorer, crops)
+        ready = self.geometry.mark()  # the compose stage's stream waits for it, not the host
         self.clock.add("restore", t)
         self.batches += 1
         for j, crop, restored in zip(jobs, crops, out):
-            j.crop, j.restored, j.source = crop, restored, None
+            j.crop, j.restored, j.source, j.ready = crop, restored, None, ready
 
     def _emit_ready(self) -> list[FrameJob]:
         out = []
@@ -228,6 +229,9 @@ class ComposeFaces:
         if not self.restores(job.frame):
             return [(job.frame, job.frame.image)]
         t = time.perf_counter()
+        self.geometry.receive([f.ready for f in job.faces],
+                              [job.source, *(f.crop for f in job.faces),
+                               *(f.restored for f in job.faces)])
         items = self._adjusted(job)
         t = self.clock.add("temporal", t)
         image = self.geometry.paste(job.frame.image, job.source, items,

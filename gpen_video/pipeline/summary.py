@@ -29,6 +29,17 @@ class Summary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     restorer: str = ""
     batches: int = 0  # forward passes of the restorer
+    # host syncs made through the geometry's DeviceLane, {stage: {kind: n}} (gpen_video.device)
+    host_syncs: dict[str, dict[str, int]] = field(default_factory=dict)
+    device_seconds: dict[str, float] = field(default_factory=dict)  # CUDA-event time per stage
+    device_busy: float | None = None  # share of the wall time the GPU ran any stage's work
+
+    @property
+    def syncs_per_frame(self) -> float:
+        """Host syncs of the restore/composite path per written frame."""
+        total = sum(n for stage, kinds in self.host_syncs.items() if stage != "report"
+                    for n in kinds.values())
+        return total / self.frames if self.frames else 0.0
 
     @property
     def fps(self) -> float:
@@ -44,6 +55,9 @@ class Summary:
             f"{self.setup_seconds:.1f}s setup)\n"
             f"  restorer: {self.restorer}, {count(self.batches, 'batch', 'batches')}\n"
             f"  time per stage: {stages}"
+            + (f"\n  host syncs per frame: {self.syncs_per_frame:.2f}" if self.host_syncs else "")
+            + (f", GPU busy {100 * self.device_busy:.0f} %" if self.device_busy is not None
+               else "")
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -51,7 +65,11 @@ class Summary:
                 "tracks": self.tracks, "seconds": round(self.seconds, 3),
                 "setup_seconds": round(self.setup_seconds, 3), "fps": round(self.fps, 3),
                 "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-                "restorer": self.restorer, "batches": self.batches}
+                "restorer": self.restorer, "batches": self.batches,
+                "host_syncs": self.host_syncs,
+                "host_syncs_per_frame": round(self.syncs_per_frame, 3),
+                "device_seconds": {k: round(v, 4) for k, v in self.device_seconds.items()},
+                "device_busy": None if self.device_busy is None else round(self.device_busy, 4)}
 
 
 @dataclass

@@ -1,0 +1,239 @@
+"""The checks of ``scripts/gpu_check.sh`` that are Python: one part per call, results merged into
+one JSON file (``$OUT/checks.json``).
+
+    python scripts/gpu_check.py capture   # CUDA-graph capture vs other threads' CUDA work
+    python scripts/gpu_check.py gate      # fp16/bf16/TF32 vs strict fp32, and the torch gate
+    python scripts/gpu_check.py compile   # torch.compile vs eager, GPEN-BFR-512 fp16 batch 8
+    python scripts/gpu_check.py prepare   # (CPU side) copy the test data the run needs
+
+Every check is a result, also when it fails: the exception is recorded and the next one runs.
+Networks have random weights (the real architectures): numbers about speed and numerical
+agreement, not about restoration quality.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import statistics
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = Path(os.environ.get("OUT") or "/tmp/gpen-gpu-check")
+PREPARED = REPO / ".gpucheck" / "testdata"  # git-ignored; carried to the GPU machine
+NEEDED = {  # what the GPU steps read from the shared test data
+    "images": ("codeformer_cropped_0143.png", "codeformer_cropped_0934.png",
+               "gfpgan_cropped_Adele_crop.png", "gpen_ffhq-10_00004.png",
+               "gpen_val_lq_ffhq_00000.png", "gpen_val_lq_ffhq_00001.png"),
+    "weights": ("detection_mobilenet0.25_Final.pth",),
+    "videos": ("liveportrait_d11.mp4",),
+}
+
+
+def record(part: str, fn) -> dict:
+    """Run ``fn`` and merge its result (or its error) into ``$OUT/checks.json`` under ``part``."""
+    start = time.time()
+    try:
+        result = fn()
+    except Exception as exc:  # noqa: BLE001 - a failed check is a result
+        result = {"error": f"{type(exc).__name__}: {exc}"[:800],
+                  "traceback": traceback.format_exc()[-2500:]}
+    result["seconds"] = round(time.time() - start, 1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "checks.json"
+    merged = json.loads(path.read_text()) if path.is_file() else {}
+    merged[part] = result
+    path.write_text(json.dumps(merged, indent=1, default=str))
+    print(f"== {part}: {json.dumps(result, default=str)[:3000]}", flush=True)
+    return result
+
+
+def _net(size: int, seed: int = 0):
+    from gpen_video.models.load import build_gpen
+    from gpen_video.models.weights import REGISTRY
+
+    return build_gpen(REGISTRY[f"GPEN-BFR-{size}"].gpen, seed=seed)
+
+
+# ------------------------------------------------------------------ capture
+def capture() -> dict:
+    """The restore thread replays graphs captured at load while another thread allocates,
+    launches and downloads on CUDA (the detector's and compositor's situation); then, for
+    comparison, what a capture does when it is made while such a thread runs (the old lazy
+    capture)."""
+    import torch
+
+    from gpen_video.backends.cuda_graphs import GraphedForward, plan_batch_sizes
+    from gpen_video.backends.torch_backend import TorchRestorer, _first_output
+    from gpen_video.options import RestoreOptions
+
+    out = {}
+    r = TorchRestorer(_net(256), RestoreOptions(device="cuda", precision="fp16", batch=8),
+                      size=256, quality_gate=False).load()
+    x = torch.rand(8, 3, 256, 256, device="cuda")
+    alone = {n: r.restore(x[:n]) for n in range(1, 9)}
+    with _busy_thread() as other:
+        during = {n: r.restore(x[:n]) for n in list(range(1, 9)) * 3}
+        torch.cuda.synchronize()
+    out["captured_at_load"] = {
+        "graph_sizes": list(r.graph_sizes), "disabled": r._forward.disabled,
+        "other_thread_errors": other["errors"][:3], "other_iterations": other["n"],
+        "max_abs_diff_vs_alone": max(float((during[n] - alone[n]).abs().max()) for n in alone)}
+    fn = _first_output(r._net)
+    r.close()
+    with torch.inference_mode(), _busy_thread() as other:
+        time.sleep(0.2)
+        late = GraphedForward(fn, plan_batch_sizes(4))
+        example = torch.zeros(1, 3, 256, 256, device="cuda", dtype=torch.float16)
+        error = None
+        try:
+            late.prepare(example.contiguous(memory_format=torch.channels_last))
+            torch.cuda.synchronize()
+        except Exception as exc:  # noqa: BLE001
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    out["captured_while_busy"] = {"captured": late.captured, "disabled": late.disabled,
+                                  "error": error, "other_thread_errors": other["errors"][:3]}
+    return out
+
+
+class _busy_thread:
+    """A thread doing CUDA work (new allocation sizes, kernels, a download) until the block ends."""
+
+    def __enter__(self) -> dict:
+        import torch
+
+        self.state = {"errors": [], "n": 0}
+        self.stop = threading.Event()
+
+        def body() -> None:
+            try:
+                while not self.stop.is_set():
+                    n = self.state["n"]
+                    a = torch.empty((1 + n % 61) * 65536 + n, device="cuda").normal_()
+                    a[:8].cpu()
+                    self.state["n"] += 1
+            except Exception as exc:  # noqa: BLE001
+                self.state["errors"].append(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+        self.thread = threading.Thread(target=body)
+        self.thread.start()
+        return self.state
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+# ------------------------------------------------------------------ gate
+def gate() -> dict:
+    """Worst-face PSNR and max error of fp16, bf16 and TF32 against strict fp32 on the gate's
+    real crops (GPEN-BFR-256 and -512, random weights), and what the torch gate chooses."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from gpen_video.backends.torch_backend import TorchRestorer
+    from gpen_video.engine.gate import compare, load_gate_faces, strict_fp32
+    from gpen_video.options import RestoreOptions
+
+    out = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    for size in (256, 512):
+        net = _net(size)
+        faces = load_gate_faces(size)
+
+        def make(precision: str, n=net) -> TorchRestorer:
+            options = RestoreOptions(device="cuda", precision=precision, cuda_graphs=False)
+            return TorchRestorer(copy.deepcopy(n), options, size=size, quality_gate=False)
+
+        with strict_fp32(), make("fp32") as r:
+            ref = r.restore(faces)
+        rows = {}
+        for label, precision in (("tf32", "fp32"), ("fp16", "fp16"), ("bf16", "bf16")):
+            with make(precision) as r:
+                rep = compare(np.asarray(r.restore(faces)), ref)
+            rows[label] = {"worst_psnr_db": round(rep.psnr_db, 2), "passed": rep.passed,
+                           "per_face_db": [round(v, 1) for v in rep.psnr_per_image_db],
+                           "max_abs_255": round(rep.max_abs_error_8bit, 2)}
+        with tempfile.TemporaryDirectory() as folder:
+            options = RestoreOptions(device="cuda", precision="fp16", engine_dir=Path(folder))
+            with TorchRestorer(copy.deepcopy(net), options, size=size) as r:
+                rows["torch_gate_fp16"] = {"chosen": r.precision, "line": r.gate.line,
+                                           "gated_now": list(r.gate.gated_now)}
+        out[f"GPEN-BFR-{size}"] = rows
+        del net
+        torch.cuda.empty_cache()
+    return out
+
+
+# ------------------------------------------------------------------ compile
+def compile_() -> dict:
+    """torch.compile (inductor) of GPEN-BFR-512 fp16 channels_last at batch 8 against eager."""
+    import torch
+
+    from gpen_video.backends.torch_backend import to_channels_last
+
+    net = to_channels_last(_net(512).to("cuda", torch.float16).eval())
+    x = torch.rand(8, 3, 512, 512, device="cuda", dtype=torch.float16)
+    x = x.contiguous(memory_format=torch.channels_last)
+
+    def timed(fn, n: int = 10) -> float:
+        times = []
+        for _ in range(n):
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn(x)
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+        return round(1000 * statistics.median(times) / 8, 3)
+
+    with torch.inference_mode():
+        net(x)
+        eager = timed(net)
+        y0 = net(x)[0].float()
+        compiled = torch.compile(net)
+        t = time.time()
+        compiled(x)
+        torch.cuda.synchronize()
+        seconds = round(time.time() - t, 1)
+        fast = timed(compiled)
+        y1 = compiled(x)[0].float()
+    return {"eager_ms_per_face": eager, "compiled_ms_per_face": fast,
+            "compile_seconds": seconds, "max_abs_diff": float((y0 - y1).abs().max())}
+
+
+# ------------------------------------------------------------------ prepare (CPU side)
+def prepare() -> dict:
+    """Copy the test data the GPU steps read into ``.gpucheck/testdata`` (git-ignored)."""
+    source = REPO.parent / "shared" / "testdata"
+    if not source.is_dir():
+        raise SystemExit(f"gpu_check prepare: {source} is missing (the shared test data "
+                         "beside the checkout)")
+    copied = 0
+    for folder, names in NEEDED.items():
+        (PREPARED / folder).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copy2(source / folder / name, PREPARED / folder / name)
+            copied += (PREPARED / folder / name).stat().st_size
+    print(f"gpu_check prepare: {copied / 2**20:.1f} MiB of test data in "
+          f"{PREPARED.relative_to(REPO)}")
+    return {"bytes": copied}
+
+
+PARTS = {"capture": capture, "gate": gate, "compile": compile_}
+
+if __name__ == "__main__":
+    part = sys.argv[1] if len(sys.argv) > 1 else ""
+    if part == "prepare":
+        prepare()
+    elif part in PARTS:
+        result = record(part, PARTS[part])
+        sys.exit(1 if "error" in result else 0)
+    else:
+        raise SystemExit(f"usage: python scripts/gpu_check.py {{{'|'.join([*PARTS, 'prepare'])}}}")

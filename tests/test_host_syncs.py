@@ -1,0 +1,96 @@
+"""The sync budget of the restore/composite path, on the CPU.
+
+The pipeline runs with the torch geometry (the GPU path's code, on the CPU device) and a
+random-weight GPEN of the real architecture (128 px, narrow: plumbing only) over a real clip. Two
+instruments: the counts of :class:`gpen_video.device.DeviceLane` (what ``bench`` reports), and
+:class:`tests.sync_probe.StraySyncs`, which catches would-be syncs that bypass the lane in the
+restore and compose threads. Budget: ≤ 1 host sync per output frame + 1 per detection
+batch; the restore/composite path should need exactly the finished frame's download.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from gpen_video import pipeline
+from gpen_video.device import HostSyncs
+from gpen_video.options import BlendOptions, DetectOptions
+from tests.pipeline_helpers import run_options, save_small_gpen
+from tests.sync_probe import StraySyncs
+
+FRAMES = (0, 11)  # 12 frames of a one-face clip
+
+
+def _run(testdata, tmp_path, temporal: str):
+    model = save_small_gpen(tmp_path / "gpen128.pth")
+    clip = testdata / "videos" / "liveportrait_d11.mp4"
+    weights = testdata / "weights" / "detection_mobilenet0.25_Final.pth"
+    detect = DetectOptions(network="mobile0.25", weights=weights, device="cpu", batch=4)
+    options = run_options(testdata, clip, tmp_path / f"out_{temporal}.mov", model=model,
+                          codec="png", frames=FRAMES, temporal=temporal, batch=4, detect=detect)
+    options = dataclasses.replace(options, blend=BlendOptions(geometry="torch"))
+    with StraySyncs(("gpen-restore", "gpen-compose")) as probe:
+        summary = pipeline.run(options)
+    assert probe.counted > 0  # the probe watched the threads that did the work
+    return summary, probe.found, math.ceil(summary.frames / detect.batch)
+
+
+def test_restore_and_composite_sync_once_per_frame(testdata, tmp_path):
+    summary, strays, detect_batches = _run(testdata, tmp_path, "off")
+    assert summary.frames == 12 and summary.faces == 12
+    assert strays == []  # every would-be sync went through the lane
+    syncs = summary.host_syncs
+    assert syncs == {"paste": {"download": 12}}  # the finished frames, nothing else
+    total = sum(n for kinds in syncs.values() for n in kinds.values())
+    assert total <= summary.frames + detect_batches
+    assert summary.syncs_per_frame == pytest.approx(1.0)
+    assert summary.as_dict()["host_syncs_per_frame"] == 1.0
+
+
+def test_temporal_flow_downloads_are_counted_too(testdata, tmp_path):
+    """Flow smoothing still runs on the host (the input and the restored crops down, the result
+    up, per frame): over budget, and counted — no sync escapes the count."""
+    summary, strays, _ = _run(testdata, tmp_path, "flow")
+    assert strays == []
+    assert summary.host_syncs == {"paste": {"download": 12}, "temporal": {"download": 24}}
+
+
+def test_host_syncs_counts_by_stage_and_kind():
+    syncs = HostSyncs()
+    syncs.add("paste", "download")
+    syncs.add("paste", "download")
+    syncs.add("detect", "item", 3)
+    assert syncs.by_stage() == {"detect": {"item": 3}, "paste": {"download": 2}}
+    assert syncs.total() == 5 and syncs.total(("paste",)) == 2
+    with pytest.raises(ValueError):
+        syncs.add("paste", "coffee")
+
+
+def test_the_probe_sees_syncs_that_bypass_the_lane():
+    """The instrument itself: reads of tensor values in a watched thread are found, the same
+    reads inside the lane's counted download are not, other threads are ignored."""
+    import threading
+
+    import torch
+
+    from gpen_video.device import DeviceLane
+
+    lane = DeviceLane("cpu")
+    t = torch.arange(6.0) - 2
+
+    def stage() -> None:
+        t.cpu()
+        float(t[0])
+        t[t < 0] = 0.0
+        lane.download(t, "paste")
+
+    with StraySyncs(("gpen-paste",)) as probe:
+        for name in ("gpen-paste", "gpen-decode"):
+            thread = threading.Thread(target=stage, name=name)
+            thread.start()
+            thread.join()
+    assert [what for _, what, _ in probe.found] == ["cpu", "__float__", "__setitem__"]
+    assert lane.syncs.by_stage() == {"paste": {"download": 2}}
