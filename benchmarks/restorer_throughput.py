@@ -108,13 +108,13 @@ def cpu_peak_gflops(repeats: int = 5) -> float:
 
 
 def gpu_peak(device: str, precision: str) -> tuple[float | None, str]:
-    """(peak FLOP/s, how) of the GPU from its compute capability, SMs and clock; ``tf32`` rows
+    """(peak GFLOP/s, how) of the GPU from its compute capability, SMs and clock; ``tf32`` rows
     against the TF32 tensor-core peak, strict ``fp32`` rows against the CUDA cores'."""
     from gpen_video.device.peak import cuda_peak
 
     with _tf32(precision == "tf32"):
         peak = cuda_peak(device, "fp32" if precision == "tf32" else precision)
-    return peak.flops, peak.describe()
+    return (None if peak.flops is None else peak.flops / 1e9), peak.describe()
 
 
 @contextlib.contextmanager

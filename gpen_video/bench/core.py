@@ -208,7 +208,8 @@ class Worker:
         run["other_seconds"] = wall - run["stage_sum"]
         if self.flops and wall > 0:
             run["gflop_s"] = summary.faces * self.flops / wall / 1e9
-            restore_s = stages.get("restore", 0.0)
+            # on a GPU the forward pass's time is its CUDA events' (the host only queues it)
+            restore_s = run["device_stage_seconds"].get("restore") or stages.get("restore", 0.0)
             run["restore_gflop_s"] = (summary.faces * self.flops / restore_s / 1e9
                                       if restore_s > 0 else None)
         return run
