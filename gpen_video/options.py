@@ -71,7 +71,7 @@ class RestoreOptions:
 class DetectOptions:
     """Face detection (facexlib RetinaFace)."""
 
-    network: str = "resnet50"  # resnet50 | mobile0.25
+    network: str = "resnet50"  # resnet50 | mobile0.25 | auto (from the weights file)
     weights: Path | None = None  # explicit detector weights; no download when given
     score_threshold: float = 0.9  # official GPEN value
     nms_threshold: float = 0.4  # official GPEN value

@@ -83,7 +83,9 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
                               "engines/ in a checkout, else the user cache)")
 
     faces = parser.add_argument_group("faces")
-    faces.add_argument("--detector", default="resnet50", choices=DETECTORS)
+    faces.add_argument("--detector", default="auto", choices=("auto", *DETECTORS),
+                       help="RetinaFace backbone; auto: the one --detector-weights holds, "
+                            "resnet50 without that option")
     faces.add_argument("--detector-weights", type=Path, default=None,
                        help="local RetinaFace weights file (offline use)")
     faces.add_argument("--faces", default="all", choices=FACE_SELECTIONS)

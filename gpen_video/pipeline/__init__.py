@@ -16,8 +16,9 @@ across frames into batches of exactly ``RestoreOptions.batch`` (a partial batch 
 frames are waiting, or at the end), decided by counts, never by timing — the same input gives the
 same batches and so bit-identical output, threaded or serial.
 
-Before the output file is opened, everything that can fail cheaply is checked: the input, the
-weights (loaded, downloaded if allowed), the backend and device, the detector. Ctrl-C (or any
+Before any model loads, everything that can fail cheaply is checked (:mod:`gpen_video.preflight`):
+the input, the output path and codec, that every weights file is there (downloaded if allowed);
+then the weights are loaded, the backend and device and the detector built. Ctrl-C (or any
 error) stops every stage, deletes the sink's temporary file and re-raises: nothing is left at the
 output path.
 """
@@ -98,8 +99,8 @@ def run(
         KeyboardInterrupt: interrupted; every stage is stopped and nothing is left at the
             output path.
     """
-    from gpen_video.backends import create_restorer
     from gpen_video.media import VideoSink, VideoSource
+    from gpen_video.preflight import check_before_loading
 
     _check_options(options)
     t_setup = time.perf_counter()
@@ -108,6 +109,11 @@ def run(
     own_restorer = restorer is None
     sink = None
     try:
+        # output path, codec, weights files: every cheap check before any model loads
+        check_before_loading(options, source, restorer is None, detector is None)
+        log.info("%s and %s checked; loading the models", options.input, options.output)
+        from gpen_video.backends import create_restorer
+
         if own_restorer:
             restorer = create_restorer(options.model, options.restore)
         restorer.load()
