@@ -60,6 +60,9 @@ def check_sink(path: Path, source: VideoSource, options: EncodeOptions,
         UsageError: no or an unknown extension, a codec/pixel format that does not fit.
     """
     path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"output {path} is a folder: give a file name, e.g. "
+                          f"{path / 'restored.mp4'}")
     spec = choose_encoder(source.video_info, path, options)
     paths.check_output(path, source.path, overwrite, spec.image_sequence)
     if spec.image_sequence:
