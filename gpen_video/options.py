@@ -93,7 +93,8 @@ class TrackOptions:
 
     min_iou: float = 0.3  # assignment gate on box IoU
     landmark_gate: float = 1.0  # assignment gate: mean landmark distance, in inter-ocular units
-    confirm_hits: int = 3  # detections before a track is reported
+    confirm_hits: int = 3  # detections before a track is reported …
+    confirm_score: float | None = 0.99  # … or one detection this sure (None: off); see track.py
     max_misses: int = 8  # frames without a detection before a track ends (gaps are filled)
     cut_threshold: float = 30.0  # mean abs difference (0-255) of downscaled frames that is a cut
 

@@ -63,6 +63,27 @@ def test_identity_round_trip_through_the_pipeline(testdata, tmp_path, face_px):
         assert psnr(a.image[core], b.image[core]) >= 40.0
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_face_in_a_one_or_two_frame_clip_is_restored(testdata, tmp_path, small_gpen, n):
+    """Random-weight GPEN (plumbing only): the face region changes, every other pixel is
+    bit-identical (lossless PNG in .mov)."""
+    photo = face_photo(testdata)
+    image = face_scene(photo, 176, 3.0, (288, 320), (160.0, 140.0))
+    src = write_clip(tmp_path / "short.mov", [image] * n)
+    out = tmp_path / "out.mov"
+    seen, observer = _observe()
+    summary = pipeline.run(run_options(testdata, src, out, model=small_gpen, codec="png"),
+                           observer=observer)
+    assert summary.frames == n and summary.faces == n and summary.tracks == 1
+    for a, b in zip(read_frames(src), read_frames(out), strict=True):
+        assert [p.alpha for p in seen[a.index]] == [1.0]
+        cover = mask_union(seen[a.index], a.image.shape)
+        outside, core = cover == 0, cover >= 0.999
+        assert np.array_equal(a.image[outside], b.image[outside])
+        changed = np.abs(a.image[core].astype(int) - b.image[core].astype(int)).mean()
+        assert core.sum() > 5000 and changed > 5.0, changed
+
+
 # ------------------------------------------------------------------ 2. determinism
 
 
