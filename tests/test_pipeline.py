@@ -276,3 +276,26 @@ def test_ctrl_c_stops_fast_and_leaves_nothing(testdata, tmp_path, small_gpen):
     assert elapsed < 2.0
     assert "interrupted" in err and "Traceback" not in err
     assert list(out_dir.iterdir()) == []  # no output, no temporary file
+
+
+# ------------------------------------------------------------------ closing summary
+
+
+def test_summary_says_codec_in_and_out_and_what_happened_to_the_audio(testdata, tmp_path):
+    from tests.media_helpers import AudioSpec, VideoSpec, make_video
+
+    tone = AudioSpec(codec="pcm_mulaw", rate=8000, layout="mono", seconds=0.2)
+    src = make_video(tmp_path / "m4.mov", VideoSpec(n=4, width=128, height=96, codec="mpeg4",
+                                                    audio=[tone]))
+    runs = {"out.mp4": ("MPEG-4 Part 2 (mpeg4) → h264 (no MPEG-4 Part 2 encoder here",
+                        "audio pcm_mulaw converted to aac"),
+            "out.mov": ("MPEG-4 Part 2 (mpeg4) → h264 (", "audio pcm_mulaw copied"),
+            "ffv1.mkv": ("→ ffv1 (--codec)", "audio pcm_mulaw converted to pcm_s16le")}
+    for name, (video, audio) in runs.items():
+        stdout = io.StringIO()
+        summary = pipeline.run(run_options(testdata, src, tmp_path / name, backend="identity",
+                                           progress="plain",
+                                           codec="ffv1" if name == "ffv1.mkv" else None),
+                               stdout=stdout, stderr=stdout)
+        assert video in summary.video and audio in summary.audio, (summary.video, summary.audio)
+        assert f"video: {summary.video}; audio and subtitles: {summary.audio}" in stdout.getvalue()

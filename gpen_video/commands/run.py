@@ -112,7 +112,9 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
                             "(frames uploaded once, only finished frames back); auto: torch "
                             "when the restorer is on CUDA, else cpu (OpenCV)")
 
-    encode = parser.add_argument_group("encoding (default: follow the source)")
+    encode = parser.add_argument_group(
+        "encoding (default: the source's codec when it is one of these; others, e.g. MPEG-4 "
+        "Part 2, become h264 — the summary says which)")
     encode.add_argument("--codec", default=None,
                         choices=["h264", "hevc", "prores", "dnxhr", "ffv1", "png", "tiff", "exr",
                                  "dpx"])

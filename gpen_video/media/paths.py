@@ -79,18 +79,18 @@ def _size_text(n: int) -> str:
     return ""
 
 
-def write_error(exc: BaseException, folder: Path, what: str) -> GpenVideoError:
+def write_error(exc: BaseException, folder: Path, what: str, hint: str = "") -> GpenVideoError:
     """The product's error for a write that failed with ``exc`` in ``folder``.
 
     ENOSPC, EDQUOT and EFBIG give a :class:`~gpen_video.errors.DiskFullError` (exit 75: retry
     once there is space) naming the folder and its free space; anything else an
     :class:`~gpen_video.errors.OutputError` (exit 2). ``what``: the start of the line, e.g.
-    ``writing out.mp4 failed``.
+    ``writing out.mp4 failed``; ``hint``: what to do, for the other errors.
     """
     reason = SPACE_ERRNOS.get(getattr(exc, "errno", None))
     if reason is None:
         detail = getattr(exc, "strerror", None) or str(exc)
-        return OutputError(f"{what}: {detail}; choose another output folder")
+        return OutputError(f"{what}: {detail}{'; ' + hint if hint else ''}")
     try:
         free = f"{_size_text(shutil.disk_usage(folder).free)} free there"
     except OSError:
@@ -215,7 +215,8 @@ def temp_file_for(output: Path) -> Path:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise write_error(exc, folder, f"cannot write in {folder}") from None
+            raise write_error(exc, folder, f"cannot write in {folder}",
+                              "choose another output folder") from None
         return _hold(name, fd)
     raise OutputError(f"cannot create a temporary file in {folder}")
 
@@ -234,7 +235,8 @@ def temp_dir_for(output: Path) -> Path:
             prefix=f".{output.stem.replace('%', '')}{TEMP_TAG}{os.getpid()}-", dir=folder))
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise write_error(exc, folder, f"cannot write in {folder}") from None
+        raise write_error(exc, folder, f"cannot write in {folder}",
+                              "choose another output folder") from None
     return _hold(name, fd)
 
 

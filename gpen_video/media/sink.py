@@ -39,7 +39,8 @@ import numpy as np
 
 from gpen_video.errors import GpenVideoError, OutputError
 from gpen_video.media import paths
-from gpen_video.media.codecs import EncoderSpec, choose_encoder
+from gpen_video.media.codecs import (CODEC_NAMES, SOURCE_FAMILIES, EncoderSpec, choose_encoder,
+                                     codec_name)
 from gpen_video.media.colour import RANGE_FULL
 from gpen_video.media.mux import AUDIO_LEAD, StreamCopier, packet_time, tag_container, \
     tag_output, timecode_at
@@ -235,6 +236,31 @@ class VideoSink:
             raise self._write_failed(exc) from None
         self.frames_written += 1
         return True
+
+    def video_report(self) -> str:
+        """``h264 → h264``, or ``MPEG-4 Part 2 (mpeg4) → h264 (why)`` when they differ."""
+        source = self.source.video_info.codec
+        out = self.spec.family
+        text = f"{codec_name(source)} → {out}"
+        if SOURCE_FAMILIES.get(source) == out:
+            return text
+        if self.options.codec is not None:
+            why = "--codec"
+        elif source not in SOURCE_FAMILIES:
+            why = f"no {CODEC_NAMES.get(source, source)} encoder here; --codec chooses another"
+        else:
+            why = f"{self.path.suffix or 'this output'} cannot hold {SOURCE_FAMILIES[source]}"
+        return f"{text} ({why})"
+
+    def tracks_report(self) -> str:
+        """What happened to the source's other tracks, for the closing summary."""
+        if self._copier is not None:
+            return ", ".join(self._copier.report()) or "none in the source"
+        if not any(kind in ("audio", "subtitle") for _, kind, _ in self.source.other_streams):
+            return "none in the source"
+        if self.spec.image_sequence:
+            return "not written (an image sequence holds none)"
+        return "not written (segment without audio)" if not self.options.tracks else "none"
 
     def _write_failed(self, exc: BaseException) -> GpenVideoError:
         """OutputError, or DiskFullError (exit 75) when the disk, quota or size limit is full."""

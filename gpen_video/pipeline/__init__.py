@@ -211,7 +211,8 @@ def _execute(wiring: Any, stages: list, options: RunOptions, total: int, restore
             tracks=len(compose.tracks), seconds=seconds,
             setup_seconds=setup_seconds, stage_seconds=dict(clock.seconds),
             restorer=restorer.describe(), batches=restore.batches,
-            host_syncs=lane.syncs.by_stage(), device_seconds=device_seconds, device_busy=busy)
+            host_syncs=lane.syncs.by_stage(), device_seconds=device_seconds, device_busy=busy,
+            video=encode.sink.video_report(), audio=encode.sink.tracks_report())
         return summary
     finally:
         progress.close(None if summary is None else summary.as_dict(),
