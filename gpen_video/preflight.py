@@ -8,12 +8,15 @@ it — an offline first run should not take one failed try per file.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gpen_video.errors import DownloadError, WeightsError
 from gpen_video.options import RunOptions
+
+log = logging.getLogger("gpen_video.preflight")
 
 
 @dataclass(frozen=True)
@@ -42,14 +45,13 @@ def check_before_loading(options: RunOptions, source: Any, need_restorer: bool =
 
     check_sink(options.output, source, options.encode, options.overwrite)
     missing = missing_weights(options, need_restorer, need_detector)
-    if not missing:
-        return
-    downloadable = [m for m in missing if m.explicit is None and m.registry_name is not None]
-    allowed = options.model.download if need_restorer else options.detect.download
-    if len(downloadable) == len(missing) and allowed:
+    if missing:
+        downloadable = [m for m in missing if m.explicit is None and m.registry_name is not None]
+        allowed = options.model.download if need_restorer else options.detect.download
+        if len(downloadable) < len(missing) or not allowed:
+            raise WeightsError(missing_message(missing, downloads_off=not allowed))
         _download(missing, options)
-        return
-    raise WeightsError(missing_message(missing, downloads_off=not allowed))
+    log.info("%s and %s checked; loading the models", options.input, options.output)
 
 
 def missing_weights(options: RunOptions, need_restorer: bool = True,

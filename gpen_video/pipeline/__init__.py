@@ -96,8 +96,7 @@ def run(
     Raises:
         InputError, OutputError, UsageError, WeightsError, DownloadError, BackendUnavailable:
             bad input, output, options, weights or device (nothing is written).
-        KeyboardInterrupt: interrupted; every stage is stopped and nothing is left at the
-            output path.
+        KeyboardInterrupt, shutdown.Terminated: every stage stopped, nothing left at the output.
     """
     from gpen_video.media import VideoSink, VideoSource
     from gpen_video.preflight import check_before_loading
@@ -109,11 +108,8 @@ def run(
     own_restorer = restorer is None
     sink = None
     try:
-        # output path, codec, weights files: every cheap check before any model loads
         check_before_loading(options, source, restorer is None, detector is None)
-        log.info("%s and %s checked; loading the models", options.input, options.output)
-        from gpen_video.backends import create_restorer
-
+        from gpen_video.backends import create_restorer  # (torch) only after the cheap checks
         if own_restorer:
             restorer = create_restorer(options.model, options.restore)
         restorer.load()
