@@ -20,6 +20,7 @@ BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt", "identity")  # Rest
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # RestoreOptions.precision
 ENGINE_PRECISIONS = ("fp32", "fp16", "bf16")  # a built network's precision (auto resolved)
 DETECTORS = ("resnet50", "mobile0.25")  # DetectOptions.network
+DETECTOR_CHOICES = ("auto", *DETECTORS)  # --detector: auto = the network the weights file holds
 SMOOTH_METHODS = ("rts", "kalman", "none")  # SmoothOptions.method
 GEOMETRIES = ("auto", "cpu", "torch")  # BlendOptions.geometry
 TEMPORAL_MODES = ("flow", "off")  # TemporalOptions.mode

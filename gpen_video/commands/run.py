@@ -15,7 +15,7 @@ from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
 from gpen_video.options import (
     BACKEND_NAMES,
-    DETECTORS,
+    DETECTOR_CHOICES,
     FACE_SELECTIONS,
     GEOMETRIES,
     ON_DAMAGE,
@@ -83,7 +83,7 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
                               "engines/ in a checkout, else the user cache)")
 
     faces = parser.add_argument_group("faces")
-    faces.add_argument("--detector", default="auto", choices=("auto", *DETECTORS),
+    faces.add_argument("--detector", default="auto", choices=DETECTOR_CHOICES,
                        help="RetinaFace backbone; auto: the one --detector-weights holds, "
                             "resnet50 without that option")
     faces.add_argument("--detector-weights", type=Path, default=None,
