@@ -19,6 +19,7 @@ configures logging.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 import os
@@ -26,7 +27,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from gpen_video.environment import Environment
-from gpen_video.errors import EXIT_FAILURE, EXIT_INTERRUPTED, GpenVideoError
+from gpen_video.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, GpenVideoError
+from gpen_video.shutdown import SignalGuard, Terminated, finish, stopped_message
 
 # name -> (module, one-line summary). ``run`` is used when the first argument names no command.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -44,7 +46,44 @@ def _epilog() -> str:
     lines = ["other commands (gpen-video COMMAND --help):"]
     lines += [f"  {name:<10}{summary}" for name, (_, summary) in COMMANDS.items() if name != "run"]
     lines.append("exit codes: 0 done, 1 other failure, 2 usage or bad input, 75 transient "
-                 "(retry), 130 interrupted")
+                 "(retry), 130 interrupted (Ctrl-C), 143 stopped (SIGTERM), 129 hung up (SIGHUP)")
+    return "\n".join(lines)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a mistyped option (Python < 3.14 has none)."""
+
+    def error(self, message: str) -> None:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            known = [o for o in self._option_string_actions if o.startswith("--")]
+            hints = []
+            for word in message[len(prefix):].split():
+                flag = word.split("=", 1)[0]
+                close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+                if flag.startswith("-") and close:
+                    hints.append(f"{flag}: did you mean {close[0]}?")
+            if hints:
+                message = f"{message} ({'; '.join(hints)})"
+        super().error(message)
+
+
+def command_suggestion(word: str) -> str | None:
+    """The command ``word`` is probably a typo of, or None (it may be an input file name)."""
+    if any(c in word for c in "./\\") or os.path.exists(word):
+        return None
+    close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def usage_overview() -> str:
+    """What ``gpen-video`` without arguments prints: the usage and every command."""
+    lines = ["usage: gpen-video INPUT OUTPUT [options]    (restore the faces in a video)",
+             "       gpen-video COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<10}{summary}" for name, (_, summary) in COMMANDS.items()]
+    lines.append("")
+    lines.append("`gpen-video --help` lists the options of a run, `gpen-video COMMAND --help` "
+                 "those of a command")
     return "\n".join(lines)
 
 
@@ -53,7 +92,7 @@ def build_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     module_name, summary = COMMANDS[name]
     module = importlib.import_module(module_name)
     prog = "gpen-video" if name == "run" else f"gpen-video {name}"
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog,
         description=summary,
         epilog=_epilog() if name == "run" else None,
@@ -97,17 +136,66 @@ def configure_logging(level: int, stream=None) -> Callable[[], None]:
     return undo
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script. Returns the process exit code."""
+def disk_full(exc: OSError, output: object = None) -> GpenVideoError | None:
+    """The DiskFullError (exit 75) for a write that ran out of space anywhere below a command
+    (ENOSPC, EDQUOT, EFBIG), naming the file's folder (else the output's); None for other
+    OS errors."""
+    from pathlib import Path
+
+    from gpen_video.media.paths import SPACE_ERRNOS, write_error
+
+    if exc.errno not in SPACE_ERRNOS:
+        return None
+    target = Path(exc.filename) if exc.filename else Path(output) if output else Path("out")
+    folder = target.parent if str(target.parent) else Path(".")
+    return write_error(exc, folder, f"writing {target if exc.filename or output else 'the output'}"
+                                    " failed")
+
+
+def report(exc: BaseException, output: object = None) -> tuple[str, int]:
+    """The one line and the exit code for an exception that ended a command: the product's
+    errors keep their code, signals give 130/143/129, a full disk 75, anything else is a bug
+    (1)."""
+    if isinstance(exc, GpenVideoError):
+        return f"gpen-video: error: {exc}", exc.exit_code
+    if isinstance(exc, (KeyboardInterrupt, Terminated)):
+        return stopped_message(exc), (exc.exit_code if isinstance(exc, Terminated)
+                                      else EXIT_INTERRUPTED)
+    if isinstance(exc, OSError):
+        error = disk_full(exc, output)
+        if error is not None:
+            return f"gpen-video: error: {error}", error.exit_code
+    return (f"gpen-video: internal error: {type(exc).__name__}: {exc} "
+            "(run again with GPEN_VIDEO_DEBUG=1 for a traceback, and report it)"), EXIT_FAILURE
+
+
+def main(argv: Sequence[str] | None = None, signals: SignalGuard | None = None) -> int:
+    """Entry point of the console script. Returns the process exit code.
+
+    ``signals``: the process's :class:`~gpen_video.shutdown.SignalGuard`; a command module's
+    ``SHUTDOWN_GRACE`` (seconds) replaces its watchdog delay.
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
-    name = args_list[0] if args_list and args_list[0] in COMMANDS else "run"
+    if not args_list:
+        print(usage_overview(), file=sys.stderr)
+        return EXIT_USAGE
+    typo = None if args_list[0] in COMMANDS else command_suggestion(args_list[0])
+    if typo is not None:
+        print(f"gpen-video: error: {args_list[0]!r} is neither a command nor an existing input "
+              f"file: did you mean `gpen-video {typo}`? (commands: {', '.join(COMMANDS)})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    name = args_list[0] if args_list[0] in COMMANDS else "run"
     if name != "run" or (args_list and args_list[0] == "run"):
         args_list = args_list[1:]
     env = Environment.read()
     debug = env.debug
     undo_logging = None
+    args = None
     try:
         parser, module = build_parser(name)
+        if signals is not None:
+            signals.grace = float(getattr(module, "SHUTDOWN_GRACE", signals.grace))
         # a command whose positionals sit on both sides of its options (``stitch SEG… --audio-from
         # IN OUT``) sets INTERMIXED_ARGS
         parse = (parser.parse_intermixed_args if getattr(module, "INTERMIXED_ARGS", False)
@@ -116,25 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         undo_logging = configure_logging(log_level(getattr(args, "verbose", 0) or 0,
                                                    bool(getattr(args, "quiet", False))))
         return int(module.execute(args, env) or 0)
-    except GpenVideoError as exc:
+    except (Exception, KeyboardInterrupt, Terminated) as exc:
         if debug:
             raise
-        print(f"gpen-video: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print("gpen-video: interrupted; nothing was written to the output path", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # a bug: say so in one line unless debugging
-        if debug:
-            raise
-        print(
-            f"gpen-video: internal error: {type(exc).__name__}: {exc} "
-            "(run again with GPEN_VIDEO_DEBUG=1 for a traceback, and report it)",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
+        line, code = report(exc, getattr(args, "output", None))
+        print(line, file=sys.stderr)
+        return code
     finally:
         if undo_logging is not None:
             undo_logging()
@@ -143,14 +218,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def console() -> None:
     """Entry point of the ``gpen-video`` script and ``python -m gpen_video``: ``main()``'s code.
 
-    After Ctrl-C (code 130) the pipeline has already stopped its threads and removed its
-    temporary output, so the process ends at once with ``os._exit``: interpreter teardown with
-    torch loaded takes seconds (``benchmarks/RESULTS.md``, "Numbers behind design choices"), and an interrupted job must be
-    gone within 2 s.
+    Signals become exceptions for the length of ``main()`` and the process ends through
+    :func:`gpen_video.shutdown.finish`: after an error or a signal, and whenever a thread is
+    still running, with ``os._exit`` once the temporary output is removed and the streams are
+    flushed — interpreter teardown with a thread inside ONNX Runtime or torch aborts the process
+    (exit 134), and with torch loaded it takes seconds (``benchmarks/RESULTS.md``, "Numbers behind
+    design choices") when an interrupted job must be gone at once.
     """
-    code = main()
-    if code == EXIT_INTERRUPTED:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    code = EXIT_FAILURE
+    with SignalGuard() as signals:
+        try:
+            code = main(signals=signals)
+        except (KeyboardInterrupt, Terminated) as exc:  # arrived just after main() returned
+            code = exc.exit_code if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        signals.ignore_further()
+        finish(code)

@@ -11,6 +11,7 @@ Exit codes (also in the README; render-farm managers read them):
 2     usage or bad input: retrying the same command will fail again
 75    transient (EX_TEMPFAIL): network down, out of memory, device busy; retry
 130   interrupted (Ctrl-C)
+143   stopped by SIGTERM (129: SIGHUP); nothing was written
 ====  =====================================================================
 """
 
@@ -69,3 +70,8 @@ class TransientError(GpenVideoError):
     """A failure that may pass if the same command is run again (out of memory, busy device)."""
 
     exit_code = EXIT_TRANSIENT
+
+
+class DiskFullError(TransientError):
+    """A write failed for lack of space: the disk or the quota is full (ENOSPC, EDQUOT) or the
+    file outgrew a size limit (EFBIG). Retryable once space is freed."""

@@ -20,6 +20,7 @@ BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt", "identity")  # Rest
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # RestoreOptions.precision
 ENGINE_PRECISIONS = ("fp32", "fp16", "bf16")  # a built network's precision (auto resolved)
 DETECTORS = ("resnet50", "mobile0.25")  # DetectOptions.network
+DETECTOR_CHOICES = ("auto", *DETECTORS)  # --detector: auto = the network the weights file holds
 SMOOTH_METHODS = ("rts", "kalman", "none")  # SmoothOptions.method
 GEOMETRIES = ("auto", "cpu", "torch")  # BlendOptions.geometry
 TEMPORAL_MODES = ("flow", "off")  # TemporalOptions.mode
@@ -71,7 +72,7 @@ class RestoreOptions:
 class DetectOptions:
     """Face detection (facexlib RetinaFace)."""
 
-    network: str = "resnet50"  # resnet50 | mobile0.25
+    network: str = "resnet50"  # resnet50 | mobile0.25 | auto (from the weights file)
     weights: Path | None = None  # explicit detector weights; no download when given
     score_threshold: float = 0.9  # official GPEN value
     nms_threshold: float = 0.4  # official GPEN value
@@ -93,7 +94,8 @@ class TrackOptions:
 
     min_iou: float = 0.3  # assignment gate on box IoU
     landmark_gate: float = 1.0  # assignment gate: mean landmark distance, in inter-ocular units
-    confirm_hits: int = 3  # detections before a track is reported
+    confirm_hits: int = 3  # detections before a track is reported …
+    confirm_score: float | None = 0.99  # … or one detection this sure (None: off); see track.py
     max_misses: int = 8  # frames without a detection before a track ends (gaps are filled)
     cut_threshold: float = 30.0  # mean abs difference (0-255) of downscaled frames that is a cut
 

@@ -164,7 +164,7 @@ def test_one_constructor_contract_for_every_backend():
 def test_fixed_choices_are_one_tuple_for_the_cli_and_the_library():
     from gpen_video.backends import BACKENDS
     from gpen_video.cli import build_parser
-    from gpen_video.options import BACKEND_NAMES, DETECTORS, PRECISIONS
+    from gpen_video.options import BACKEND_NAMES, DETECTOR_CHOICES, DETECTORS, PRECISIONS
 
     assert set(BACKEND_NAMES) == {"auto", *BACKENDS}
     for command in ("run", "bench"):
@@ -172,7 +172,7 @@ def test_fixed_choices_are_one_tuple_for_the_cli_and_the_library():
         choices = {a.dest: a.choices for a in parser._actions if a.choices}
         assert choices["backend"] is BACKEND_NAMES
         assert choices["precision"] is PRECISIONS
-        assert choices["detector"] is DETECTORS
+        assert choices["detector"] is (DETECTOR_CHOICES if command == "run" else DETECTORS)
     with pytest.raises(UsageError, match="--precision 'fp8': choose one of auto, fp32, fp16, bf16"):
         create_restorer(ModelOptions(name="GPEN-BFR-256"),
                         RestoreOptions(backend="torch", device="cpu", precision="fp8"))

@@ -68,7 +68,8 @@ def test_tracker_keeps_ids_of_crossing_faces() -> None:
 def test_tracker_confirms_drops_and_ends() -> None:
     options = TrackOptions(confirm_hits=3, max_misses=4)
     tracker = FaceTracker(options)
-    steps = [tracker.update(k, [face_at(100, 100)] + ([face_at(300, 100)] if k < 2 else []))
+    steps = [tracker.update(k, [face_at(100, 100, score=0.95)]
+                            + ([face_at(300, 100, score=0.95)] if k < 2 else []))
              for k in range(4)]
     assert steps[0].started and not steps[0].confirmed
     assert len(steps[2].confirmed) == 1  # the steady face, on its third hit
@@ -211,7 +212,8 @@ def test_output_is_final_and_only_looks_lag_frames_ahead() -> None:
 
 
 def test_unconfirmed_tracks_are_never_emitted() -> None:
-    dets = [[face_at(100, 100)] + ([face_at(400, 300)] if k in (10, 11) else [])
+    """A two-frame blip of middling score (0.95) in mid-clip is not a face worth restoring."""
+    dets = [[face_at(100, 100)] + ([face_at(400, 300, score=0.95)] if k in (10, 11) else [])
             for k in range(40)]
     out = run(FaceStream(), dets)
     ids = {f.track_id for ff in out for f in ff.faces}
@@ -324,3 +326,36 @@ def test_cut_detector_on_real_clips(testdata) -> None:
     detector = CutDetector()
     spliced = d0[:30] + d11[:30]
     assert [k for k, f in enumerate(spliced) if detector.update(f)] == [30]
+
+
+# -- short clips and short-lived faces ----------------------------------------------------------
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_face_of_a_one_or_two_frame_clip_is_emitted_at_full_strength(frames) -> None:
+    """Middling score (0.95): confirmed because the clip ended while it was still seen."""
+    out = run(FaceStream(), [[face_at(100, 100, score=0.95)]] * frames)
+    assert [len(ff.faces) for ff in out] == [1] * frames
+    assert all(f.alpha_hint == 1.0 for ff in out for f in ff.faces)
+
+
+def test_face_still_seen_when_a_shot_ends_is_emitted() -> None:
+    dets = [[face_at(100, 100)]] * 20 + [[face_at(300, 200, score=0.95)]] * 2 + [[]] * 20
+    out = run(FaceStream(), dets, cuts={20, 22})
+    assert [len(out[k].faces) for k in (20, 21)] == [1, 1]
+    assert all(not ff.faces for ff in out[22:])
+
+
+def test_tentative_track_missed_before_the_end_is_not_emitted() -> None:
+    dets = [[face_at(100, 100, score=0.95)], []]
+    out = run(FaceStream(), dets)
+    assert all(not ff.faces for ff in out)
+
+
+def test_one_sure_detection_in_mid_clip_is_emitted() -> None:
+    """Score 0.999 ≥ confirm_score: a face seen once in a long clip is restored on that frame."""
+    dets = [[face_at(100, 100)] + ([face_at(400, 300, score=0.999)] if k == 10 else [])
+            for k in range(40)]
+    out = run(FaceStream(), dets)
+    assert [len(ff.faces) for ff in out].count(2) == 1 and len(out[10].faces) == 2
+    off = run(FaceStream(TrackOptions(confirm_score=None)), dets)
+    assert all(len(ff.faces) == 1 for ff in off)

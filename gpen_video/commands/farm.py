@@ -16,6 +16,10 @@ from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
 from gpen_video.options import SEGMENT_MODES, FarmOptions
 
+# seconds a signal leaves the farm to stop its workers and its local Ray cluster before the
+# process ends anyway (gpen_video.shutdown)
+SHUTDOWN_GRACE = 20.0
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     run_command.configure_job(parser)

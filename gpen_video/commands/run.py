@@ -15,7 +15,7 @@ from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
 from gpen_video.options import (
     BACKEND_NAMES,
-    DETECTORS,
+    DETECTOR_CHOICES,
     FACE_SELECTIONS,
     GEOMETRIES,
     ON_DAMAGE,
@@ -83,7 +83,9 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
                               "engines/ in a checkout, else the user cache)")
 
     faces = parser.add_argument_group("faces")
-    faces.add_argument("--detector", default="resnet50", choices=DETECTORS)
+    faces.add_argument("--detector", default="auto", choices=DETECTOR_CHOICES,
+                       help="RetinaFace backbone; auto: the one --detector-weights holds, "
+                            "resnet50 without that option")
     faces.add_argument("--detector-weights", type=Path, default=None,
                        help="local RetinaFace weights file (offline use)")
     faces.add_argument("--faces", default="all", choices=FACE_SELECTIONS)
@@ -110,7 +112,9 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
                             "(frames uploaded once, only finished frames back); auto: torch "
                             "when the restorer is on CUDA, else cpu (OpenCV)")
 
-    encode = parser.add_argument_group("encoding (default: follow the source)")
+    encode = parser.add_argument_group(
+        "encoding (default: the source's codec when it is one of these; others, e.g. MPEG-4 "
+        "Part 2, become h264 — the summary says which)")
     encode.add_argument("--codec", default=None,
                         choices=["h264", "hevc", "prores", "dnxhr", "ffv1", "png", "tiff", "exr",
                                  "dpx"])

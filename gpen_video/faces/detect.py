@@ -67,6 +67,33 @@ def weights_name(network: str) -> str:
     return f"retinaface-{network}"
 
 
+def detector_network(options: DetectOptions) -> str | None:
+    """The RetinaFace network ``options`` ask for. ``"auto"``: the one the weights file is for
+    (known file name or checksum; None when only the file's contents can tell), resnet50
+    without a file.
+
+    Raises:
+        UsageError: an unknown network name.
+    """
+    from gpen_video.models.weights import get_spec, sha256_of
+
+    if options.network != "auto":
+        return check_choice("--detector", options.network, DETECTORS)
+    if options.weights is None:
+        return "resnet50"
+    path = Path(options.weights).expanduser()
+    specs = {net: get_spec(weights_name(net)) for net in DETECTORS}
+    for net, spec in specs.items():
+        if path.name.lower() == spec.filename.lower():
+            return net
+    if path.is_file() and path.stat().st_size < (64 << 20):
+        digest = sha256_of(path)
+        for net, spec in specs.items():
+            if spec.sha256 == digest:
+                return net
+    return None
+
+
 def find_detector_weights(options: DetectOptions) -> Path:
     """The detector weights file for ``options`` (explicit path, cache, or download).
 
@@ -78,8 +105,8 @@ def find_detector_weights(options: DetectOptions) -> Path:
     """
     from gpen_video.models.weights import get_spec, resolve_weights, sha256_of
 
-    check_choice("--detector", options.network, DETECTORS)
-    spec = get_spec(weights_name(options.network))
+    network = detector_network(options)
+    spec = get_spec(weights_name(network or "resnet50"))
     if options.weights is not None:
         path = Path(options.weights).expanduser()
         if not path.is_file():
@@ -87,7 +114,7 @@ def find_detector_weights(options: DetectOptions) -> Path:
                 f"detector weights {path} (--detector-weights) do not exist: pass the path of "
                 f"{spec.filename}, or drop the option to use the cache (`gpen-video download "
                 f"{spec.name}`)")
-        if spec.sha256 is not None:
+        if network is not None and spec.sha256 is not None:
             actual = sha256_of(path)
             if actual != spec.sha256:
                 raise WeightsError(
@@ -110,35 +137,62 @@ def _pick_device(name: str):
     return device
 
 
-def load_retinaface(network: str, weights: Path, device):
-    """facexlib's ``RetinaFace`` with the state dict in ``weights`` (``module.`` stripped).
+def _network_of_state(state: dict) -> str | None:
+    """Which RetinaFace backbone a state dict is for, from its key names."""
+    if any(".stage1." in k for k in state):
+        return "mobile0.25"
+    if any(".layer1." in k for k in state):
+        return "resnet50"
+    return None
 
-    Raises:
-        WeightsError: the file is not a state dict that fits ``network``.
-    """
+
+def _read_retinaface_state(weights: Path) -> dict:
     import torch
-    from facexlib.detection.retinaface import RetinaFace
 
-    with warnings.catch_warnings():  # facexlib builds ResNet-50 with torchvision's old keyword
-        warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
-        model = RetinaFace(network_name=network, half=False, phase="test", device=device)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise WeightsError(f"cannot read detector weights {weights}: {exc}".splitlines()[0])
+    except Exception:  # noqa: BLE001 - any unpickling failure means a bad file
+        # not torch's message: it suggests weights_only=False, which runs the file's code
+        raise WeightsError(
+            f"cannot read detector weights {weights}: not a plain PyTorch state dict "
+            "(truncated, another format, or a pickle with Python objects, which is never "
+            "loaded for safety); get the official file with `gpen-video download "
+            "retinaface-resnet50` (or retinaface-mobile0.25)") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise WeightsError(f"{weights} is not a RetinaFace state dict")
-    state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def load_retinaface(network: str | None, weights: Path, device):
+    """facexlib's ``RetinaFace`` with the state dict in ``weights`` (``module.`` stripped);
+    ``network`` None or ``"auto"``: the backbone the file's keys name.
+
+    Raises:
+        WeightsError: the file is not a state dict that fits ``network``.
+    """
+    from facexlib.detection.retinaface import RetinaFace
+
+    state = _read_retinaface_state(weights)
+    if network in (None, "auto"):
+        network = _network_of_state(state)
+        if network is None:
+            raise WeightsError(f"{weights} is not a RetinaFace state dict (neither ResNet-50 "
+                               "nor MobileNet keys)")
+    with warnings.catch_warnings():  # facexlib builds ResNet-50 with torchvision's old keyword
+        warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+        model = RetinaFace(network_name=network, half=False, phase="test", device=device)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError:
-        other = [n for n in DETECTORS if n != network][0]
+        held = _network_of_state(state)
+        hint = f"it holds {held} weights: " if held and held != network else ""
         raise WeightsError(
-            f"{weights} does not fit RetinaFace {network}: is it the {other} file? choose the "
-            f"network with --detector") from None
+            f"{weights} does not fit RetinaFace {network}: {hint}pass --detector "
+            f"{held or 'NAME'}, or leave --detector out to infer it from the file") from None
     model.to(device).eval()
+    model.network_name = network
     return model
 
 
@@ -181,15 +235,17 @@ class FaceDetector:
         if _random_weights:
             from facexlib.detection.retinaface import RetinaFace
 
-            check_choice("--detector", options.network, DETECTORS)
+            self.network = detector_network(options) or "resnet50"
             self.weights_path = None
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
-                self.model = RetinaFace(network_name=options.network, half=False, phase="test",
+                self.model = RetinaFace(network_name=self.network, half=False, phase="test",
                                         device=self.device).to(self.device).eval()
         else:
             self.weights_path = find_detector_weights(options)
-            self.model = load_retinaface(options.network, self.weights_path, self.device)
+            self.model = load_retinaface(detector_network(options), self.weights_path,
+                                         self.device)
+            self.network = self.model.network_name
         self._mean = torch.tensor(_BGR_MEAN, dtype=torch.float32, device=self.device).view(
             1, 3, 1, 1)
         self._priors: dict[tuple[int, int], object] = {}

@@ -31,8 +31,9 @@ ramp_frames)``):
   a track's last frame. The delay is raised to cover both, so no emitted frame is ever wrong
   about whether a face is there.
 
-Per-frame output, for each **confirmed** track whose span covers the frame (tracks that die
-unconfirmed are never emitted; frames pushed before a track's confirmation are emitted with it
+Per-frame output, for each **confirmed** track whose span covers the frame (a tentative track
+still seen when its shot or the clip ends is confirmed then, so faces of 1–2 frame clips and
+shots are restored; tracks that die unconfirmed before that are never emitted; frames pushed before a track's confirmation are emitted with it
 as long as they have not left the stream yet): a :class:`TrackedFace` with the smoothed frame→crop
 matrix for ``crop_size``, landmarks, detection flags and the paste-ramp information.
 
@@ -193,8 +194,11 @@ class FaceStream:
             if track.ended:
                 continue
             if not track.confirmed:
-                del self._tracks[track.track_id]
-                continue
+                if track.miss_since_hit:
+                    del self._tracks[track.track_id]
+                    continue
+                # still seen when the shot ends: it ran out of frames, not of detections
+                track.confirmed = True
             # trailing frames without a detection attempt belong to the track; misses do not
             end = track.last_hit if track.miss_since_hit else last_frame
             self._finish(track, end, ends_shot=end == last_frame)

@@ -13,7 +13,11 @@
 3. The assignment is the Hungarian solution (:func:`scipy.optimize.linear_sum_assignment`) over
    the allowed pairs.
 4. A detection left over starts a tentative track; a tentative track is confirmed after
-   ``confirm_hits`` detections and dropped at its second consecutive miss. A confirmed track
+   ``confirm_hits`` detections, or at once by a detection scoring at least ``confirm_score``
+   (a face seen clearly in only one or two frames is real, and is restored), and dropped at its
+   second consecutive miss. (:class:`~gpen_video.faces.stream.FaceStream` also confirms a
+   tentative track that is still seen when its shot or the clip ends: a face in a 1–2 frame
+   clip never had the chance of ``confirm_hits`` detections.) A confirmed track
    ends after more than ``max_misses`` consecutive misses (frames where detection ran and did
    not find it); shorter gaps are kept (the stream fills them by interpolation).
 5. A shot cut ends every track: no track ever continues across a cut.
@@ -131,6 +135,13 @@ class FaceTracker:
         self._next_id += 1
         return self._next_id
 
+    def _confirms(self, hits: int, detection: Detection) -> bool:
+        """Whether a tentative track with ``hits`` detections, the latest ``detection``, is
+        confirmed now."""
+        sure = self.options.confirm_score
+        return hits >= self.options.confirm_hits or (sure is not None and
+                                                     detection.score >= sure)
+
     def _cost(self, tracks: list[Track], detections: Sequence[Detection], frame: int) -> np.ndarray:
         opts = self.options
         cost = np.full((len(tracks), len(detections)), _NO)
@@ -182,7 +193,8 @@ class FaceTracker:
                         hits[track.track_id] = detections[c]
                         matched_tracks.add(track.track_id)
                         matched_dets.add(c)
-                        if not track.confirmed and track.hits >= self.options.confirm_hits:
+                        if not track.confirmed and self._confirms(track.hits,
+                                                                  detections[c]):
                             track.confirmed = True
                             confirmed.append(track.track_id)
             for track in live:
@@ -200,7 +212,7 @@ class FaceTracker:
                 if c in matched_dets:
                     continue
                 track = Track(self._new_id(), frame_index, frame_index, detection)
-                if self.options.confirm_hits <= 1:
+                if self._confirms(1, detection):
                     track.confirmed = True
                     confirmed.append(track.track_id)
                 self.tracks[track.track_id] = track

@@ -360,14 +360,15 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
 
 
 def _segment_folder(farm: FarmOptions, output: Path, key: str) -> Path:
-    """The job's segment folder, created, without temporary files of earlier attempts."""
+    """The job's segment folder, created, without temporary files of killed earlier attempts
+    (a concurrent live run's are kept)."""
     folder = Path(farm.segment_dir) if farm.segment_dir is not None else \
         default_segment_dir(output, key)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create the segment folder {folder}: {exc}") from None
-    _remove_partials(folder)
+    paths.remove_stale_partials_in(folder)
     return folder
 
 

@@ -366,7 +366,8 @@ def _copy(placed: list[Segment], source: Path, output: Path, timeline: Timeline,
         paths.finalize_file(temp, output, overwrite)
         temp = None
     except (av.error.FFmpegError, OSError) as exc:
-        raise OutputError(f"writing {output} failed: {exc}") from None
+        raise paths.write_error(exc, output.parent if str(output.parent) else Path("."),
+                                f"writing {output} failed") from None
     finally:
         if copier is not None:
             copier.close()

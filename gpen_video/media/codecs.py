@@ -102,6 +102,19 @@ SOURCE_FAMILIES: dict[str, str] = {
     "png": "png", "tiff": "tiff", "exr": "exr", "dpx": "dpx",
 }
 
+# readable names of source codecs we decode but do not write (for the note and the summary)
+CODEC_NAMES: dict[str, str] = {
+    "mpeg4": "MPEG-4 Part 2", "msmpeg4v3": "MPEG-4 Part 2 (MS)", "mpeg2video": "MPEG-2",
+    "mpeg1video": "MPEG-1", "mjpeg": "Motion JPEG", "vp8": "VP8", "vp9": "VP9", "av1": "AV1",
+    "libdav1d": "AV1", "h263": "H.263", "theora": "Theora", "wmv3": "WMV 9", "vc1": "VC-1",
+}
+
+
+def codec_name(codec: str) -> str:
+    """``MPEG-4 Part 2 (mpeg4)`` for codecs with a readable name, else the FFmpeg name."""
+    return f"{CODEC_NAMES[codec]} ({codec})" if codec in CODEC_NAMES else codec
+
+
 _PATTERN_RE = re.compile(r"%0?\d*d")
 # chroma resolution rank of a layout: a note is due only when the output has less than the source
 _CHROMA_DETAIL = {"gray": 0, "410": 1, "411": 1, "420": 2, "440": 3, "422": 3, "444": 4, "rgb": 4}
@@ -315,6 +328,9 @@ def _container_family(source: SourceVideoInfo, output: Path, options: EncodeOpti
             raise UsageError(f"{output.suffix} cannot hold {family}: {hint}")
         return family
     family = default_family(source)
+    if source.codec not in SOURCE_FAMILIES:
+        notes.append(f"the source's codec, {codec_name(source.codec)}, has no encoder here: "
+                     "writing H.264 (choose another with --codec)")
     if family not in holds:
         notes.append(f"{output.suffix} cannot hold {family} (the source's codec): "
                      f"writing H.264 instead; use .mov or .mkv to keep {family}")

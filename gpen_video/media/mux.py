@@ -57,6 +57,10 @@ class _Track:
         self.out_stream = out_stream
         self.transcode = transcode
         self.packets = 0
+        # said while the streams are open (they are not once the copier is closed)
+        kind, name = in_stream.type, in_stream.codec_context.name
+        self.report = (f"{kind} {name} converted to {out_stream.codec_context.name}"
+                       if transcode else f"{kind} {name} copied")
 
 
 class StreamCopier:
@@ -71,6 +75,7 @@ class StreamCopier:
         self._pending: av.Packet | None = None
         self.done = False
         self.notes: list[str] = []
+        self.skipped: list[str] = []  # "subtitle mov_text", … tracks the container cannot hold
         for stream in self._in.streams:
             wanted = (stream.type == "audio" and audio) or (stream.type == "subtitle"
                                                             and subtitles)
@@ -100,6 +105,7 @@ class StreamCopier:
             if stream.type != "audio":
                 self._note(f"{name}: {label} cannot be stored in a {container} file: skipped "
                            "(use .mkv to keep it)")
+                self.skipped.append(f"{stream.type} {stream.codec_context.name}")
                 return None
             target = "aac" if container == "mp4" else _pcm_codec(stream)
             self._note(f"{name}: {label} cannot be stored in a {container} file: transcoding "
@@ -113,6 +119,11 @@ class StreamCopier:
         out_stream.metadata.update(filter_tags(dict(stream.metadata), DROP_STREAM_TAGS))
         out_stream.disposition = int(stream.disposition)
         return _Track(stream, out_stream, transcode)
+
+    def report(self) -> list[str]:
+        """What happens to each track: ``audio aac copied``, ``audio pcm_s24le converted to
+        aac``, ``subtitle dvd_subtitle skipped``."""
+        return [t.report for t in self._tracks.values()] + [f"{s} skipped" for s in self.skipped]
 
     def _note(self, text: str) -> None:
         log.warning(text)

@@ -3,19 +3,35 @@
 Every output is written to a temporary name beside the target (same folder, so the final
 ``os.replace`` is an atomic rename on one filesystem) and renamed only when complete. Image
 sequences are written into a temporary folder beside the target and moved file by file.
+
+Partial outputs: ``.STEM.gpen-partial-PID-TOKEN.EXT`` (a folder ``.STEM.gpen-partial-PID-XXXX``
+for image sequences). The writing process holds an exclusive ``flock`` on it for its whole life
+and registers it with :mod:`gpen_video.shutdown`, which removes it on any exit. A process killed
+outright (SIGKILL, power loss) cannot clean up, but its lock dies with it: the next partial
+created for the same target removes the partials of that target whose lock is free and whose
+owner is gone (:func:`remove_stale_partials`). A live run's partial is never touched: its lock
+is held.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import re
 import secrets
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
-from gpen_video.errors import OutputError
+from gpen_video import shutdown
+from gpen_video.errors import DiskFullError, GpenVideoError, OutputError
 
 TEMP_TAG = ".gpen-partial-"
+SPACE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                errno.EFBIG: "the file outgrew the file-size limit"}
+_FRESH_SECONDS = 10.0  # a lock-free partial this young with a live owner pid is being created
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
@@ -55,41 +71,182 @@ def check_output(output: str | Path, input: str | Path | None = None,
     return output
 
 
+def _size_text(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+def write_error(exc: BaseException, folder: Path, what: str, hint: str = "") -> GpenVideoError:
+    """The product's error for a write that failed with ``exc`` in ``folder``.
+
+    ENOSPC, EDQUOT and EFBIG give a :class:`~gpen_video.errors.DiskFullError` (exit 75: retry
+    once there is space) naming the folder and its free space; anything else an
+    :class:`~gpen_video.errors.OutputError` (exit 2). ``what``: the start of the line, e.g.
+    ``writing out.mp4 failed``; ``hint``: what to do, for the other errors.
+    """
+    reason = SPACE_ERRNOS.get(getattr(exc, "errno", None))
+    if reason is None:
+        detail = getattr(exc, "strerror", None) or str(exc)
+        return OutputError(f"{what}: {detail}{'; ' + hint if hint else ''}")
+    try:
+        free = f"{_size_text(shutil.disk_usage(folder).free)} free there"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(f"{what}: {reason} in {folder} ({free}); free some space or choose "
+                         "another output folder, then retry (nothing was written)")
+
+
+def _folder_of(output: Path) -> Path:
+    return output.parent if str(output.parent) else Path(".")
+
+
+def _partial_pattern(output: Path, sequence: bool) -> re.Pattern[str]:
+    """Names of the partials of ``output`` (any owner), with the owner's pid as group 1."""
+    if sequence:
+        stem = output.stem.replace("%", "")
+        return re.compile(re.escape(f".{stem}{TEMP_TAG}") + r"(\d+)-[a-z0-9_]+")
+    return re.compile(re.escape(f".{output.stem}{TEMP_TAG}") + r"(\d+)-[0-9a-f]{8}"
+                      + re.escape(output.suffix))
+
+
+def _lock(path: Path) -> int | None:
+    """An open descriptor holding an exclusive flock on ``path``; None if another process
+    holds it (or it is gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(output: Path, sequence: bool = False) -> list[Path]:
+    """Delete the partial outputs of ``output`` left by processes that are gone; returns them.
+
+    A partial is stale when nobody holds its lock and its owner (the pid in its name) is no
+    longer running, or is (a reused pid) but the file is older than a few seconds. Partials of
+    other targets in the folder are not looked at.
+    """
+    folder = _folder_of(output)
+    pattern = _partial_pattern(output, sequence)
+    removed = []
+    try:
+        names = [n for n in os.listdir(folder) if pattern.fullmatch(n)]
+    except OSError:
+        return removed
+    for name in names:
+        path = folder / name
+        pid = int(pattern.fullmatch(name).group(1))
+        if pid == os.getpid() and os.fspath(path) in map(os.fspath, shutdown.tracked_temps()):
+            continue
+        fd = _lock(path)
+        if fd is None:
+            continue  # a live run holds it
+        try:
+            age = time.time() - path.stat().st_mtime
+            if _pid_alive(pid) and pid != os.getpid() and age < _FRESH_SECONDS:
+                continue  # just created by a live process that has not locked it yet
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+def remove_stale_partials_in(folder: Path) -> list[Path]:
+    """:func:`remove_stale_partials` for every target in ``folder`` (a farm's own segment
+    folder)."""
+    removed = []
+    pattern = re.compile(r"\.(.*)" + re.escape(TEMP_TAG) + r"\d+-[0-9a-z_]+(\.[^.]*)?")
+    for name in sorted(os.listdir(folder)) if Path(folder).is_dir() else []:
+        match = pattern.fullmatch(name)
+        if match is None:
+            continue
+        stem, suffix = match.group(1), match.group(2) or ""
+        is_dir = (Path(folder) / name).is_dir()
+        removed += remove_stale_partials(Path(folder) / f"{stem}{suffix}", sequence=is_dir)
+    return removed
+
+
+def _hold(path: Path, fd: int) -> Path:
+    """Lock ``path`` through ``fd`` for its life and register it for removal on exit."""
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    shutdown.track_temp(path, fd)
+    return path
+
+
 def temp_file_for(output: Path) -> Path:
-    """Create (empty) and return a hidden temporary file beside ``output`` with its suffix.
+    """Create (empty, locked, registered) and return a hidden temporary file beside ``output``
+    with its suffix, after removing the stale partials of ``output``.
 
     Raises:
         OutputError: the folder cannot be written.
     """
-    folder = output.parent if str(output.parent) else Path(".")
+    folder = _folder_of(output)
+    remove_stale_partials(output)
     for _ in range(100):
-        name = folder / f".{output.stem}{TEMP_TAG}{secrets.token_hex(4)}{output.suffix}"
+        name = folder / f".{output.stem}{TEMP_TAG}{os.getpid()}-{secrets.token_hex(4)}" \
+                        f"{output.suffix}"
         try:
             # mode 0o666 minus the umask: the renamed output gets the usual permissions
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
         except OSError as exc:
-            raise OutputError(f"cannot write in {folder}: {exc.strerror or exc}; choose "
-                              "another output folder") from None
-        os.close(fd)
-        return name
+            raise write_error(exc, folder, f"cannot write in {folder}",
+                              "choose another output folder") from None
+        return _hold(name, fd)
     raise OutputError(f"cannot create a temporary file in {folder}")
 
 
 def temp_dir_for(output: Path) -> Path:
-    """Create and return a hidden temporary folder beside ``output`` (for image sequences).
+    """Create (locked, registered) and return a hidden temporary folder beside ``output`` (for
+    image sequences), after removing the stale ones of ``output``.
 
     Raises:
         OutputError: the folder cannot be written.
     """
+    folder = _folder_of(output)
+    remove_stale_partials(output, sequence=True)
     try:
-        name = tempfile.mkdtemp(prefix=f".{output.stem.replace('%', '')}{TEMP_TAG}",
-                                dir=output.parent if str(output.parent) else ".")
+        name = Path(tempfile.mkdtemp(
+            prefix=f".{output.stem.replace('%', '')}{TEMP_TAG}{os.getpid()}-", dir=folder))
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise OutputError(f"cannot write in {output.parent or '.'}: {exc.strerror or exc}; "
-                          "choose another output folder") from None
-    return Path(name)
+        raise write_error(exc, folder, f"cannot write in {folder}",
+                              "choose another output folder") from None
+    return _hold(name, fd)
+
+
+def release(path: Path | None) -> None:
+    """Forget a partial that was renamed into place or removed, and drop its lock."""
+    if path is None:
+        return
+    fd = shutdown.untrack_temp(path)
+    if fd is not None:
+        os.close(fd)
 
 
 def finalize_file(temp: Path, output: Path, overwrite: bool) -> None:
@@ -103,6 +260,7 @@ def finalize_file(temp: Path, output: Path, overwrite: bool) -> None:
         raise OutputError(f"output {output} appeared while writing: use -y (--overwrite) to "
                           "replace it")
     os.replace(temp, output)
+    release(temp)
 
 
 def finalize_sequence(temp_dir: Path, output_folder: Path, overwrite: bool) -> list[Path]:
@@ -117,7 +275,7 @@ def finalize_sequence(temp_dir: Path, output_folder: Path, overwrite: bool) -> l
     if not overwrite:
         clash = [n for n in names if (output_folder / n).exists()]
         if clash:
-            shutil.rmtree(temp_dir, ignore_errors=True)
+            remove_quietly(temp_dir)
             raise OutputError(f"{len(clash)} output file(s) already exist (first: "
                               f"{output_folder / clash[0]}): use -y (--overwrite) to replace them")
     moved = []
@@ -125,12 +283,12 @@ def finalize_sequence(temp_dir: Path, output_folder: Path, overwrite: bool) -> l
         target = output_folder / name
         os.replace(temp_dir / name, target)
         moved.append(target)
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    remove_quietly(temp_dir)
     return moved
 
 
 def remove_quietly(path: Path | None) -> None:
-    """Delete a temporary file or folder, ignoring errors."""
+    """Delete a temporary file or folder (and release its lock), ignoring errors."""
     if path is None:
         return
     try:
@@ -140,3 +298,4 @@ def remove_quietly(path: Path | None) -> None:
             path.unlink()
     except OSError:
         pass
+    release(path)

@@ -39,7 +39,8 @@ import numpy as np
 
 from gpen_video.errors import GpenVideoError, OutputError
 from gpen_video.media import paths
-from gpen_video.media.codecs import EncoderSpec, choose_encoder
+from gpen_video.media.codecs import (CODEC_NAMES, SOURCE_FAMILIES, EncoderSpec, choose_encoder,
+                                     codec_name)
 from gpen_video.media.colour import RANGE_FULL
 from gpen_video.media.mux import AUDIO_LEAD, StreamCopier, packet_time, tag_container, \
     tag_output, timecode_at
@@ -47,6 +48,34 @@ from gpen_video.media.source import Frame, VideoSource
 from gpen_video.options import EncodeOptions
 
 log = logging.getLogger("gpen_video.media")
+
+
+def check_sink(path: Path, source: VideoSource, options: EncodeOptions,
+               overwrite: bool = False) -> EncoderSpec:
+    """Every check :class:`VideoSink` makes before it writes anything, and the encoder it
+    would use. Cheap (no file is created): the pipeline calls it before loading any model.
+
+    Raises:
+        OutputError: the output is the input, exists without ``overwrite`` (for an image
+            sequence: its first file), or its folder is missing or not writable.
+        UsageError: no or an unknown extension, a codec/pixel format that does not fit.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"output {path} is a folder: give a file name, e.g. "
+                          f"{path / 'restored.mp4'}")
+    spec = choose_encoder(source.video_info, path, options)
+    paths.check_output(path, source.path, overwrite, spec.image_sequence)
+    if spec.image_sequence:
+        start = options.start_number
+        if start is None:
+            start = source.range.start if source.range is not None else 0
+        first_name = path.parent / (path.name % start)
+        if first_name.exists() and not overwrite:
+            raise OutputError(f"output {first_name} already exists: use -y (--overwrite) "
+                              "to replace it")
+    return spec
+
 
 class VideoSink:
     """Encode processed frames of ``source`` to ``path``, keeping everything else (module doc).
@@ -75,11 +104,10 @@ class VideoSink:
         self.source = source
         self.options = options or EncodeOptions()
         self.overwrite = overwrite
-        self.spec: EncoderSpec = choose_encoder(source.video_info, self.path, self.options)
+        self.spec: EncoderSpec = check_sink(self.path, source, self.options, overwrite)
         self.notes: list[str] = list(self.spec.notes)
         for note in self.spec.notes:
             log.warning("%s: %s", self.path.name, note)
-        paths.check_output(self.path, source.path, overwrite, self.spec.image_sequence)
         self.frames_written = 0
         self._temp: Path | None = None
         self._out: av.container.OutputContainer | None = None
@@ -110,10 +138,6 @@ class VideoSink:
     def _open(self, audio: bool, subtitles: bool) -> None:
         source, spec = self.source, self.spec
         if spec.image_sequence:
-            first_name = self.path.parent / (self.path.name % self.start_number)
-            if first_name.exists() and not self.overwrite:
-                raise OutputError(f"output {first_name} already exists: use -y (--overwrite) "
-                                  "to replace it")
             self._temp = paths.temp_dir_for(self.path)
             self._out = av.open(str(self._temp / self.path.name), "w", format="image2",
                                 options={"start_number": str(self.start_number)})
@@ -122,7 +146,8 @@ class VideoSink:
             try:
                 self._out = av.open(str(self._temp), "w", format=spec.container)
             except (av.error.FFmpegError, OSError) as exc:
-                raise OutputError(f"cannot write {self.path}: {exc}") from None
+                raise paths.write_error(exc, self.path.parent, f"cannot write {self.path}") \
+                    from None
             tag_container(self._out, source)
 
         stream = self._out.add_stream(spec.encoder, rate=source.fps, options=dict(spec.options))
@@ -182,6 +207,7 @@ class VideoSink:
             ValueError: the image's shape or dtype differs from the source frames', or frames
                 arrive out of order.
             OutputError: the encoder or disk failed (the partial output is deleted).
+            DiskFullError: no space left, quota or file-size limit reached (exit 75).
         """
         if self._closed:
             raise ValueError("write() after close()")
@@ -207,9 +233,39 @@ class VideoSink:
             self._mux_video(self._stream.encode(av_frame))
         except (av.error.FFmpegError, OSError) as exc:
             self._discard()
-            raise OutputError(f"writing {self.path} failed: {exc}") from None
+            raise self._write_failed(exc) from None
         self.frames_written += 1
         return True
+
+    def video_report(self) -> str:
+        """``h264 → h264``, or ``MPEG-4 Part 2 (mpeg4) → h264 (why)`` when they differ."""
+        source = self.source.video_info.codec
+        out = self.spec.family
+        text = f"{codec_name(source)} → {out}"
+        if SOURCE_FAMILIES.get(source) == out:
+            return text
+        if self.options.codec is not None:
+            why = "--codec"
+        elif source not in SOURCE_FAMILIES:
+            why = f"no {CODEC_NAMES.get(source, source)} encoder here; --codec chooses another"
+        else:
+            why = f"{self.path.suffix or 'this output'} cannot hold {SOURCE_FAMILIES[source]}"
+        return f"{text} ({why})"
+
+    def tracks_report(self) -> str:
+        """What happened to the source's other tracks, for the closing summary."""
+        if self._copier is not None:
+            return ", ".join(self._copier.report()) or "none in the source"
+        if not any(kind in ("audio", "subtitle") for _, kind, _ in self.source.other_streams):
+            return "none in the source"
+        if self.spec.image_sequence:
+            return "not written (an image sequence holds none)"
+        return "not written (segment without audio)" if not self.options.tracks else "none"
+
+    def _write_failed(self, exc: BaseException) -> GpenVideoError:
+        """OutputError, or DiskFullError (exit 75) when the disk, quota or size limit is full."""
+        return paths.write_error(exc, self.path.parent if str(self.path.parent) else Path("."),
+                                 f"writing {self.path} failed")
 
     def _to_av_frame(self, image: np.ndarray) -> av.VideoFrame:
         """Upright RGB → coded orientation → encoder pixel format, tagged like the source."""
@@ -296,7 +352,7 @@ class VideoSink:
             raise
         except (av.error.FFmpegError, OSError) as exc:
             self._discard()
-            raise OutputError(f"writing {self.path} failed: {exc}") from None
+            raise self._write_failed(exc) from None
         except BaseException:
             self._discard()
             raise

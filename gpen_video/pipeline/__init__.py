@@ -16,8 +16,9 @@ across frames into batches of exactly ``RestoreOptions.batch`` (a partial batch 
 frames are waiting, or at the end), decided by counts, never by timing — the same input gives the
 same batches and so bit-identical output, threaded or serial.
 
-Before the output file is opened, everything that can fail cheaply is checked: the input, the
-weights (loaded, downloaded if allowed), the backend and device, the detector. Ctrl-C (or any
+Before any model loads, everything that can fail cheaply is checked (:mod:`gpen_video.preflight`):
+the input, the output path and codec, that every weights file is there (downloaded if allowed);
+then the weights are loaded, the backend and device and the detector built. Ctrl-C (or any
 error) stops every stage, deletes the sink's temporary file and re-raises: nothing is left at the
 output path.
 """
@@ -95,11 +96,10 @@ def run(
     Raises:
         InputError, OutputError, UsageError, WeightsError, DownloadError, BackendUnavailable:
             bad input, output, options, weights or device (nothing is written).
-        KeyboardInterrupt: interrupted; every stage is stopped and nothing is left at the
-            output path.
+        KeyboardInterrupt, shutdown.Terminated: every stage stopped, nothing left at the output.
     """
-    from gpen_video.backends import create_restorer
     from gpen_video.media import VideoSink, VideoSource
+    from gpen_video.preflight import check_before_loading
 
     _check_options(options)
     t_setup = time.perf_counter()
@@ -108,6 +108,8 @@ def run(
     own_restorer = restorer is None
     sink = None
     try:
+        check_before_loading(options, source, restorer is None, detector is None)
+        from gpen_video.backends import create_restorer  # (torch) only after the cheap checks
         if own_restorer:
             restorer = create_restorer(options.model, options.restore)
         restorer.load()
@@ -205,7 +207,8 @@ def _execute(wiring: Any, stages: list, options: RunOptions, total: int, restore
             tracks=len(compose.tracks), seconds=seconds,
             setup_seconds=setup_seconds, stage_seconds=dict(clock.seconds),
             restorer=restorer.describe(), batches=restore.batches,
-            host_syncs=lane.syncs.by_stage(), device_seconds=device_seconds, device_busy=busy)
+            host_syncs=lane.syncs.by_stage(), device_seconds=device_seconds, device_busy=busy,
+            video=encode.sink.video_report(), audio=encode.sink.tracks_report())
         return summary
     finally:
         progress.close(None if summary is None else summary.as_dict(),

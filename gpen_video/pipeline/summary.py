@@ -40,6 +40,8 @@ class Summary:
         total = sum(n for stage, kinds in self.host_syncs.items() if stage != "report"
                     for n in kinds.values())
         return total / self.frames if self.frames else 0.0
+    video: str = ""  # codec in → codec out, and why they differ (VideoSink.video_report)
+    audio: str = ""  # what happened to the audio/subtitle tracks (VideoSink.tracks_report)
 
     @property
     def fps(self) -> float:
@@ -54,7 +56,8 @@ class Summary:
             f"{self.fps:.2f} fps ({self.seconds:.1f}s + "
             f"{self.setup_seconds:.1f}s setup)\n"
             f"  restorer: {self.restorer}, {count(self.batches, 'batch', 'batches')}\n"
-            f"  time per stage: {stages}"
+            + (f"  video: {self.video}; audio and subtitles: {self.audio}\n" if self.video else "")
+            + f"  time per stage: {stages}"
             + (f"\n  host syncs per frame: {self.syncs_per_frame:.2f}" if self.host_syncs else "")
             + (f", GPU busy {100 * self.device_busy:.0f} %" if self.device_busy is not None
                else "")
@@ -69,7 +72,8 @@ class Summary:
                 "host_syncs": self.host_syncs,
                 "host_syncs_per_frame": round(self.syncs_per_frame, 3),
                 "device_seconds": {k: round(v, 4) for k, v in self.device_seconds.items()},
-                "device_busy": None if self.device_busy is None else round(self.device_busy, 4)}
+                "device_busy": None if self.device_busy is None else round(self.device_busy, 4),
+                "video": self.video, "audio": self.audio}
 
 
 @dataclass
