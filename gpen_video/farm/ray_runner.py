@@ -296,23 +296,9 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
     t0 = time.perf_counter()
     _import_ray()  # fail at once, with the extra's name, when Ray is not installed
     _check_options(run, farm)
-    overlap = run.range.overlap
     output = Path(run.output)
     paths.check_output(output, run.input, run.overwrite)
-    first, last, depth, _ = _resolve_span(run)
-
-    from gpen_video.media import VideoSource
-
-    with VideoSource(run.input) as src:
-        fmt: SegmentFormat = segment_format(src.video_info, depth, output, run.encode,
-                                            farm.segments)
-        fps = float(src.fps) if src.fps else 25.0
-    chunks = plan_chunks(first, last, farm.chunk)
-    # each chunk decodes what it needs to render what a single run renders (farm.warmup), and
-    # at least --overlap frames before it
-    margins = chunk_margins(run, fps)
-    margins = replace(margins, lead=max(margins.lead, overlap))
-    ranges = dict(zip((c.index for c in chunks), chunk_ranges(chunks, margins, run.range)))
+    first, last, fmt, chunks, ranges = _plan(run, farm, output)
     folder = _segment_folder(farm, output, job_key(run, farm.chunk, fmt))
     segment_of = {c.index: folder / c.segment_name(fmt.suffix) for c in chunks}
     total = last - first + 1
@@ -357,6 +343,25 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
             progress.close()
         if folder.exists():
             _remove_partials(folder)  # temporary files of attempts whose worker died
+
+
+def _plan(run: RunOptions, farm: FarmOptions, output: Path
+          ) -> tuple[int, int, SegmentFormat, list[Chunk], dict[int, RangeOptions]]:
+    """The job's span, segment format, chunks and each chunk's decode range."""
+    first, last, depth, _ = _resolve_span(run)
+
+    from gpen_video.media import VideoSource
+
+    with VideoSource(run.input) as src:
+        fmt = segment_format(src.video_info, depth, output, run.encode, farm.segments)
+        fps = float(src.fps) if src.fps else 25.0
+    chunks = plan_chunks(first, last, farm.chunk)
+    # each chunk decodes what it needs to render what a single run renders (farm.warmup), and
+    # at least --overlap frames before it
+    margins = chunk_margins(run, fps)
+    margins = replace(margins, lead=max(margins.lead, run.range.overlap))
+    ranges = dict(zip((c.index for c in chunks), chunk_ranges(chunks, margins, run.range)))
+    return first, last, fmt, chunks, ranges
 
 
 def _segment_folder(farm: FarmOptions, output: Path, key: str) -> Path:
