@@ -28,9 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = Path(os.environ.get("OUT") or "/tmp/gpen-gpu-check")
 PREPARED = REPO / ".gpucheck" / "testdata"  # git-ignored; carried to the GPU machine
 NEEDED = {  # what the GPU steps read from the shared test data
-    "images": ("codeformer_cropped_0143.png", "codeformer_cropped_0934.png",
-               "gfpgan_cropped_Adele_crop.png", "gpen_ffhq-10_00004.png",
-               "gpen_val_lq_ffhq_00000.png", "gpen_val_lq_ffhq_00001.png"),
+    "images": ("gpen_ffhq-10_00004.png",),  # the bench's --face (the gate reads package data)
     "weights": ("detection_mobilenet0.25_Final.pth",),
     "videos": ("liveportrait_d11.mp4",),
 }

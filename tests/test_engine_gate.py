@@ -21,7 +21,7 @@ CPU = RestoreOptions(device="cpu")
 
 @pytest.fixture(scope="module")
 def faces(testdata):
-    return load_gate_faces(64, testdata / "images")
+    return load_gate_faces(64)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def reference():
 
 def test_gate_set_is_real_faces(testdata):
     assert GATE_PSNR_DB == 40.0
-    batch = load_gate_faces(128, testdata / "images")
+    batch = load_gate_faces(128)
     assert batch.shape == (len(GATE_IMAGES), 3, 128, 128) and batch.dtype == np.float32
     assert 0.0 <= batch.min() and batch.max() <= 1.0
     # different photos, with real content (not blank): per-image spread and pairwise differences

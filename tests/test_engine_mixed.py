@@ -112,7 +112,7 @@ def test_the_rewritten_graph_passes_the_gate_on_real_faces(testdata, plans, tmp_
     from tests.engine_helpers import small_gpen
 
     path = mixed_onnx(small_onnx(), "fp16", FP16_POLICIES[0])
-    faces = load_gate_faces(64, testdata / "images")
+    faces = load_gate_faces(64)
     with OnnxRuntimeRestorer(path, RestoreOptions(device="cpu"), threads=1) as candidate, \
             TorchRestorer(small_gpen(), RestoreOptions(device="cpu"), size=64) as reference:
         report = run_gate(candidate, reference, faces)

@@ -104,7 +104,7 @@ def test_engine_builds_passes_the_gate_and_runs(tmp_path, testdata, precision):
 
     net = small_gpen()
     request = EngineRequest(precision=precision, profile=Profile(1, 4, 8), label="small",
-                            engine_dir=tmp_path, gate_images=testdata / "images")
+                            engine_dir=tmp_path)
     built = ensure_engine(net, request, gate_runners(), log=print)
     assert built.built and built.path.is_file() and built.report.passed
     report = GateReport.read(built.path.with_suffix(".json"))

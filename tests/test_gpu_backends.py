@@ -20,7 +20,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def faces(testdata):
-    return load_gate_faces(64, testdata / "images")
+    return load_gate_faces(64)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ EXACT, BF16, COARSE = None, torch.bfloat16, torch.float8_e4m3fn
 
 @pytest.fixture(scope="module")
 def faces(testdata):
-    return load_gate_faces(64, testdata / "images")
+    return load_gate_faces(64)
 
 
 @pytest.fixture(scope="module")

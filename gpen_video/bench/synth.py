@@ -19,7 +19,7 @@ import numpy as np
 from gpen_video.errors import InputError, UsageError
 
 NAMED_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
-DEFAULT_FACE = "gpen_ffhq-10_00004.jpg"  # one of the quality gate's crops (package data)
+DEFAULT_FACE = "liveportrait_d18.jpg"  # one of the quality gate's crops (package data)
 
 
 @dataclass(frozen=True)

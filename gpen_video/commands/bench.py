@@ -28,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--face", type=Path, default=None,
                         help="face photo for synthesised clips (default: an FFHQ-aligned face "
                              "shipped with the package, gpen_video/data/gate/"
-                             "gpen_ffhq-10_00004.jpg)")
+                             "liveportrait_d18.jpg)")
     parser.add_argument("--scene", action="append", default=None, metavar="SIZE:FACES",
                         help="synthesised clip: 1080p:1 (default), 1080p:4, 4k:1, 4k:4, or "
                              "WxH:N; repeat for several")

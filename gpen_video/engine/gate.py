@@ -8,9 +8,10 @@ outputs; 40 dB is an RMS difference of 1 % of full scale, ≈ 2.6 levels in 8 bi
 crop's PSNR decides; the maximum absolute error is recorded beside it (it is not a criterion:
 one pixel may differ by several levels where the network is steep without anyone seeing it).
 
-The gate set (:data:`GATE_IMAGES`) is real, varied input: three aligned, degraded crops from
-the CodeFormer and GFPGAN test sets and three FFHQ-aligned faces from the GPEN repository (one
-clean, two degraded), all resized to the model's size (area interpolation down, cubic up). They
+The gate set (:data:`GATE_IMAGES`) is real, varied input: one aligned, degraded crop from the
+GFPGAN test set and five faces aligned by this product from frames of five LivePortrait clips
+(three men, a woman, a child; studio, green screen, indoor), all resized to the model's size
+(area interpolation down, cubic up). Only permissively licensed sources (Apache-2.0, MIT). They
 ship with the package (``gpen_video/data/gate``: 512² JPEGs; sources and licences in the README
 there) and are read from the folder given explicitly, else ``$GPEN_VIDEO_GATE_IMAGES``, else the
 package; a folder may hold them as ``.png`` or ``.jpg``.
@@ -38,12 +39,12 @@ if TYPE_CHECKING:
 
 GATE_PSNR_DB = 40.0
 GATE_IMAGES: tuple[str, ...] = (  # file names without their suffix (.png or .jpg)
-    "codeformer_cropped_0143",
-    "codeformer_cropped_0934",
-    "gfpgan_cropped_Adele_crop",
-    "gpen_ffhq-10_00004",
-    "gpen_val_lq_ffhq_00000",
-    "gpen_val_lq_ffhq_00001",
+    "gfpgan_adele",
+    "liveportrait_d0",
+    "liveportrait_d11",
+    "liveportrait_d13",
+    "liveportrait_d18",
+    "liveportrait_s18",
 )
 PACKAGE_IMAGES = Path(__file__).resolve().parents[1] / "data" / "gate"  # shipped: package data
 _SUFFIXES = ("", ".png", ".jpg")
