@@ -22,7 +22,7 @@ ENGINE_PRECISIONS = ("fp32", "fp16", "bf16")  # a built network's precision (aut
 DETECTORS = ("resnet50", "mobile0.25")  # DetectOptions.network
 SMOOTH_METHODS = ("rts", "kalman", "none")  # SmoothOptions.method
 GEOMETRIES = ("auto", "cpu", "torch")  # BlendOptions.geometry
-TEMPORAL_MODES = ("flow", "off")  # TemporalOptions.mode
+TEMPORAL_MODES = ("residual", "off")  # TemporalOptions.mode (gpen_video.compose.temporal)
 FACE_SELECTIONS = ("all", "largest")  # RunOptions.faces
 ON_DAMAGE = ("conceal", "fail")  # RunOptions.on_damage
 PROGRESS_MODES = ("bar", "plain", "json", "openjd", "none")  # RunOptions.progress
@@ -118,7 +118,7 @@ class BlendOptions:
 class TemporalOptions:
     """Temporal smoothing of restored pixels."""
 
-    mode: str = "flow"  # flow | off
+    mode: str = "residual"  # residual | off (gpen_video.compose.temporal)
 
 
 @dataclass(frozen=True)

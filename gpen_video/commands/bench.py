@@ -48,7 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--detector-weights", type=Path, default=None,
                        help="local RetinaFace weights (default: the weights cache, downloaded "
                             "on first use unless --no-download)")
-    model.add_argument("--temporal", default="flow", choices=TEMPORAL_MODES)
+    model.add_argument("--temporal", default="residual", choices=TEMPORAL_MODES)
     model.add_argument("--codec", default=None, help="output codec (default: follow the source)")
     model.add_argument("--preset", default=None)
     model.add_argument("--crf", type=int, default=None)

@@ -89,8 +89,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     blend.add_argument("--strength", type=float, default=1.0, help="0 = original, 1 = restored")
     blend.add_argument("--color-match", action="store_true",
                        help="match restored colours to the source face")
-    blend.add_argument("--temporal", default="flow", choices=TEMPORAL_MODES,
-                       help="temporal smoothing of restored pixels")
+    blend.add_argument("--temporal", default="residual", choices=TEMPORAL_MODES,
+                       help="temporal smoothing of what the restorer changed (its residual), "
+                            "per face: damps detail that changes from frame to frame, keeps "
+                            "the picture's own detail untouched")
     blend.add_argument("--geometry", default="auto", choices=GEOMETRIES,
                        help="where crops and paste-back run: torch = on the restorer's device "
                             "(frames uploaded once, only finished frames back); auto: torch "

@@ -175,8 +175,8 @@ class RestoreFaces:
 
 
 class ComposeFaces:
-    """Restored faces back into their frames: per track colour matching and temporal smoothing
-    (in crop space, on the host), then the paste. Hands on ``(frame, image)`` pairs in order.
+    """Restored faces back into their frames: per track colour matching (on the host) and
+    temporal smoothing (in crop space, where the crops are), then the paste. Hands on ``(frame, image)`` pairs in order.
 
     ``observer(index, faces)`` hears each written frame's pasted faces (tests, overlays)."""
 
@@ -191,8 +191,9 @@ class ComposeFaces:
         self.strength = strength
         self.color_match = color_match
         self.observer = observer
-        # temporal smoothing and colour matching are host code (compose/__init__ says so)
-        self.host_crops = color_match or temporal.mode != "off"
+        # colour matching is host code (compose/__init__ says so); temporal smoothing runs
+        # where the crops are (numpy on the host, tensors on the geometry's device)
+        self.host_crops = color_match
         self.faces = 0  # face instances pasted
         self.tracks: set[int] = set()
         self._matchers: dict[int, Any] = {}
@@ -228,17 +229,17 @@ class ComposeFaces:
         """The restored crops after colour matching and temporal smoothing, as the geometry
         wants them; per-track state starts and ends with the track."""
         items = [f.restored for f in job.faces]
+        sources = [f.crop for f in job.faces]
         if self.host_crops and job.faces:
-            sources = self.geometry.to_host([f.crop for f in job.faces])
+            sources = self.geometry.to_host(sources)
             items = self.geometry.to_host(items)
         for k, f in enumerate(job.faces):
             face = f.face
             if face.is_start:
                 self._forget(face.track_id)
             if self.host_crops:
-                if self.color_match:
-                    items[k] = self._matcher(face.track_id)(items[k], sources[k])
-                items[k] = self.temporal(face.track_id, sources[k], items[k])
+                items[k] = self._matcher(face.track_id)(items[k], sources[k])
+            items[k] = self.temporal(face.track_id, sources[k], items[k])
             if face.is_end:
                 self._forget(face.track_id)
         return self.geometry.from_host(items) if self.host_crops else items
