@@ -155,6 +155,7 @@ class RunOptions:
     faces: str = "all"  # all | largest
     on_damage: str = "conceal"  # conceal | fail: a damaged input packet (VideoSource errors=)
     progress: str = "bar"  # bar | plain | json | none
+    compare: str = "off"  # off | side-by-side | split: review output (gpen_video.review)
     model: ModelOptions = field(default_factory=ModelOptions)
     restore: RestoreOptions = field(default_factory=RestoreOptions)
     detect: DetectOptions = field(default_factory=DetectOptions)

@@ -98,6 +98,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             "(frames uploaded once, only finished frames back); auto: torch "
                             "when the restorer is on CUDA, else cpu (OpenCV)")
 
+    blend.add_argument("--compare", default="off", choices=["off", "side-by-side", "split"],
+                       help="review mode: write the source beside the result (side-by-side: "
+                            "twice as wide) or split at the middle (left source, right result), "
+                            "same timing and audio; not for delivery")
+
     encode = parser.add_argument_group("encoding (default: follow the source)")
     encode.add_argument("--codec", default=None,
                         choices=["h264", "hevc", "prores", "dnxhr", "ffv1", "png", "tiff", "exr",
@@ -177,6 +182,7 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
         faces=args.faces,
         on_damage=args.on_damage,
         progress="none" if args.quiet else args.progress,
+        compare=args.compare,
         model=ModelOptions(
             name=args.model if model_path is None else model_path.stem,
             checkpoint_path=model_path,

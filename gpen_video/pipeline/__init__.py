@@ -47,8 +47,10 @@ PROGRESS_CHOICES = ("bar", "plain", "json", "none")
 def _check_options(options: RunOptions) -> None:
     from gpen_video.compose import GEOMETRIES
     from gpen_video.compose.temporal import MODES
+    from gpen_video.review import COMPARE
 
     choices = (("--faces", options.faces, FACES_CHOICES),
+               ("--compare", options.compare, COMPARE),
                ("--on-damage", options.on_damage, ON_DAMAGE_CHOICES),
                ("--progress", options.progress, PROGRESS_CHOICES),
                ("--temporal", options.temporal.mode, MODES),
@@ -117,7 +119,10 @@ def run(
             detector = FaceDetector(options.detect)
         clock = clock if clock is not None else StageClock()
         stages = _build_stages(options, source, restorer, detector, clock, observer)
-        sink = VideoSink(options.output, source, options.encode, overwrite=options.overwrite)
+        from gpen_video.review import output_size
+
+        sink = VideoSink(options.output, source, options.encode, overwrite=options.overwrite,
+                         size=output_size(options.compare, source.width, source.height))
         from gpen_video.pipeline.stages import Encode
 
         stages.append(Encode(sink, clock))
@@ -165,7 +170,8 @@ def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any
                          every=options.detect.every, largest=options.faces == "largest"),
             RestoreFaces(restorer, geometry, clock, batch=options.restore.batch),
             ComposeFaces(geometry, temporal, clock, strength=options.blend.strength,
-                         color_match=options.blend.color_match, observer=observer)]
+                         color_match=options.blend.color_match, observer=observer,
+                         compare=options.compare)]
 
 
 def _wiring(options: RunOptions, source: Any, stages: list, clock: StageClock,

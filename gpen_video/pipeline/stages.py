@@ -184,8 +184,10 @@ class ComposeFaces:
 
     def __init__(self, geometry: Any, temporal: Any, clock: StageClock, *, strength: float = 1.0,
                  color_match: bool = False,
-                 observer: Callable[[int, list[PastedFace]], None] | None = None) -> None:
+                 observer: Callable[[int, list[PastedFace]], None] | None = None,
+                 compare: str = "off") -> None:
         self.geometry = geometry
+        self.compare = compare  # off | side-by-side | split (gpen_video.review)
         self.temporal = temporal
         self.clock = clock
         self.strength = strength
@@ -204,6 +206,7 @@ class ComposeFaces:
             self._matchers.clear()
         if not job.frame.in_range:
             return [(job.frame, job.frame.image)]
+        original = job.frame.image.copy() if self.compare != "off" else None
         t = time.perf_counter()
         items = self._adjusted(job)
         t = self.clock.add("temporal", t)
@@ -220,6 +223,10 @@ class ComposeFaces:
         self.tracks.update(p.track_id for p in seen)
         if self.observer is not None:
             self.observer(job.frame.index, seen)
+        if original is not None:
+            from gpen_video.review import compose
+
+            image = compose(self.compare, original, image)
         return [(job.frame, image)]
 
     def finish(self) -> list:
