@@ -197,3 +197,4 @@ class BenchOptions:
     mode: str = "both"  # overlap (the product's threads) | serial (one stage at a time) | both
     gpus: str = "all"  # all | N: one worker process per GPU; 0 or no GPU: one CPU worker
     workdir: Path | None = None  # clips and outputs (None: a temporary folder, removed after)
+    quality: bool = False  # also measure the last timed output (gpen_video.quality)
