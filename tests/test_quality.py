@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,11 @@ import pytest
 
 from gpen_video import pipeline
 from gpen_video.cli import main
-from gpen_video.options import DetectOptions
+from gpen_video.options import DetectOptions, ModelOptions
 from gpen_video.quality import MeasureOptions, measure
 from gpen_video.quality.metrics import FlowEstimator, landmark_jitter, warping_error
 from tests.geometry import face_photo
-from tests.pipeline_helpers import run_options, save_small_gpen, write_clip
+from tests.pipeline_helpers import run_options, write_clip
 
 CLIP = "liveportrait_d18"
 FRAMES = 12
@@ -26,25 +27,26 @@ def _options(testdata: Path) -> MeasureOptions:
                                                device="cpu"), max_frames=FRAMES)
 
 
-def test_identity_run_reads_as_stable_as_its_source_a_random_gpen_run_does_not(testdata,
-                                                                               tmp_path):
+def test_identity_run_reads_as_its_source_a_random_gpen_run_does_not(testdata, tmp_path):
     clip = testdata / "videos" / f"{CLIP}.mp4"
     ident, gpen = tmp_path / "identity.mov", tmp_path / "gpen.mov"
     pipeline.run(run_options(testdata, clip, ident, backend="identity", codec="png",
                              frames=(0, FRAMES - 1)))
-    model = save_small_gpen(tmp_path / "gpen128-random.pth")  # random weights: not a restorer
-    pipeline.run(run_options(testdata, clip, gpen, model=model, codec="png",
-                             frames=(0, FRAMES - 1)))
+    # GPEN-BFR-256 with random weights: the real architecture, not a restoration; its
+    # noise-like output amplifies every change of the crop (default options, temporal on)
+    pipeline.run(replace(run_options(testdata, clip, gpen, codec="png", frames=(0, FRAMES - 1)),
+                         model=ModelOptions(name="GPEN-BFR-256", random_weights=True)))
     a = measure(clip, ident, _options(testdata))
     assert a.frames == FRAMES and a.clip.frames >= FRAMES - 1 and len(a.tracks) == 1
     assert 0.95 <= a.clip.warp_ratio <= 1.05, a.text()
     assert a.clip.sharpness_ratio >= 0.97, a.text()
     assert a.change_outside == 0.0 and a.change_inside < 1.0, a.text()
     assert 0.5 <= a.clip.jitter_ratio <= 2.0, a.text()
+    # random weights turn the face into a smooth false-colour image (looked at: a PNG of frame
+    # 3): far less face-core detail, a large change inside the faces and none outside
     b = measure(clip, gpen, _options(testdata))
-    assert b.clip.warp_ratio >= 3.0, b.text()  # invented, unstable detail flickers
-    assert b.change_inside > 10.0 and b.change_outside == 0.0, b.text()
-    assert abs(b.clip.sharpness_ratio - 1.0) > 0.2, b.text()
+    assert b.clip.sharpness_ratio < 0.5, b.text()
+    assert b.change_inside > 20.0 and b.change_outside == 0.0, b.text()
 
 
 def test_measure_command_writes_json_and_plot(testdata, tmp_path, capsys):

@@ -211,6 +211,14 @@ def walk(source: Path, result: Path, options: MeasureOptions = MeasureOptions(),
     return walker
 
 
+def walk_frames(source: list, result: list, faces: list, crop_size: int = 256) -> _Walker:
+    """A :class:`_Walker` over decoded frame pairs with known faces (no detector, no jitter)."""
+    walker = _Walker(crop_size)
+    for i, (s, r, f) in enumerate(zip(source, result, faces, strict=True)):
+        walker.frame(i, f, s, r, [], [])
+    return walker
+
+
 def jitter_of(marks: list[np.ndarray | None]) -> float | None:
     values = [v for v in landmark_jitter(marks) if v is not None]
     return float(np.mean(values)) if values else None
