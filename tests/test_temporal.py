@@ -77,6 +77,21 @@ def test_fixed_texture_survives_fresh_noise_is_damped(testdata, path):
     assert _flicker(noisy_out) <= 0.5 * _flicker(noisy_in)
 
 
+def test_what_the_restorer_removes_stays_removed(testdata):
+    """A denoising instrument (it returns the clean face whatever noise the input has): the
+    smoother must not put the input's per-frame noise back by carrying the residual."""
+    photo = face_photo(testdata)
+    rng = np.random.default_rng(4)
+    clean = _crop(photo)
+    smoother = TemporalSmoother(SIZE)
+    inputs, outputs = [], []
+    for _ in range(16):
+        noisy = np.clip(clean + rng.normal(0, 0.012, clean.shape), 0, 1).astype(np.float32)
+        inputs.append(noisy)
+        outputs.append(smoother(1, noisy, clean.copy()))
+    assert _flicker(outputs) <= 0.05 * _flicker(inputs)
+
+
 def test_translation_follows_the_input(testdata):
     """A face drifting 0.8 px/frame in the crop: the estimate finds the drift (gate pixels)."""
     from gpen_video.compose.temporal import _ReferenceOps

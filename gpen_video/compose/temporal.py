@@ -21,8 +21,14 @@ coordinates:
    absolute difference between this input crop and the previous one (luma, box mean, after the
    shift if any): where the input really changed — mouth, blink, occlusion, a turn — the trust
    falls and the current restoration is used;
-3. ``R = r + w·(R′ − r)`` with ``R′`` the previous smoothed residual (carried as above), and the
-   output is ``source + R`` (clipped to ``[0, 1]``). No picture is ever resampled.
+3. the past is carried in one of two ways, per region, whichever agrees better with this
+   frame's residual (local mean absolute luma difference ``e``, soft choice
+   ``to_picture = e_A² / (e_A² + e_B²)``): **A** the previous smoothed residual ``R′`` (detail
+   the restorer adds consistently; the input's own changes pass through untouched) or **B** the
+   previous output, as a residual ``R′ + S′ − S`` (what a restorer that *removes* the input's
+   per-frame noise needs: carrying only the residual would put part of that noise back);
+4. ``R = r + w·(C − r)`` with ``C`` the carried residual, and the output is ``source + R``
+   (clipped to ``[0, 1]``). No picture is ever resampled (with ``motion="none"``).
 
 An unchanged face (``restored == source``) passes through bit-identical; detail the restorer adds
 consistently survives (its residual agrees with the previous one); detail that changes from frame
@@ -134,13 +140,14 @@ class TemporalSmoother:
         luma = ops.luma(source)
         residual = restored - source
         state = self._states.get(track_id)
-        if state is None or state[2] is not ops:
-            self._states[track_id] = (luma, residual, ops)
+        if state is None or state[3] is not ops:
+            self._states[track_id] = (luma, source, residual, ops)
             return restored
-        prev_luma, prev_residual, _ = state
-        carried, weight, too_far = ops.carry(luma, prev_luma, prev_residual)
+        prev_luma, prev_source, prev_residual, _ = state
+        carried, weight, too_far = ops.carry(luma, prev_luma, source, prev_source, residual,
+                                             prev_residual)
         smoothed = ops.mix(residual, carried, weight, too_far)
-        self._states[track_id] = (luma, smoothed, ops)
+        self._states[track_id] = (luma, source, smoothed, ops)
         return ops.output(source, smoothed)
 
 
@@ -177,22 +184,37 @@ class _ReferenceOps:
             d -= np.array([(c * u - b * v) / det, (a * v - b * u) / det])
         return d
 
-    def carry(self, cur: np.ndarray, prev: np.ndarray, prev_residual: np.ndarray
+    def carry(self, cur: np.ndarray, prev: np.ndarray, source: np.ndarray,
+              prev_source: np.ndarray, residual: np.ndarray, prev_residual: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray, bool]:
-        """The previous residual carried onto this frame, the trust (S×S), and whether the
+        """The residual carried onto this frame (S×S×3), the trust (S×S), and whether the
         motion was too large to trust at all."""
         s = self.settings
         d = self.translation(cur, prev) if s.motion == "translation" else np.zeros(2)
         too_far = bool(np.hypot(*d) > s.max_shift * self.gate)
-        change = np.abs(cur - self._shift(prev, d, cv2.INTER_LINEAR))
-        change = cv2.blur(change, (s.box, s.box), borderType=cv2.BORDER_REFLECT_101)
+        prev_shifted = self._shift(prev, d, cv2.INTER_LINEAR) if d.any() else prev
+        change = self._box(np.abs(cur - prev_shifted))
         w = (s.max_weight * np.exp(-np.square(change / s.photo_sigma))).astype(np.float32)
+        if d.any():
+            k = self.size / self.gate
+            prev_residual = self._shift(prev_residual, d * k, cv2.INTER_CUBIC)
+            prev_source = self._shift(prev_source, d * k, cv2.INTER_CUBIC)
+        # two ways to carry the past: the residual (A = R′) or the picture (B = R′ + S′ − S,
+        # i.e. the previous output); per region, the one that agrees better with this frame
+        e_a = self.luma(prev_residual - residual)
+        e_b = self._box(np.abs(e_a + prev_shifted - cur))
+        e_a = self._box(np.abs(e_a))
+        total = e_a * e_a + e_b * e_b
+        to_b = np.divide(e_a * e_a, total, out=np.zeros_like(total), where=total > 0)
         if self.gate != self.size:
             w = cv2.resize(w, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-        carried = prev_residual
-        if s.motion == "translation":
-            carried = self._shift(prev_residual, d * (self.size / self.gate), cv2.INTER_CUBIC)
+            to_b = cv2.resize(to_b, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        carried = prev_residual + (prev_source - source) * to_b[:, :, None]
         return carried, w, too_far
+
+    def _box(self, image: np.ndarray) -> np.ndarray:
+        b = self.settings.box
+        return cv2.blur(image, (b, b), borderType=cv2.BORDER_REFLECT_101)
 
     @staticmethod
     def mix(residual: np.ndarray, carried: np.ndarray, weight: np.ndarray,

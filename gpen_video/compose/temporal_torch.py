@@ -61,27 +61,39 @@ class TorchOps:
             d = d - torch.stack([(c * u - b * v) / det, (a * v - b * u) / det])
         return d
 
-    def carry(self, cur: Tensor, prev: Tensor, prev_residual: Tensor
-              ) -> tuple[Tensor, Tensor, Tensor]:
+    def carry(self, cur: Tensor, prev: Tensor, source: Tensor, prev_source: Tensor,
+              residual: Tensor, prev_residual: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         s = self.settings
         if s.motion == "translation":
             d = self.translation(cur, prev)
+            prev_shifted = self._shift(prev[None], d.float(), "bilinear")[0]
         else:
             d = torch.zeros(2, dtype=torch.float64, device=cur.device)
+            prev_shifted = prev
         too_far = torch.linalg.vector_norm(d) > s.max_shift * self.gate
-        change = (cur - self._shift(prev[None], d.float(), "bilinear")[0]).abs()
-        pad = s.box // 2
-        change = F.pad(change[None, None], (pad, pad, pad, pad), mode="reflect")
-        change = F.avg_pool2d(change, s.box, stride=1)
-        w = s.max_weight * torch.exp(-torch.square(change / s.photo_sigma))
-        if self.gate != self.size:
-            w = F.interpolate(w, size=(self.size, self.size), mode="bilinear",
-                              align_corners=False)
-        carried = prev_residual
+        w = s.max_weight * torch.exp(-torch.square(self._box((cur - prev_shifted).abs())
+                                                   / s.photo_sigma))
         if s.motion == "translation":
-            carried = self._shift(prev_residual, (d * (self.size / self.gate)).float(),
-                                  "bicubic")
-        return carried, w[0], too_far
+            dk = (d * (self.size / self.gate)).float()
+            prev_residual = self._shift(prev_residual, dk, "bicubic")
+            prev_source = self._shift(prev_source, dk, "bicubic")
+        e_a = self.luma(prev_residual - residual)
+        e_b = self._box((e_a + prev_shifted - cur).abs())
+        e_a = self._box(e_a.abs())
+        total = e_a * e_a + e_b * e_b
+        to_b = torch.where(total > 0, e_a * e_a / torch.where(total > 0, total, 1.0),
+                           torch.zeros_like(total))
+        if self.gate != self.size:
+            w, to_b = (F.interpolate(x[None, None], size=(self.size, self.size),
+                                     mode="bilinear", align_corners=False)[0, 0]
+                       for x in (w, to_b))
+        carried = prev_residual + (prev_source - source) * to_b
+        return carried, w, too_far
+
+    def _box(self, image: Tensor) -> Tensor:
+        pad = self.settings.box // 2
+        padded = F.pad(image[None, None], (pad, pad, pad, pad), mode="reflect")
+        return F.avg_pool2d(padded, self.settings.box, stride=1)[0, 0]
 
     @staticmethod
     def mix(residual: Tensor, carried: Tensor, weight: Tensor, too_far: Tensor) -> Tensor:
