@@ -59,7 +59,7 @@ def _source_faces(clip: Path, frames: list, detector) -> list:
 
 
 def _run(clip: Path, out: Path, frames: int, mode: str, restorer, detector) -> tuple:
-    import gpen_video.temporal as temporal
+    import gpen_video.compose.temporal as temporal
     from gpen_video import pipeline
     from legacy_flow_smoother import TemporalSmoother as OldFlow
     from tests.pipeline_helpers import read_frames, run_options
@@ -104,7 +104,7 @@ def motion_choice() -> list[dict]:
     import cv2
     import numpy as np
 
-    from gpen_video.temporal import ResidualSettings, TemporalSmoother
+    from gpen_video.compose.temporal import ResidualSettings, TemporalSmoother
     from tests.geometry import face_photo
     from tests.test_temporal import SIZE, _crop, _flicker, _inner, _texture
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from gpen_video import pipeline
-from gpen_video.blend import crop_face, template_mask
+from gpen_video.compose.mask import template_mask
+from gpen_video.compose.reference import crop_face
 from gpen_video.quality.metrics import FlowEstimator, sharpness, warping_error
 from tests.geometry import psnr
 from tests.pipeline_helpers import mask_union, read_frames, run_options

@@ -4,11 +4,11 @@ sizes are all it needs).
 
 Faces are found and tracked on the **source** with the product's own detector, tracker and
 alignment smoother (:mod:`gpen_video.faces`); each face of each frame is cropped from the source
-and from the result with the same matrix (``crop_size`` px, :func:`gpen_video.blend.crop_face`),
+and from the result with the same matrix (``crop_size`` px, :func:`gpen_video.compose.reference.crop_face`),
 and the measures of :mod:`gpen_video.quality.metrics` are taken on those crop pairs. Landmark
 jitter runs the detector on both videos (its raw per-frame landmarks, matched to the track). The
 mean absolute change inside and outside the faces is taken on the full frames, with the paste
-mask of each face (:func:`gpen_video.blend.template_mask`) as "inside".
+mask of each face (:func:`gpen_video.compose.mask.template_mask`) as "inside".
 
 The warping error is taken at half the crop size (area-averaged, 128 px by default): at full
 crop resolution it also counts pixel-level sensor and codec noise, which the paste's bicubic
@@ -101,7 +101,8 @@ class _Walker:
     """Consumes the frames the face stream releases and fills the per-track curves."""
 
     def __init__(self, size: int) -> None:
-        from gpen_video.blend import Blender, template_mask
+        from gpen_video.compose.mask import template_mask
+        from gpen_video.compose.reference import Blender
 
         self.size = size
         mask = template_mask(size)
@@ -119,7 +120,7 @@ class _Walker:
 
     def frame(self, index: int, faces: Any, src: np.ndarray, res: np.ndarray,
               dets_src: list, dets_res: list) -> None:
-        from gpen_video.blend import crop_face
+        from gpen_video.compose.reference import crop_face
 
         self.frames += 1
         cover = np.zeros(src.shape[:2], np.float32)
@@ -157,7 +158,7 @@ class _Walker:
         return cv2.resize(crop, (self.warp_size, self.warp_size), interpolation=cv2.INTER_AREA)
 
     def _coverage(self, matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        from gpen_video.blend import Paste
+        from gpen_video.compose.reference import Paste
 
         alpha = np.zeros(shape[:2], np.float32)
         region = self.blender.region(matrix, shape)
