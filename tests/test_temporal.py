@@ -21,7 +21,7 @@ SIZE = 128
 def _crop(photo: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
     """A SIZE crop of the photo (downscaled to 2·SIZE) shifted by (dx, dy) px, float32 [0, 1]."""
     small = cv2.resize(photo, (2 * SIZE, 2 * SIZE), interpolation=cv2.INTER_AREA)
-    m = np.array([[1.0, 0.0, -SIZE / 2 + dx], [0.0, 1.0, -SIZE / 2 + dy]])
+    m = np.array([[1.0, 0.0, SIZE / 2 + dx], [0.0, 1.0, SIZE / 2 + dy]])  # the middle
     crop = cv2.warpAffine(small, m, (SIZE, SIZE), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REFLECT101)
     return np.clip(crop.astype(np.float32) / 255.0, 0, 1)

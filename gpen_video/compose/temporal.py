@@ -12,11 +12,12 @@ coordinates:
    256 px) and mostly jitter. ``motion="none"`` (the default) carries the previous residual as it
    is, in crop coordinates; ``motion="translation"`` first estimates a global translation ``d``
    (Lucas–Kanade, a few Gauss–Newton steps on the luma at ``gate_size`` pixels) and shifts the
-   previous residual by it (bicubic). Measured with test instruments on real-photo crops under
-   ±0.4 px jitter, carrying it as it is keeps 99 % of a texture fixed in crop space (GPEN's
-   StyleGAN2 decoder makes detail that sticks to its pixel grid) against 57 % when shifted, keeps
-   more of an input-following sharpening (0.92 vs 0.88) and damps fresh noise as well; the shift
-   wins only on a steady drift of ≥ 1 px/frame (``benchmarks/temporal_quality.py``);
+   previous residual by it (bicubic). Measured with test instruments on crops of a real face
+   under ±0.4 px jitter, carrying it as it is keeps 100 % of a texture fixed in crop space
+   (GPEN's StyleGAN2 decoder makes detail that sticks to its pixel grid) against 56 % when
+   shifted, keeps slightly more of an input-following sharpening (0.96 vs 0.95) and damps fresh
+   noise nearly as well (MSE flicker 0.23 vs 0.20 of the input's); the shift wins only on a
+   steady drift of ≥ 1 px/frame (sharpening 0.94 vs 0.91) (``benchmarks/temporal_quality.py``);
 2. a per-pixel trust ``w = max_weight · exp(−(e/photo_sigma)²)`` where ``e`` is the local mean
    absolute difference between this input crop and the previous one (luma, box mean, after the
    shift if any): where the input really changed — mouth, blink, occlusion, a turn — the trust
