@@ -8,16 +8,15 @@ recursive resampling step blurs it). So this stage smooths only the restoration'
 coordinates:
 
 1. the motion between this frame's and the previous frame's aligned input crops is what the
-   smoothed alignment left: small (measured on the real clips: median 0.4–0.7 px per frame at
-   256 px) and mostly jitter. ``motion="none"`` (the default) carries the previous residual as it
+   smoothed alignment left: small (a fraction of a pixel per frame on the real clips, RESULTS.md)
+   and mostly jitter. ``motion="none"`` (the default) carries the previous residual as it
    is, in crop coordinates; ``motion="translation"`` first estimates a global translation ``d``
    (Lucas–Kanade, a few Gauss–Newton steps on the luma at ``gate_size`` pixels) and shifts the
    previous residual by it (bicubic). Measured with test instruments on crops of a real face
-   under ±0.4 px jitter, carrying it as it is keeps 100 % of a texture fixed in crop space
-   (GPEN's StyleGAN2 decoder makes detail that sticks to its pixel grid) against 56 % when
-   shifted, keeps slightly more of an input-following sharpening (0.96 vs 0.95) and damps fresh
-   noise nearly as well (MSE flicker 0.23 vs 0.20 of the input's); the shift wins only on a
-   steady drift of ≥ 1 px/frame (sharpening 0.94 vs 0.91) (``benchmarks/temporal_quality.py``);
+   under alignment jitter, carrying it as it is keeps a texture fixed in crop space whole
+   (GPEN's StyleGAN2 decoder makes detail that sticks to its pixel grid; shifting loses about
+   half of it), keeps as much of an input-following sharpening and damps fresh noise nearly as
+   well; the shift wins only on a steady drift of ≥ 1 px/frame (RESULTS.md, "B3");
 2. a per-pixel trust ``w = max_weight · exp(−(e/photo_sigma)²)`` where ``e`` is the local mean
    absolute difference between this input crop and the previous one (luma, box mean, after the
    shift if any): where the input really changed — mouth, blink, occlusion, a turn — the trust
