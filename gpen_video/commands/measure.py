@@ -11,6 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
+from gpen_video.environment import Environment
+from gpen_video.options import DETECTORS
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="the source video")
@@ -18,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
                         help="write per-track curves (warping error, sharpness, jitter)")
-    parser.add_argument("--detector", default="resnet50", choices=["resnet50", "mobile0.25"])
+    parser.add_argument("--detector", default="resnet50", choices=DETECTORS)
     parser.add_argument("--detector-weights", type=Path, default=None,
                         help="local RetinaFace weights file (offline use)")
     parser.add_argument("--device", default="cpu", help="detector device: cpu | cuda | cuda:N")
@@ -28,16 +31,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true")
 
 
-def execute(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     from gpen_video.errors import UsageError
     from gpen_video.options import DetectOptions
     from gpen_video.quality import MeasureOptions, measure, plot
 
     if args.frames is not None and args.frames < 2:
         raise UsageError(f"--frames {args.frames}: measure needs at least 2 frames")
+    cache_dir = None
+    if env is not None:
+        from gpen_video.models.weights import default_cache_dir
+
+        cache_dir = default_cache_dir(env)
     options = MeasureOptions(
         detect=DetectOptions(network=args.detector, weights=args.detector_weights,
-                             device=args.device),
+                             device=args.device, cache_dir=cache_dir),
         max_frames=args.frames)
     report = measure(args.source, args.result, options)
     if args.plot is not None:

@@ -101,7 +101,7 @@ def run(
             output path.
     """
     from gpen_video.backends import create_restorer
-    from gpen_video.media import VideoSink, VideoSource
+    from gpen_video.media import VideoSource
 
     _check_options(options)
     t_setup = time.perf_counter()
@@ -119,10 +119,7 @@ def run(
             detector = FaceDetector(options.detect)
         clock = clock if clock is not None else StageClock()
         stages = _build_stages(options, source, restorer, detector, clock, observer)
-        from gpen_video.review import output_size
-
-        sink = VideoSink(options.output, source, options.encode, overwrite=options.overwrite,
-                         size=output_size(options.compare, source.width, source.height))
+        sink = _open_sink(options, source)
         from gpen_video.pipeline.stages import Encode
 
         stages.append(Encode(sink, clock))
@@ -146,6 +143,15 @@ def run(
             restorer.close()
         if source is not None:
             source.close()
+
+
+def _open_sink(options: RunOptions, source: Any) -> Any:
+    """The output, at the source's size or the review layout's (``--compare``)."""
+    from gpen_video.media import VideoSink
+    from gpen_video.review import output_size
+
+    return VideoSink(options.output, source, options.encode, overwrite=options.overwrite,
+                     size=output_size(options.compare, source.width, source.height))
 
 
 def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any,
