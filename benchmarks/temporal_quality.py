@@ -29,7 +29,6 @@ import datetime as dt
 import os
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
