@@ -121,13 +121,14 @@ class _Walker:
     def frame(self, index: int, faces: Any, src: np.ndarray, res: np.ndarray,
               dets_src: list, dets_res: list) -> None:
         from gpen_video.compose.reference import crop_face
+        from gpen_video.faces.align import params_to_matrix
 
         self.frames += 1
         cover = np.zeros(src.shape[:2], np.float32)
         scale = 255.0 / float(np.iinfo(src.dtype).max)
         diff = np.abs(res.astype(np.float32) - src.astype(np.float32)).mean(axis=2) * scale
         for face in faces:
-            m = face.matrix_for(self.size)
+            m = params_to_matrix(face.params, self.size)
             a, b = crop_face(src, m, self.size), crop_face(res, m, self.size)
             curves = self.tracks.setdefault(face.track_id, TrackCurves(face.track_id))
             prev = self._prev.get(face.track_id)
