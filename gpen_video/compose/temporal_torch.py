@@ -16,13 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gpen_video.compose.temporal import _LUMA, ResidualSettings
+from typing import Any
+
+_LUMA = (0.299, 0.587, 0.114)  # as gpen_video.compose.temporal's (no import: no cycle)
 
 
 class TorchOps:
     """Per-crop operations on ``3×S×S`` tensors; see :mod:`gpen_video.compose.temporal`."""
 
-    def __init__(self, size: int, gate: int, settings: ResidualSettings) -> None:
+    def __init__(self, size: int, gate: int, settings: Any) -> None:
         self.size, self.gate, self.settings = size, gate, settings
 
     def luma(self, crop: Tensor) -> Tensor:
