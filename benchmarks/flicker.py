@@ -6,7 +6,7 @@ One still face (a real FFHQ photo, 176 px, in a 320×288 frame) repeated 60 time
 Gaussian noise (σ = 3/255) per frame, encoded intra-only with libx264 CRF 18, so every frame
 carries its own sensor + codec noise, like a locked-off shot. The product runs on it (real
 MobileNet detector, tracking + RTS smoothing, lossless PNG output) with ``--temporal off`` and
-``--temporal flow``, with the identity restorer and with GPEN-BFR-256 (**random weights**: a
+``--temporal residual``, with the identity restorer and with GPEN-BFR-256 (**random weights**: a
 network of the real architecture whose output is noise-like, so its flicker says how the
 temporal stage damps an unstable restorer, not how the trained GPEN behaves). Flicker = mean
 absolute difference between consecutive frames (0–255) over the face core (pixels where the
@@ -44,7 +44,7 @@ def main() -> None:
     source = [f.image for f in read_frames(clip)]
     rows = []
     for backend, model in (("identity", None), ("torch", "GPEN-BFR-256")):
-        for temporal in ("off", "flow"):
+        for temporal in ("off", "residual"):
             seen: dict[int, list] = {}
             opts = run_options(TESTDATA, clip, work / "out.mov", backend=backend, codec="png",
                                temporal=temporal, overwrite=True)

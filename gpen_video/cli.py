@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "engine": ("gpen_video.commands.engine", "build TensorRT engines ahead of time"),
     "stitch": ("gpen_video.commands.stitch", "join rendered segments and mux the source audio"),
     "farm": ("gpen_video.commands.farm", "render in chunks on a Ray cluster"),
+    "measure": ("gpen_video.commands.measure",
+                "temporal stability and detail of a result video against its source"),
 }
 
 

@@ -23,7 +23,7 @@ DETECTORS = ("resnet50", "mobile0.25")  # DetectOptions.network
 DETECTOR_CHOICES = ("auto", *DETECTORS)  # --detector: auto = the network the weights file holds
 SMOOTH_METHODS = ("rts", "kalman", "none")  # SmoothOptions.method
 GEOMETRIES = ("auto", "cpu", "torch")  # BlendOptions.geometry
-TEMPORAL_MODES = ("flow", "off")  # TemporalOptions.mode
+TEMPORAL_MODES = ("residual", "off")  # TemporalOptions.mode (gpen_video.compose.temporal)
 FACE_SELECTIONS = ("all", "largest")  # RunOptions.faces
 ON_DAMAGE = ("conceal", "fail")  # RunOptions.on_damage
 PROGRESS_MODES = ("bar", "plain", "json", "openjd", "none")  # RunOptions.progress
@@ -122,7 +122,7 @@ class BlendOptions:
 class TemporalOptions:
     """Temporal smoothing of restored pixels."""
 
-    mode: str = "flow"  # flow | off
+    mode: str = "residual"  # residual | off (gpen_video.compose.temporal)
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,7 @@ class RunOptions:
     faces: str = "all"  # all | largest
     on_damage: str = "conceal"  # conceal | fail: a damaged input packet (VideoSource errors=)
     progress: str = "bar"  # bar | plain | json | none
+    compare: str = "off"  # off | side-by-side | split: review output (gpen_video.review)
     model: ModelOptions = field(default_factory=ModelOptions)
     restore: RestoreOptions = field(default_factory=RestoreOptions)
     detect: DetectOptions = field(default_factory=DetectOptions)
@@ -213,3 +214,4 @@ class BenchOptions:
     mode: str = "both"  # overlap (the product's threads) | serial (one stage at a time) | both
     gpus: str = "all"  # all | N: one worker process per GPU; 0 or no GPU: one CPU worker
     workdir: Path | None = None  # clips and outputs (None: a temporary folder, removed after)
+    quality: bool = False  # also measure the last timed output (gpen_video.quality)

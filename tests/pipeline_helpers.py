@@ -26,7 +26,7 @@ def save_small_gpen(path: Path, seed: int = 0) -> Path:
 
 def run_options(testdata: Path, src: Path, out: Path, *, model: Path | None = None,
                 backend: str = "torch", codec: str | None = None, frames: tuple | None = None,
-                temporal: str = "flow", progress: str = "none", batch: int = 8,
+                temporal: str = "residual", progress: str = "none", batch: int = 8,
                 detect: DetectOptions | None = None, **kw) -> RunOptions:
     """Options for a CPU run with the real MobileNet detector."""
     weights = testdata / "weights" / "detection_mobilenet0.25_Final.pth"

@@ -54,7 +54,7 @@ def cli_run(testdata, small_gpen, tmp_path_factory):
         code = main(["bench", "--model", str(small_gpen), "--detector", "mobile0.25",
                      "--detector-weights", str(_detector_weights(testdata)), "--scene", SCENE,
                      "--frames", "8", "--repeats", "2", "--batch", "4", "--gpus", "all",
-                     "--json", str(report_path), "--plot", str(plot_path), "-q"])
+                     "--json", str(report_path), "--plot", str(plot_path), "--quality", "-q"])
     report = json.loads(report_path.read_text()) if report_path.is_file() else None
     return code, stdout.getvalue(), report, plot_path
 
@@ -98,6 +98,13 @@ def test_bench_cli_prints_the_table_and_json_holds_the_same_numbers(cli_run):
     assert ov["peak_rss_mib"]["median"] > 50
     assert report["versions"]["torch"] and report["machine"]["logical_cpus"] >= 1
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # --quality: gpen-video measure's numbers of the last timed output, printed as in the JSON
+    quality = worker["quality"]
+    assert quality["frames"] == 8 and quality["tracks"]
+    line = next(x for x in text.splitlines() if "quality (gpen-video measure" in x)
+    assert f"warping error {quality['clip']['warp_ratio']:.3f}" in line
+    assert f"sharpness {quality['clip']['sharpness_ratio']:.3f}" in line
+    assert quality["change_inside"] > quality["change_outside"]  # the faces were restored
 
 
 def test_serial_stage_times_add_up_to_the_wall_time(cli_run):

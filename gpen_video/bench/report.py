@@ -184,6 +184,8 @@ def format_report(report: dict) -> str:
                       f"{Path(scene['clip']).name}"]
         for w in scene["workers"]:
             lines += format_worker(scene, w, c)
+            if w.get("quality"):
+                lines.append(format_quality(w["quality"]))
         if len(scene["workers"]) > 1:
             rows = [["fps per worker", "overlap", "serial"]]
             for w in scene["workers"]:
@@ -197,6 +199,15 @@ def format_report(report: dict) -> str:
             lines += [""] + _table(rows, {1, 2})
     lines += ["", f"bench took {report['total_seconds']:.1f} s in all"]
     return "\n".join(lines)
+
+
+def format_quality(q: dict) -> str:
+    """One line of ``gpen-video measure``'s clip numbers (ratios are output / clip)."""
+    clip = q["clip"]
+    return (f"  quality (gpen-video measure, output / clip): warping error "
+            f"{_f(clip.get('warp_ratio'))}, face-core sharpness {_f(clip.get('sharpness_ratio'))}"
+            f", landmark jitter {_f(clip.get('jitter_ratio'))}; mean |Δ| (0–255) inside faces "
+            f"{_f(q.get('change_inside'), '.2f')}, outside {_f(q.get('change_outside'), '.2f')}")
 
 
 def median_run(runs: list[dict]) -> dict:

@@ -48,7 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--detector-weights", type=Path, default=None,
                        help="local RetinaFace weights (default: the weights cache, downloaded "
                             "on first use unless --no-download)")
-    model.add_argument("--temporal", default="flow", choices=TEMPORAL_MODES)
+    model.add_argument("--temporal", default="residual", choices=TEMPORAL_MODES)
     model.add_argument("--codec", default=None, help="output codec (default: follow the source)")
     model.add_argument("--preset", default=None)
     model.add_argument("--crf", type=int, default=None)
@@ -78,6 +78,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="also write the report (the same numbers) as JSON")
     timing.add_argument("--plot", type=Path, default=None, metavar="PNG",
                         help="also draw per-stage time (needs matplotlib)")
+    timing.add_argument("--quality", action="store_true",
+                        help="also measure the last timed output against its clip: warping-error, "
+                             "sharpness and landmark-jitter ratios (as gpen-video measure)")
     timing.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
@@ -106,7 +109,7 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
     return BenchOptions(run=run, clip=args.input, face=args.face,
                         scenes=tuple(args.scene or ("1080p:1",)), frames=args.frames,
                         repeats=args.repeats, warmup=args.warmup, mode=args.mode,
-                        gpus=args.gpus, workdir=args.workdir)
+                        gpus=args.gpus, workdir=args.workdir, quality=args.quality)
 
 
 def execute(args: argparse.Namespace, env: Environment | None = None) -> int:

@@ -105,12 +105,19 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
     blend.add_argument("--strength", type=float, default=1.0, help="0 = original, 1 = restored")
     blend.add_argument("--color-match", action="store_true",
                        help="match restored colours to the source face")
-    blend.add_argument("--temporal", default="flow", choices=TEMPORAL_MODES,
-                       help="temporal smoothing of restored pixels")
+    blend.add_argument("--temporal", default="residual", choices=TEMPORAL_MODES,
+                       help="temporal smoothing of what the restorer changed (its residual), "
+                            "per face: damps detail that changes from frame to frame, keeps "
+                            "the picture's own detail untouched")
     blend.add_argument("--geometry", default="auto", choices=GEOMETRIES,
                        help="where crops and paste-back run: torch = on the restorer's device "
                             "(frames uploaded once, only finished frames back); auto: torch "
                             "when the restorer is on CUDA, else cpu (OpenCV)")
+
+    blend.add_argument("--compare", default="off", choices=["off", "side-by-side", "split"],
+                       help="review mode: write the source beside the result (side-by-side: "
+                            "twice as wide) or split at the middle (left source, right result), "
+                            "same timing and audio; not for delivery")
 
     encode = parser.add_argument_group(
         "encoding (default: the source's codec when it is one of these; others, e.g. MPEG-4 "
@@ -195,6 +202,7 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
         faces=args.faces,
         on_damage=args.on_damage,
         progress="none" if args.quiet else args.progress,
+        compare=args.compare,
         model=ModelOptions(
             name=args.model if model_path is None else model_path.stem,
             checkpoint_path=model_path,

@@ -34,10 +34,10 @@ Convention (every function of this package that touches geometry follows it)::
 
 Why bicubic rather than bilinear: RESULTS.md, "Paste geometry".
 
-What comes back to the host on the ``torch`` path: colour matching and temporal smoothing are
-CPU code today, so when either is on each face's input and restored crops are downloaded
-(:meth:`FaceGeometry.to_host`, one transfer per frame) and the adjusted crops go back up
-(:meth:`FaceGeometry.from_host`); frames stay on the device.
+What comes back to the host on the ``torch`` path: colour matching is CPU code today, so when
+it is on each face's input and restored crops are downloaded (:meth:`FaceGeometry.to_host`, one
+transfer per frame) and the adjusted crops go back up (:meth:`FaceGeometry.from_host`); frames
+stay on the device. Temporal smoothing (:mod:`.temporal`) runs in torch on the device crops.
 """
 
 from __future__ import annotations

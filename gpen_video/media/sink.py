@@ -89,7 +89,9 @@ class VideoSink:
     ``write`` takes a :class:`Frame` from ``source`` (its image replaced, or a separate
     ``image``); the image must have the source frame's shape and dtype (upright H×W×3 RGB,
     uint8 or full-scale uint16). Frames with ``in_range=False`` are ignored. Frames must be
-    written in presentation order.
+    written in presentation order. ``size=(width, height)`` (upright) encodes images of another
+    size than the source's (``--compare side-by-side``); everything else still follows the
+    source.
 
     Raises (constructor):
         OutputError: the output is the input, exists without ``overwrite``, or its folder is
@@ -99,9 +101,12 @@ class VideoSink:
 
     def __init__(self, path: str | os.PathLike[str], source: VideoSource,
                  options: EncodeOptions | None = None, overwrite: bool = False, *,
-                 audio: bool = True, subtitles: bool = True) -> None:
+                 audio: bool = True, subtitles: bool = True,
+                 size: tuple[int, int] | None = None) -> None:
         self.path = Path(path)
         self.source = source
+        self.size = (source.width, source.height) if size is None else (int(size[0]),
+                                                                         int(size[1]))
         self.options = options or EncodeOptions()
         self.overwrite = overwrite
         self.spec: EncoderSpec = check_sink(self.path, source, self.options, overwrite)
@@ -151,8 +156,7 @@ class VideoSink:
             tag_container(self._out, source)
 
         stream = self._out.add_stream(spec.encoder, rate=source.fps, options=dict(spec.options))
-        stream.width = source.coded_width
-        stream.height = source.coded_height
+        stream.width, stream.height = self._coded_size()
         stream.pix_fmt = spec.pix_fmt
         cc = stream.codec_context
         cc.time_base = source.time_base
@@ -188,7 +192,15 @@ class VideoSink:
                 self.notes.extend(self._copier.notes)
         self._stream = stream
         self._rgb_src_range = source.colour.sws_range(source.pix_fmt)
-        self._sws_matrix = source.colour.sws_matrix(source.coded_height)
+        self._sws_matrix = source.colour.sws_matrix(stream.height)
+
+    def _coded_size(self) -> tuple[int, int]:
+        """(width, height) as coded: the upright size turned back by the source's rotation."""
+        if self.size == (self.source.width, self.source.height):
+            return self.source.coded_width, self.source.coded_height
+        w, h = self.size
+        coded = self.source.orientation.to_coded(np.empty((h, w, 1), np.uint8))
+        return coded.shape[1], coded.shape[0]
 
     @property
     def output_timecode(self) -> str | None:
@@ -214,7 +226,7 @@ class VideoSink:
         if not frame.in_range:
             return False
         image = frame.image if image is None else image
-        expected = (self.source.height, self.source.width, 3)
+        expected = (self.size[1], self.size[0], 3)
         if image.shape != expected or image.dtype != self.source.image_dtype:
             raise ValueError(f"image must be {expected} {self.source.image_dtype} (upright RGB "
                              f"like the source frames), got {image.shape} {image.dtype}")

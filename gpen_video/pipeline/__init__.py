@@ -48,8 +48,10 @@ PROGRESS_CHOICES = ("bar", "plain", "json", "none")
 def _check_options(options: RunOptions) -> None:
     from gpen_video.compose import GEOMETRIES
     from gpen_video.compose.temporal import MODES
+    from gpen_video.review import COMPARE
 
     choices = (("--faces", options.faces, FACES_CHOICES),
+               ("--compare", options.compare, COMPARE),
                ("--on-damage", options.on_damage, ON_DAMAGE_CHOICES),
                ("--progress", options.progress, PROGRESS_CHOICES),
                ("--temporal", options.temporal.mode, MODES),
@@ -98,7 +100,7 @@ def run(
             bad input, output, options, weights or device (nothing is written).
         KeyboardInterrupt, shutdown.Terminated: every stage stopped, nothing left at the output.
     """
-    from gpen_video.media import VideoSink, VideoSource
+    from gpen_video.media import VideoSource
     from gpen_video.preflight import check_before_loading
 
     _check_options(options)
@@ -119,7 +121,7 @@ def run(
             detector = FaceDetector(options.detect)
         clock = clock if clock is not None else StageClock()
         stages = _build_stages(options, source, restorer, detector, clock, observer)
-        sink = VideoSink(options.output, source, options.encode, overwrite=options.overwrite)
+        sink = _open_sink(options, source)
         from gpen_video.pipeline.stages import Encode
 
         stages.append(Encode(sink, clock))
@@ -143,6 +145,15 @@ def run(
             restorer.close()
         if source is not None:
             source.close()
+
+
+def _open_sink(options: RunOptions, source: Any) -> Any:
+    """The output, at the source's size or the review layout's (``--compare``)."""
+    from gpen_video.media import VideoSink
+    from gpen_video.review import output_size
+
+    return VideoSink(options.output, source, options.encode, overwrite=options.overwrite,
+                     size=output_size(options.compare, source.width, source.height))
 
 
 def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any,
@@ -171,7 +182,7 @@ def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any
                          restores=restores),
             ComposeFaces(geometry, temporal, clock, strength=options.blend.strength,
                          color_match=options.blend.color_match, observer=observer,
-                         restores=restores)]
+                         restores=restores, compare=options.compare)]
 
 
 def _wiring(options: RunOptions, source: Any, stages: list, clock: StageClock,

@@ -196,8 +196,9 @@ class RestoreFaces:
 
 
 class ComposeFaces:
-    """Restored faces back into their frames: per track colour matching and temporal smoothing
-    (in crop space, on the host), then the paste. Hands on ``(frame, image)`` pairs in order.
+    """Restored faces back into their frames: per track colour matching (on the host) and
+    temporal smoothing (in crop space, where the crops are), then the paste. Hands on
+    ``(frame, image)`` pairs in order.
 
     ``observer(index, faces)`` hears each written frame's pasted faces (tests, overlays). Frames
     ``restores`` names outside the range (:func:`restored_frames`) go through the per-track
@@ -208,16 +209,19 @@ class ComposeFaces:
     def __init__(self, geometry: Any, temporal: Any, clock: StageClock, *, strength: float = 1.0,
                  color_match: bool = False,
                  observer: Callable[[int, list[PastedFace]], None] | None = None,
-                 restores: Callable[[Any], bool] | None = None) -> None:
+                 restores: Callable[[Any], bool] | None = None,
+                 compare: str = "off") -> None:
         self.restores = restores or _in_range
         self.geometry = geometry
+        self.compare = compare  # off | side-by-side | split (gpen_video.review)
         self.temporal = temporal
         self.clock = clock
         self.strength = strength
         self.color_match = color_match
         self.observer = observer
-        # temporal smoothing and colour matching are host code (compose/__init__ says so)
-        self.host_crops = color_match or temporal.mode != "off"
+        # colour matching is host code (compose/__init__ says so); temporal smoothing runs
+        # where the crops are (numpy on the host, tensors on the geometry's device)
+        self.host_crops = color_match
         self.faces = 0  # face instances pasted
         self.tracks: set[int] = set()
         self._matchers: dict[int, Any] = {}
@@ -228,6 +232,7 @@ class ComposeFaces:
             self._matchers.clear()
         if not self.restores(job.frame):
             return [(job.frame, job.frame.image)]
+        original = job.frame.image.copy() if self.compare != "off" else None
         t = time.perf_counter()
         self.geometry.receive([f.ready for f in job.faces],
                               [job.source, *(f.crop for f in job.faces),
@@ -249,6 +254,10 @@ class ComposeFaces:
         self.tracks.update(p.track_id for p in seen)
         if self.observer is not None:
             self.observer(job.frame.index, seen)
+        if original is not None:
+            from gpen_video.review import compose
+
+            image = compose(self.compare, original, image)
         return [(job.frame, image)]
 
     def finish(self) -> list:
@@ -258,17 +267,17 @@ class ComposeFaces:
         """The restored crops after colour matching and temporal smoothing, as the geometry
         wants them; per-track state starts and ends with the track."""
         items = [f.restored for f in job.faces]
+        sources = [f.crop for f in job.faces]
         if self.host_crops and job.faces:
-            sources = self.geometry.to_host([f.crop for f in job.faces])
+            sources = self.geometry.to_host(sources)
             items = self.geometry.to_host(items)
         for k, f in enumerate(job.faces):
             face = f.face
             if face.is_start:
                 self._forget(face.track_id)
             if self.host_crops:
-                if self.color_match:
-                    items[k] = self._matcher(face.track_id)(items[k], sources[k])
-                items[k] = self.temporal(face.track_id, sources[k], items[k])
+                items[k] = self._matcher(face.track_id)(items[k], sources[k])
+            items[k] = self.temporal(face.track_id, sources[k], items[k])
             if face.is_end:
                 self._forget(face.track_id)
         return self.geometry.from_host(items) if self.host_crops else items
