@@ -173,3 +173,45 @@ def test_a_face_entering_at_frame_20_is_tracked_by_frame_20_plus_k(testdata, one
     assert present and present[0] >= 20  # nothing before it entered
     assert set(range(20 + k, len(frames))) <= set(present)
     assert all(len(out[i].faces) == 1 for i in present)
+
+
+def test_a_round_reads_back_once_after_every_forward(testdata, one_thread, monkeypatch):
+    """Device-friendliness, checked on the CPU: during a round (windows with 3 passes and a
+    scan), no tensor is read by the host (``item``, ``tolist``, ``numpy``, ``bool``, ``int``,
+    ``float``) before the single ``cpu()`` copy, and no forward pass runs after it."""
+    import torch
+
+    image = _solvay(testdata)[:, :640]
+    detector = FaceDetector(_options(testdata, max_side=0, refine=0))
+    faces = detector.detect_one(image)
+    assert faces
+    windows = WindowDetector(detector, 288, (288, 192, 192), first_gate=2.0)
+    jobs = [WindowJob(i, f.landmarks) for i in range(2) for f in faces]
+    from gpen_video.faces.window_detect import ScanJob
+
+    scans = [ScanJob(0, part) for part in plan_scan(640, image.shape[0], 24)]
+    windows.run([image, image], jobs, scans)  # priors cached
+    events: list[str] = []
+
+    def spy(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            events.append(name)
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+
+    for name in ("cpu", "item", "tolist", "numpy", "__bool__", "__int__", "__float__"):
+        spy(name)
+    forward = detector.model.forward
+
+    def counted(*args, **kwargs):
+        events.append("forward")
+        return forward(*args, **kwargs)
+    monkeypatch.setattr(detector.model, "forward", counted)
+    result = windows.run([image, image], jobs, scans)
+    assert events.count("cpu") == 1
+    first = events.index("cpu")
+    assert set(events[:first]) == {"forward"} and events[:first].count("forward") == 4
+    assert "forward" not in events[first:]
+    assert sum(r is not None for r in result.windows) == len(jobs)

@@ -45,6 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--detector-weights", type=Path, default=None,
                        help="local RetinaFace weights (default in a checkout: the shared test "
                             "data's, when it has them for --detector)")
+    model.add_argument("--detect", dest="detect_mode", default="tracked",
+                       choices=["tracked", "full"],
+                       help="face detection: tracked (default) or full (every frame whole)")
     model.add_argument("--temporal", default="flow", choices=["flow", "off"])
     model.add_argument("--codec", default=None, help="output codec (default: follow the source)")
     model.add_argument("--preset", default=None)
@@ -96,7 +99,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         restore=RestoreOptions(backend=args.backend, device=args.device,
                                precision=args.precision, batch=args.batch),
         detect=DetectOptions(network=args.detector, weights=detector_weights, device=args.device,
-                             download=not args.no_download),
+                             download=not args.no_download, mode=args.detect_mode),
         temporal=TemporalOptions(mode=args.temporal),
         encode=EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset),
     )

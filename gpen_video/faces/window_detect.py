@@ -80,11 +80,15 @@ def _similarity_batch(points, template):
 
 
 def _invert_batch(matrix):
-    """Inverses of (N, 2, 3) similarities."""
+    """Inverses of (N, 2, 3) affine maps (closed form: ``torch.linalg.inv`` checks for
+    singular input, which costs a host sync on CUDA)."""
     import torch
 
-    linear = matrix[:, :, :2]
-    inverse = torch.linalg.inv(linear)
+    a, b = matrix[:, 0, 0], matrix[:, 0, 1]
+    c, d = matrix[:, 1, 0], matrix[:, 1, 1]
+    det = a * d - b * c
+    inverse = torch.stack([torch.stack([d, -b], dim=1), torch.stack([-c, a], dim=1)],
+                          dim=1) / det[:, None, None]
     shift = -(inverse @ matrix[:, :, 2:])
     return torch.cat([inverse, shift], dim=2)
 
