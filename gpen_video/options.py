@@ -50,8 +50,10 @@ class DetectOptions:
     #                 ≈ 0.5 s of video when tracked, every frame when full)
     scan_min_iod: float = 24.0  # tracked: the full scan finds faces down to this many px
     #                              between the eyes (its resolution, tiling at high resolution)
-    window_size: int = 288  # tracked: side of the window a tracked face is looked for in (the
+    window_size: int = 224  # tracked: side of the window a tracked face is looked for in (the
     #                         face at the refine_size template's scale, centred)
+    window_scale: int = 0  # tracked: template size setting the face's scale in that window
+    #                        (0: refine_size; smaller: more room for motion, coarser landmarks)
     window_refine_size: int = 160  # tracked: side of the tight windows of the refine passes
     min_face: int = 0  # ignore faces whose aligned crop spans fewer frame pixels (≈ 4.8× IOD)
     device: str = "auto"

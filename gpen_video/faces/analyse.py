@@ -23,14 +23,15 @@ Two modes (``DetectOptions.mode``):
     ≈ 0.5 s of video), on the first frame of each shot and after a track is lost, at the
     resolution that finds faces down to ``scan_min_iod`` px between the eyes, tiled and spread
     over frames at high resolution (:mod:`gpen_video.faces.scan_plan`,
-    :mod:`gpen_video.faces.schedule`). A scan face that no window found is a *seed*: a second
-    round looks for it in windows on its frame and every later frame of the batch, so a new face
-    gets the same refined landmarks as a tracked one and the same confirmation rule
-    (``TrackOptions.confirm_hits`` detections). A face appearing anywhere is found within
-    ``every`` frames of its first frame.
+    :mod:`gpen_video.faces.schedule`). A scan frame where nothing at all was found also gets
+    the fill-the-frame look of ``full`` mode (``fill_fallback``: close-ups). A scan face that no
+    window found is a *seed*: a second round looks for it in windows on its frame and every
+    later frame of the batch, so a new face gets the same refined landmarks as a tracked one
+    and the same confirmation rule (``TrackOptions.confirm_hits`` detections). A face appearing
+    anywhere is found within ``every`` frames of its first frame.
 
-Per batch: one round (one forward per kind of image, one copy back to the host), and a second
-only when a scan found a face that is not tracked yet. Shot cuts are detected here (the same
+Per batch: one round (one forward per kind of image, one copy back to the host); another only
+when a scan found a face that is not tracked yet, or found nothing at all (the fill look). Shot cuts are detected here (the same
 :class:`~gpen_video.faces.cuts.CutDetector` rule as the stream's) because the schedule needs them
 before detection.
 """
@@ -44,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from gpen_video.faces.cuts import CutDetector
+from gpen_video.faces.scan_plan import fill_part
 from gpen_video.faces.schedule import ScanSchedule
 from gpen_video.faces.track import box_iou
 from gpen_video.faces.types import Detection, FrameFaces
@@ -53,7 +55,7 @@ from gpen_video.options import DetectOptions
 MODES = ("tracked", "full")
 SCAN_SECONDS = 0.5  # default interval between full scans in tracked mode
 FIRST_GATE = 2.0  # a window's first pass takes a face within this many IODs of the prediction
-#                   (a 288 window spans ±2.4 IODs; predictions reach up to a batch ahead, and the
+#                   (a 224 window spans ±1.9 IODs of a face at the 288 template scale; predictions reach up to a batch ahead, and the
 #                   tracker gates again with its own, newer prediction)
 
 
@@ -103,7 +105,8 @@ class FaceAnalyser:
             crops = (options.window_size,) + (options.window_refine_size,) * max(
                 0, int(options.refine))
             self.windows = WindowDetector(detector, options.refine_size, crops,
-                                          first_gate=FIRST_GATE)
+                                          first_gate=FIRST_GATE,
+                                          first_scale=options.window_scale or None)
             self.schedule = ScanSchedule(self.every, options.scan_min_iod, options.max_side or 640)
             self.cuts = CutDetector(threshold=cut_threshold)
 
@@ -159,8 +162,8 @@ class FaceAnalyser:
                     landmarks = track.predict(index)[0]
                     if np.hypot(*(landmarks[1] - landmarks[0])) >= 1.0:
                         windows.append(WindowJob(i, landmarks, track.track_id))
-            for part in self.schedule.parts_for(index, frame.shape, shot_start):
-                scans.append(ScanJob(i, part))
+            scans.extend(ScanJob(i, part)
+                         for part in self.schedule.parts_for(index, frame.shape, shot_start))
         t = self.clock.add("track", t)
         found = self.windows.run(frames, windows, scans)
         per_frame: list[list[Detection] | None] = [None] * len(frames)
@@ -170,7 +173,10 @@ class FaceAnalyser:
                                                  self.options.nms_threshold):
                 per_frame[job.frame].append(det)  # two tracks on one face: the older keeps it
         self._report_lost(windows, found.windows, live)
-        seeds = self._seeds(frames, scans, found.scans, per_frame)
+        scan_results = found.scans
+        if self.options.fill_fallback:
+            scans, scan_results = self._fill_looks(frames, scans, scan_results, per_frame)
+        seeds = self._seeds(frames, scans, scan_results, per_frame)
         if seeds:
             self._add_seeds(frames, seeds, cuts, per_frame)
         t = self.clock.add("detect", t)
@@ -188,6 +194,19 @@ class FaceAnalyser:
                  if track.track_id in missed and track.confirmed]
         if boxes:
             self.schedule.lost(boxes)
+
+    def _fill_looks(self, frames: Sequence[np.ndarray], jobs: list[ScanJob],
+                    results: list[list[Detection]], per_frame: list[list[Detection] | None]
+                    ) -> tuple[list[ScanJob], list[list[Detection]]]:
+        """Frames whose scan and windows found nothing get the fill-the-frame look of full
+        mode (close-ups); an extra round, only then."""
+        found = {job.frame for job, dets in zip(jobs, results) if dets}
+        empty = sorted({job.frame for job in jobs} - found)
+        empty = [i for i in empty if not per_frame[i]]
+        if not empty:
+            return jobs, results
+        extra = [ScanJob(i, fill_part(frames[i].shape[1], frames[i].shape[0])) for i in empty]
+        return jobs + extra, results + self.windows.run(frames, [], extra).scans
 
     def _seeds(self, frames: Sequence[np.ndarray], jobs: list[ScanJob],
                results: list[list[Detection]],

@@ -29,12 +29,24 @@ class ScanPart:
     """A region of the frame and the size it is resized to before the detector sees it."""
 
     region: tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels (x1, y1 exclusive)
-    size: tuple[int, int]  # (width, height) of the image the detector sees
+    size: tuple[int, int]  # (width, height) the region is resized to
+    border: int = 0  # black border added on every side after resizing
 
     @property
     def scale(self) -> tuple[float, float]:
         x0, y0, x1, y1 = self.region
         return self.size[0] / (x1 - x0), self.size[1] / (y1 - y0)
+
+
+def fill_part(width: int, height: int) -> ScanPart:
+    """The fill-the-frame look of :meth:`FaceDetector.detect` (``fill_fallback``): the frame at
+    ``FALLBACK_SIDE`` px inside a ``FALLBACK_BORDER`` black border, for faces too large for the
+    detector's anchors at scan scale (close-ups, aligned face crops)."""
+    from gpen_video.faces.detect import FALLBACK_BORDER, FALLBACK_SIDE
+
+    scale = FALLBACK_SIDE / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return ScanPart((0, 0, width, height), size, FALLBACK_BORDER)
 
 
 def scan_scale(min_iod: float) -> float:

@@ -109,7 +109,7 @@ class WindowDetector:
     """
 
     def __init__(self, detector: Any, scale: int = 288, crops: Sequence[int] = (288, 160, 160),
-                 first_gate: float = 1.0) -> None:
+                 first_gate: float = 1.0, first_scale: int | None = None) -> None:
         import torch
 
         crops = tuple(int(c) for c in crops)
@@ -124,8 +124,9 @@ class WindowDetector:
         self.first_gate = float(first_gate)
         self._template = torch.tensor(template_points(self.scale), dtype=torch.float32,
                                       device=self.device)
-        iod = TEMPLATE_IOD_512 * self.scale / 512.0
-        self._gates = [self.first_gate * iod] + [REFINE_GATE * iod] * (len(crops) - 1)
+        # per pass: the template size that sets the face's scale, and the gate in IODs
+        self._scales = [float(first_scale or scale)] + [float(scale)] * (len(crops) - 1)
+        self._gates = [self.first_gate] + [REFINE_GATE] * (len(crops) - 1)
         self._grids: dict[int, Any] = {}
 
     def _crop_grid(self, size: int):
@@ -162,7 +163,7 @@ class WindowDetector:
         """The frame rectangle a window (and its next passes) samples: the crop's footprint
         plus a quarter of its side on each side, clipped to the frame."""
         h, w = frame_shape[:2]
-        s = max(self.crops)
+        s = max(c * self.scale / sc for c, sc in zip(self.crops, self._scales))
         corners = np.array([[0, 0], [s, 0], [0, s], [s, s]], dtype=np.float64) - 0.5
         linear = matrix[:, :2]
         inverse = np.linalg.inv(linear)
@@ -236,16 +237,18 @@ class WindowDetector:
         score = torch.zeros(n, device=self.device)
         box = torch.zeros(n, 4, device=self.device)
         landmarks = torch.zeros(n, 5, 2, device=self.device)
-        for size, gate in zip(self.crops, self._gates):
-            offset = 0.5 * (size - self.scale)  # the template centred in this window
-            shifted = matrix.clone()
-            shifted[:, :, 2] += offset
-            inverse = _invert_batch(shifted)
+        for size, scale, gate in zip(self.crops, self._scales, self._gates):
+            k = scale / self.scale
+            offset = 0.5 * (size - scale)  # the template centred in this window
+            window = matrix * k
+            window[:, :, 2] += offset
+            inverse = _invert_batch(window)
             boxes, scores, points = self._forward(self._sample(patches, regions, inverse, size))
-            ok, bx, sc, pt = self._pick(boxes, scores, points, self._template + offset, gate)
+            ok, bx, sc, pt = self._pick(boxes, scores, points, self._template * k + offset,
+                                        gate * TEMPLATE_IOD_512 * scale / 512.0)
             pt_frame = torch_apply(inverse, pt)
             centre = torch_apply(inverse, (0.5 * (bx[:, :2] + bx[:, 2:]))[:, None])[:, 0]
-            half = 0.5 * (bx[:, 2:] - bx[:, :2]) / matrix[:, :, :2].norm(dim=2)
+            half = 0.5 * (bx[:, 2:] - bx[:, :2]) / window[:, :, :2].norm(dim=2)
             bx_frame = torch.cat([centre - half, centre + half], dim=1)
             found = found | ok
             score = torch.where(ok, sc, score)
@@ -261,8 +264,8 @@ class WindowDetector:
         import torch
         import torch.nn.functional as F
 
-        width = max(job.part.size[0] for job in jobs)
-        height = max(job.part.size[1] for job in jobs)
+        width = max(job.part.size[0] + 2 * job.part.border for job in jobs)
+        height = max(job.part.size[1] + 2 * job.part.border for job in jobs)
         images = []
         for job in jobs:
             patch = self._to_device(frames[job.frame], job.part.region)
@@ -270,8 +273,10 @@ class WindowDetector:
             if (w, h) != tuple(patch.shape[:1:-1]):
                 patch = F.interpolate(patch, size=(h, w), mode="bilinear", antialias=True,
                                       align_corners=False)
-            image = patch - self.detector._mean
-            images.append(F.pad(image, (0, width - w, 0, height - h)))
+            b = job.part.border
+            image = F.pad(patch, (b, b, b, b)) - self.detector._mean  # black border
+            w, h = w + 2 * b, h + 2 * b
+            images.append(F.pad(image, (0, width - w, 0, height - h)))  # mean grey
         boxes, scores, points = self._forward(torch.cat(images))
         k = min(SCAN_TOP_K, scores.shape[1])
         top, index = scores.topk(k, dim=1)
@@ -336,10 +341,11 @@ class WindowDetector:
             x0, y0 = job.part.region[:2]
             scale = np.array([sx, sy])
             offset = np.array([x0, y0], dtype=np.float64)
+            b = job.part.border
             found = []
             for row in cand:
-                points = (row[5:15].reshape(5, 2) + 0.5) / scale - 0.5 + offset
-                corners = (row[1:5].reshape(2, 2) + 0.5) / scale - 0.5 + offset
+                points = (row[5:15].reshape(5, 2) - b + 0.5) / scale - 0.5 + offset
+                corners = (row[1:5].reshape(2, 2) - b + 0.5) / scale - 0.5 + offset
                 if self._keep(points):
                     found.append(Detection(corners.reshape(4), float(row[0]), points))
             out.append(found)
