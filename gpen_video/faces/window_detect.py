@@ -3,12 +3,15 @@
 A *round* takes the frames of a detection batch and two kinds of jobs:
 
 * :class:`WindowJob` — a face expected near some landmarks (a track's prediction, or a face a
-  scan just found). Its window is the upright canonical crop those landmarks give
-  (``window_size``², the template's layout, so the face has the size and orientation the
-  detector sees best), cut from the full-resolution frame. The face nearest the template within
-  ``first_gate`` inter-ocular distances is taken; then ``passes − 1`` further passes cut the
-  window again from the landmarks just found (the refinement of :meth:`FaceDetector.refine`,
-  gate ½ IOD; a pass that finds nothing keeps the previous landmarks).
+  scan just found). Its window is the upright canonical crop those landmarks give (the
+  template's layout at the refinement scale, 288 px, so the face has the size and orientation
+  the detector sees best), cut from the full-resolution frame: ``crops[0]`` px wide, room for
+  the motion the prediction missed. The best-scoring face within ``first_gate`` inter-ocular
+  distances of the template is taken; each further pass cuts a tight ``crops[k]`` window again
+  from the landmarks just found (the refinement of :meth:`FaceDetector.refine`, gate ½ IOD; a
+  pass that finds nothing keeps the previous landmarks). The sizes were chosen with
+  ``benchmarks/face_stability.py``: 224 then 2 × 160 is as stable as full-frame detection with
+  two 288 refinements; one refinement, or a 192 first window, is not.
 * :class:`ScanPart` jobs of :mod:`gpen_video.faces.scan_plan` — a frame region resized for the
   detector, thresholded and reduced by NMS like :meth:`FaceDetector.detect`.
 
