@@ -63,12 +63,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     faces.add_argument("--detector-weights", type=Path, default=None,
                        help="local RetinaFace weights file (offline use)")
     faces.add_argument("--faces", default="all", choices=["all", "largest"])
-    faces.add_argument("--detect", dest="detect_mode", default="tracked",
+    faces.add_argument("--detect", dest="detect_mode", default=None,
                        choices=["tracked", "full"],
                        help="tracked (default): each tracked face is re-detected in a window "
                             "around its predicted position, the whole frame is scanned only "
                             "every --detect-every frames, at shot cuts and when a face is lost; "
-                            "full: every frame is detected whole (the earlier behaviour)")
+                            "full: every frame is detected whole (the earlier behaviour; the "
+                            "default for --segment and farm chunks, whose output must not "
+                            "depend on where a chunk starts)")
     faces.add_argument("--min-face", type=float, default=24.0, metavar="PX",
                        help="tracked: the full-frame scan finds faces down to this many pixels "
                             "between the eyes (default 24; it sets the scan's resolution, tiled "
@@ -146,6 +148,15 @@ def parse_frames(text: str) -> tuple[int, int | None]:
     return start, end
 
 
+def detect_mode(args: argparse.Namespace, chunked: bool = False) -> str:
+    """``--detect``, else ``full`` for chunks (tracked detection depends on the frames before,
+    so a chunk's faces would differ by sub-pixel amounts from a whole-clip run) and
+    ``tracked`` otherwise."""
+    if args.detect_mode is not None:
+        return args.detect_mode
+    return "full" if chunked or getattr(args, "segment", False) else "tracked"
+
+
 def options_from_args(args: argparse.Namespace) -> RunOptions:
     """Build the run's options from parsed arguments."""
     model_path = Path(args.model) if args.model.endswith((".pth", ".pt")) else None
@@ -186,7 +197,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
                                max_batch=args.max_batch, engine_dir=args.engine_dir,
                                cuda_graphs=not args.no_cuda_graphs),
         detect=DetectOptions(network=args.detector, weights=args.detector_weights,
-                             mode=args.detect_mode, scan_min_iod=args.min_face,
+                             mode=detect_mode(args), scan_min_iod=args.min_face,
                              device=args.device, download=not args.no_download,
                              max_side=args.detect_size, every=args.detect_every),
         smooth=SmoothOptions(method=args.smooth),
