@@ -78,13 +78,23 @@ class DetectOptions:
     nms_threshold: float = 0.4  # official GPEN value
     max_side: int = 640  # frames are downscaled so their longer side is at most this
     batch: int = 4  # frames per detector forward
-    every: int = 1  # detect on every Nth frame; the tracker predicts in between
+    mode: str = "tracked"  # tracked: windows around tracked faces + periodic full scans; full
+    every: int = 0  # tracked: full scan every N frames; full: detect every Nth frame (0: auto,
+    #                 ≈ 0.5 s of video when tracked, every frame when full)
+    scan_min_iod: float = 24.0  # tracked: the full scan finds faces down to this many px
+    #                              between the eyes (its resolution, tiling at high resolution)
+    window_size: int = 224  # tracked: side of the window a tracked face is looked for in (the
+    #                         face at the refine_size template's scale, centred)
+    window_scale: int = 0  # tracked: template size setting the face's scale in that window
+    #                        (0: refine_size; smaller: more room for motion, coarser landmarks)
+    window_refine_size: int = 160  # tracked: side of the tight windows of the refine passes
     min_face: int = 0  # ignore faces whose aligned crop spans fewer frame pixels (≈ 4.8× IOD)
     device: str = "auto"
     cache_dir: Path | None = None  # weights cache; default as for ModelOptions.cache_dir
     download: bool = False  # fetch registry weights that are not cached (only when asked)
     fill_fallback: bool = True  # frames with no face: look again at 256 px + 128 px border
-    refine: int = 2  # passes re-detecting each face in its upright canonical crop (0: off)
+    refine: int = 2  # passes re-detecting each face in its upright canonical crop (0: off;
+    #                  tracked mode: after the first window pass)
     refine_size: int = 288  # side of that crop (px)
 
 

@@ -52,10 +52,12 @@ def face_clip(path: Path, testdata: Path, n: int = 72, size: tuple[int, int] = (
 
 
 def render_args(testdata: Path) -> list[str]:
-    """Options of every farm-test render: identity restorer, real MobileNet detector, CPU."""
+    """Options of every farm-test render: identity restorer, real MobileNet detector, CPU,
+    full-frame detection (the farm's default: tracked detection depends on the frames before a
+    chunk, so only full detection makes a chunked render equal to a one-process one)."""
     weights = testdata / "weights" / "detection_mobilenet0.25_Final.pth"
     return ["--backend", "identity", "--device", "cpu", "--detector", "mobile0.25",
-            "--detector-weights", str(weights), "--progress", "none"]
+            "--detector-weights", str(weights), "--progress", "none", "--detect", "full"]
 
 
 def lossless(path: Path) -> list[str]:

@@ -185,7 +185,8 @@ def test_a_slowed_stage_shows_up_in_its_own_row(testdata, tmp_path, stage):
     run = RunOptions(input=Path("-"), output=Path("-"), progress="none",
                      restore=RestoreOptions(backend="identity", device="cpu", batch=4),
                      detect=DetectOptions(network="mobile0.25", device="cpu", batch=4,
-                                          weights=_detector_weights(testdata)))
+                                          weights=_detector_weights(testdata),
+                                          mode="full"))  # SleepyDetector slows detect()
     options = BenchOptions(run=run, scenes=(SCENE,), frames=8, repeats=1, warmup=2,
                            mode="both", workdir=tmp_path)
     detector = FaceDetector(run.detect)
@@ -227,7 +228,8 @@ def test_a_stage_s_sleep_lies_in_its_own_intervals(testdata, tmp_path, stage, se
     job = RunOptions(input=clip, output=tmp_path / "o.mp4", overwrite=True, progress="none",
                      restore=RestoreOptions(backend="identity", device="cpu", batch=4),
                      detect=DetectOptions(network="mobile0.25", device="cpu", batch=4,
-                                          weights=_detector_weights(testdata)),
+                                          weights=_detector_weights(testdata),
+                                          mode="full"),  # SleepyDetector slows detect()
                      range=RangeOptions(start=0, end=7))
     restorer = IdentityRestorer(restore=RestoreOptions(batch=4), size=256)
     detector = FaceDetector(job.detect)

@@ -29,7 +29,8 @@ def _options(*flags: str):
 
 def test_flags_reach_the_options():
     default = _options()
-    assert default.detect.max_side == 640 and default.detect.every == 1
+    assert default.detect.max_side == 640 and default.detect.every == 0  # 0: the mode's default
+    assert default.detect.mode == "tracked" and default.detect.scan_min_iod == 24.0
     assert default.on_damage == "conceal" and default.blend.geometry == "auto"
     assert default.restore.max_batch is None and default.restore.engine_dir is None
     got = _options("--detect-size", "0", "--detect-every", "3", "--on-damage", "fail",
@@ -38,9 +39,12 @@ def test_flags_reach_the_options():
     assert got.on_damage == "fail" and got.blend.geometry == "torch"
     assert got.restore.max_batch == 16 and got.restore.engine_dir == Path("eng")
     assert _options("--detect-size", "1400").detect.max_side == 1400
+    full = _options("--detect", "full", "--min-face", "16")
+    assert full.detect.mode == "full" and full.detect.scan_min_iod == 16.0
 
 
-@pytest.mark.parametrize("flags, word", [(["--detect-every", "0"], "--detect-every"),
+@pytest.mark.parametrize("flags, word", [(["--detect-every", "-1"], "--detect-every"),
+                                         (["--min-face", "-2"], "--min-face"),
                                          (["--max-batch", "0"], "--max-batch"),
                                          (["--detect-size", "-5"], "--detect-size")])
 def test_bad_values_are_usage_errors(flags, word, capsys):

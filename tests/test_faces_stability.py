@@ -74,6 +74,9 @@ def test_b1_real_detector(testdata: Path) -> None:
         # refinement and smoothing each help: per-frame refined < raw, default < refined
         assert methods["refined"]["rmse_px"] < methods["raw"]["rmse_px"]
         assert methods["default"]["rmse_px"] <= methods["refined"]["rmse_px"] * 1.05
+        # tracked detection (the product's default) is as stable as full-frame detection
+        assert methods["tracked"]["frames"] == entry["frames"]
+        assert methods["tracked"]["rmse_px"] <= b1.TRACKED_LIMIT * methods["default"]["rmse_px"]
 
 
 @pytest.mark.slow

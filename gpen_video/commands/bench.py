@@ -48,6 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--detector-weights", type=Path, default=None,
                        help="local RetinaFace weights (default: the weights cache, downloaded "
                             "on first use unless --no-download)")
+    model.add_argument("--detect", dest="detect_mode", default="tracked",
+                       choices=["tracked", "full"],
+                       help="face detection: tracked (default) or full (every frame whole)")
     model.add_argument("--temporal", default="residual", choices=TEMPORAL_MODES)
     model.add_argument("--codec", default=None, help="output codec (default: follow the source)")
     model.add_argument("--preset", default=None)
@@ -102,7 +105,8 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
                                precision=args.precision, batch=args.batch,
                                engine_dir=engine_dir),
         detect=DetectOptions(network=args.detector, weights=detector_weights, device=args.device,
-                             download=not args.no_download, cache_dir=cache_dir),
+                             download=not args.no_download, cache_dir=cache_dir,
+                             mode=args.detect_mode),
         temporal=TemporalOptions(mode=args.temporal),
         encode=EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset),
     )

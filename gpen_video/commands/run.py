@@ -89,15 +89,27 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
     faces.add_argument("--detector-weights", type=Path, default=None,
                        help="local RetinaFace weights file (offline use)")
     faces.add_argument("--faces", default="all", choices=FACE_SELECTIONS)
-    faces.add_argument("--min-face", type=int, default=0, metavar="PX",
-                       help="skip faces smaller than this (crop size in source pixels)")
+    faces.add_argument("--detect", dest="detect_mode", default=None,
+                       choices=["tracked", "full"],
+                       help="tracked (default): each tracked face is re-detected in a window "
+                            "around its predicted position, the whole frame is scanned only "
+                            "every --detect-every frames, at shot cuts and when a face is lost; "
+                            "full: every frame is detected whole (the earlier behaviour; the "
+                            "default for --segment and farm chunks, whose output must not "
+                            "depend on where a chunk starts)")
+    faces.add_argument("--min-face", type=float, default=24.0, metavar="PX",
+                       help="tracked: the full-frame scan finds faces down to this many pixels "
+                            "between the eyes (default 24; it sets the scan's resolution, tiled "
+                            "at high resolutions)")
     faces.add_argument("--detect-size", type=int, default=640, metavar="PX",
-                       help="detect on frames downscaled to this longer side (default 640; 0: "
-                            "full size). Raise it for small faces: in the 1328 px Solvay photo "
-                            "the MobileNet detector finds 17 of 29 faces at 640, all 29 at 960 "
-                            "or full size")
-    faces.add_argument("--detect-every", type=int, default=1, metavar="N",
-                       help="detect on every Nth frame only; the tracker predicts in between")
+                       help="full: detect on frames downscaled to this longer side (default "
+                            "640; 0: full size; in the 1328 px Solvay photo the MobileNet "
+                            "detector finds 17 of 29 faces at 640, all 29 at 960 or full size). "
+                            "tracked: the size of one scan tile")
+    faces.add_argument("--detect-every", type=int, default=0, metavar="N",
+                       help="tracked: scan the whole frame every N frames (default 0: about "
+                            "0.5 s of video); full: detect on every Nth frame only, the tracker "
+                            "predicts in between (default 0: every frame)")
     faces.add_argument("--smooth", default="rts", choices=SMOOTH_METHODS,
                        help="temporal smoothing of each face's alignment")
 
@@ -173,6 +185,15 @@ def parse_frames(text: str) -> tuple[int, int | None]:
     return start, end
 
 
+def detect_mode(args: argparse.Namespace, chunked: bool = False) -> str:
+    """``--detect``, else ``full`` for chunks (tracked detection depends on the frames before,
+    so a chunk's faces would differ by sub-pixel amounts from a whole-clip run) and
+    ``tracked`` otherwise."""
+    if args.detect_mode is not None:
+        return args.detect_mode
+    return "full" if chunked or getattr(args, "segment", False) else "tracked"
+
+
 def options_from_args(args: argparse.Namespace, env: Environment | None = None) -> RunOptions:
     """Build the run's options from parsed arguments.
 
@@ -188,10 +209,15 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
         start, end = parse_frames(args.frames)
     if not 0.0 <= args.strength <= 1.0:
         raise UsageError(f"--strength {args.strength}: must be between 0 and 1")
-    for flag, value in (("--batch", args.batch), ("--detect-every", args.detect_every),
+    for flag, value in (("--batch", args.batch),
                         ("--max-batch", 1 if args.max_batch is None else args.max_batch)):
         if value < 1:
             raise UsageError(f"{flag} {value}: must be at least 1")
+    if args.detect_every < 0:
+        raise UsageError(f"--detect-every {args.detect_every}: a number of frames, or 0 for the "
+                         "default")
+    if args.min_face < 0:
+        raise UsageError(f"--min-face {args.min_face}: a size in pixels between the eyes")
     if args.detect_size < 0:
         raise UsageError(f"--detect-size {args.detect_size}: a size in pixels, or 0 for full "
                          "size")
@@ -215,9 +241,10 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
                                max_batch=args.max_batch, engine_dir=engine_dir,
                                cuda_graphs=not args.no_cuda_graphs),
         detect=DetectOptions(network=args.detector, weights=args.detector_weights,
-                             min_face=args.min_face, device=args.device, cache_dir=cache_dir,
-                             download=not args.no_download, max_side=args.detect_size,
-                             every=args.detect_every),
+                             mode=detect_mode(args), scan_min_iod=args.min_face,
+                             device=args.device, cache_dir=cache_dir,
+                             download=not args.no_download,
+                             max_side=args.detect_size, every=args.detect_every),
         smooth=SmoothOptions(method=args.smooth),
         blend=BlendOptions(strength=args.strength, color_match=args.color_match,
                            geometry=args.geometry),
@@ -263,6 +290,9 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     if workers is not None:  # several processes: gpen_video.farm.local
         from gpen_video.farm.local import run_workers
 
+        # chunks must not depend on where they start: full detection unless --detect says
+        options = replace(options, detect=replace(options.detect,
+                                                  mode=detect_mode(args, chunked=True)))
         run_workers(options, workers, env=env)
         return 0
 

@@ -41,6 +41,14 @@ Tracking, smoothing, timing
     ``frames_to_end`` and ``alpha_hint`` (paste ramp). Tracks never continue across a cut;
     tracks that end unconfirmed are never emitted.
 
+Detection scheduling
+    ``FaceAnalyser(detector, stream, DetectOptions, cut_threshold, fps, clock)`` sits in front
+    of the stream: ``push(frames) -> list[FrameFaces]``, ``flush()``. In the default ``tracked``
+    mode each tracked face is re-detected in a window around its prediction
+    (:mod:`~gpen_video.faces.window_detect`) and the whole frame is scanned only every few
+    frames, at cuts and when a face is lost (:mod:`~gpen_video.faces.schedule`,
+    :mod:`~gpen_video.faces.scan_plan`); ``full`` detects every frame whole.
+
 Everything here except :class:`FaceDetector` (torch, facexlib) imports only numpy, scipy,
 OpenCV and filterpy; the detector is imported on first use.
 """

@@ -32,6 +32,10 @@ How a batch is processed:
    from frame to frame (so no temporal smoother can remove them) and become nearly constant when
    the network always sees the face the same way.
 
+This is the ``--detect full`` path. The default, ``tracked``, uses the same network through
+:mod:`gpen_video.faces.window_detect` (windows around tracked faces, tiled scans) under the
+schedule of :mod:`gpen_video.faces.analyse`.
+
 Faces whose aligned crop would span fewer than ``DetectOptions.min_face`` frame pixels are
 dropped. The model is built from facexlib's ``RetinaFace`` class with a local state dict; facexlib's
 own loader (which downloads into site-packages) is never used. Weights come from the registry in

@@ -163,6 +163,7 @@ def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any
     from gpen_video.compose import create_geometry
     from gpen_video.compose.temporal import TemporalSmoother
     from gpen_video.faces import FaceStream
+    from gpen_video.faces.analyse import stream_detect_every
     from gpen_video.pipeline.stages import (AnalyseFaces, ComposeFaces, RestoreFaces,
                                             restored_frames)
 
@@ -170,14 +171,15 @@ def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any
     fps = float(source.fps) if source.fps else 25.0
     stream = FaceStream(options.track, options.smooth, fps=fps, crop_size=size,
                         ramp_frames=options.blend.ramp_frames,
-                        detect_every=max(1, options.detect.every))
+                        detect_every=stream_detect_every(options.detect, fps))
     geometry, why = create_geometry(options.blend.geometry, size, restorer.device,
                                     strength=options.blend.strength)
     log.info(why)
     temporal = TemporalSmoother(size, options.temporal.mode)
     restores = restored_frames(source.range, options.range.prime)
     return [AnalyseFaces(detector, stream, clock, batch=options.detect.batch,
-                         every=options.detect.every, largest=options.faces == "largest"),
+                         largest=options.faces == "largest", detect=options.detect, fps=fps,
+                         cut_threshold=options.track.cut_threshold),
             RestoreFaces(restorer, geometry, clock, batch=options.restore.batch,
                          restores=restores),
             ComposeFaces(geometry, temporal, clock, strength=options.blend.strength,

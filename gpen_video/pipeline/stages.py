@@ -67,22 +67,29 @@ def restored_frames(rng: Any, prime: int) -> Callable[[Any], bool]:
 
 
 class AnalyseFaces:
-    """Frames → :class:`FrameJob` with their tracked faces: detection on every ``every``-th frame
-    in batches of ``batch`` frames, then the track/smooth stream (``gpen_video.faces``), which
-    releases frames once their faces are final (after its look-ahead)."""
+    """Frames → :class:`FrameJob` with their tracked faces, in batches of ``batch`` frames,
+    through :class:`gpen_video.faces.analyse.FaceAnalyser` (detection scheduling, then the
+    track/smooth stream, which releases frames once their faces are final).
+
+    ``detect``: the detection options (mode ``tracked`` or ``full``) and ``fps``/``cut_threshold``
+    for its schedule; without them, full-frame detection on every ``every``-th frame."""
 
     name = "analyse"
 
     def __init__(self, detector: Any, stream: Any, clock: StageClock, *, batch: int = 1,
-                 every: int = 1, largest: bool = False) -> None:
-        self.detector = detector
-        self.stream = stream
-        self.clock = clock
+                 every: int = 1, largest: bool = False, detect: Any = None, fps: float = 25.0,
+                 cut_threshold: float = 30.0) -> None:
+        from gpen_video.faces.analyse import FaceAnalyser
+        from gpen_video.options import DetectOptions
+
+        if detect is None:
+            detect = DetectOptions(mode="full", every=max(1, every))
+        self.analyser = FaceAnalyser(detector, stream, detect, cut_threshold=cut_threshold,
+                                     fps=fps, clock=clock)
         self.batch = max(1, batch)
-        self.every = max(1, every)
         self.largest = largest
-        self._held: deque = deque()  # frames pushed to the stream, waiting for their faces
-        self._todo: list = []  # frames read, not yet detected
+        self._held: deque = deque()  # frames given to the analyser, waiting for their faces
+        self._todo: list = []  # frames read, not yet analysed
 
     def process(self, frame: Any) -> list[FrameJob]:
         # detector batches and the detect-every phase follow the clip's frame numbers, so a
@@ -91,32 +98,16 @@ class AnalyseFaces:
         if len(self._todo) < self.batch and (frame.index + 1) % self.batch != 0:
             return []
         todo, self._todo = self._todo, []
-        return self._detect_and_push(todo)
+        return self._analyse(todo)
 
     def finish(self) -> list[FrameJob]:
-        out = self._detect_and_push(self._todo) if self._todo else []
+        out = self._analyse(self._todo) if self._todo else []
         self._todo = []
-        t = time.perf_counter()
-        ready = self.stream.flush()
-        self.clock.add("track", t)
-        return out + self._release(ready)
+        return out + self._release(self.analyser.flush())
 
-    def _detect_and_push(self, frames: list) -> list[FrameJob]:
-        wanted = [i for i, f in enumerate(frames) if f.index % self.every == 0]
-        t = time.perf_counter()
-        found = self.detector.detect([frames[i].image for i in wanted]) if wanted else []
-        t = self.clock.add("detect", t)
-        per_frame: list = [None] * len(frames)
-        for i, dets in zip(wanted, found):
-            per_frame[i] = dets
-        out: list[FrameJob] = []
-        for frame, dets in zip(frames, per_frame):
-            self._held.append(frame)
-            ready = self.stream.push(dets, frame.image)
-            t = self.clock.add("track", t)
-            out.extend(self._release(ready))
-            t = time.perf_counter()
-        return out
+    def _analyse(self, frames: list) -> list[FrameJob]:
+        self._held.extend(frames)
+        return self._release(self.analyser.push([frame.image for frame in frames]))
 
     def _release(self, ready: list) -> list[FrameJob]:
         out = []

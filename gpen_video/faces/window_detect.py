@@ -1,0 +1,355 @@
+"""Batched detection for tracked faces: face windows and scan parts, read back once per round.
+
+A *round* takes the frames of a detection batch and two kinds of jobs:
+
+* :class:`WindowJob` — a face expected near some landmarks (a track's prediction, or a face a
+  scan just found). Its window is the upright canonical crop those landmarks give (the
+  template's layout at the refinement scale, 288 px, so the face has the size and orientation
+  the detector sees best), cut from the full-resolution frame: ``crops[0]`` px wide, room for
+  the motion the prediction missed. The best-scoring face within ``first_gate`` inter-ocular
+  distances of the template is taken; each further pass cuts a tight ``crops[k]`` window again
+  from the landmarks just found (the refinement of :meth:`FaceDetector.refine`, gate ½ IOD; a
+  pass that finds nothing keeps the previous landmarks). The sizes were chosen with
+  ``benchmarks/face_stability.py``: 224 then 2 × 160 is as stable as full-frame detection with
+  two 288 refinements; one refinement, or a 192 first window, is not.
+* :class:`ScanPart` jobs of :mod:`gpen_video.faces.scan_plan` — a frame region resized for the
+  detector, thresholded and reduced by NMS like :meth:`FaceDetector.detect`.
+
+Device behaviour (the same code runs on the CPU): the frames' regions go to the detector's device
+once; windows are sampled there (``grid_sample``), every window of the round goes through the
+network in one forward per pass, and the next pass's windows are computed there from the
+previous pass's landmarks (a batched least-squares similarity), so passes need no host round
+trip. Scan parts are padded to one size and go through in one forward; their candidates are cut
+to the ``SCAN_TOP_K`` best per part on the device. Everything the host needs is packed into one
+tensor and copied back once: one host sync per round. Only the scan's NMS runs on the host, on
+those few candidates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gpen_video.faces.align import TEMPLATE_IOD_512, face_size, similarity_to_template, \
+    template_points
+from gpen_video.faces.scan_plan import ScanPart
+from gpen_video.faces.types import Detection
+
+SCAN_TOP_K = 750  # candidates per scan part kept for the host's NMS
+REFINE_GATE = 0.5  # later passes: the face must lie within this many IODs of the template
+
+
+@dataclass(frozen=True)
+class WindowJob:
+    """Look for one face in frame ``frame`` (an index into the round's frames) near
+    ``landmarks`` (``(5, 2)`` frame pixels)."""
+
+    frame: int
+    landmarks: np.ndarray
+    key: Any = None  # the caller's label (a track id, a seed)
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    frame: int
+    part: ScanPart
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    windows: list[Detection | None]  # per WindowJob: the face found, or None
+    scans: list[list[Detection]]  # per ScanJob: faces in frame coordinates, best first
+
+
+def _similarity_batch(points, template):
+    """Least-squares similarities (no reflection) taking ``points`` (N, 5, 2) onto ``template``
+    (5, 2), as (N, 2, 3) matrices: the 2-D Umeyama fit in complex form."""
+    import torch
+
+    mu_s = points.mean(dim=1, keepdim=True)
+    mu_d = template.mean(dim=0, keepdim=True)[None]
+    xs = points - mu_s
+    xd = template[None] - mu_d
+    norm = (xs ** 2).sum(dim=(1, 2)).clamp_min(1e-12)
+    a = ((xs[..., 0] * xd[..., 0] + xs[..., 1] * xd[..., 1]).sum(dim=1)) / norm
+    b = ((xs[..., 0] * xd[..., 1] - xs[..., 1] * xd[..., 0]).sum(dim=1)) / norm
+    linear = torch.stack([torch.stack([a, -b], dim=1), torch.stack([b, a], dim=1)], dim=1)
+    shift = mu_d[:, 0] - (linear @ mu_s[:, 0, :, None])[..., 0]
+    return torch.cat([linear, shift[..., None]], dim=2)
+
+
+def _invert_batch(matrix):
+    """Inverses of (N, 2, 3) affine maps (closed form: ``torch.linalg.inv`` checks for
+    singular input, which costs a host sync on CUDA)."""
+    import torch
+
+    a, b = matrix[:, 0, 0], matrix[:, 0, 1]
+    c, d = matrix[:, 1, 0], matrix[:, 1, 1]
+    det = a * d - b * c
+    inverse = torch.stack([torch.stack([d, -b], dim=1), torch.stack([-c, a], dim=1)],
+                          dim=1) / det[:, None, None]
+    shift = -(inverse @ matrix[:, :, 2:])
+    return torch.cat([inverse, shift], dim=2)
+
+
+def torch_apply(matrix, points):
+    """(N, 2, 3) matrices applied to (N, K, 2) points."""
+    return points @ matrix[:, :, :2].transpose(1, 2) + matrix[:, None, :, 2]
+
+
+class WindowDetector:
+    """Rounds of window and scan jobs on a :class:`~gpen_video.faces.detect.FaceDetector`'s
+    network (see the module docstring).
+
+    ``scale``: the template size that sets the face's scale in every window (the face's
+    inter-ocular distance there is ``scale·107.4/512`` px); ``crops``: the side of each pass's
+    window, centred on the template (the first one wide, for the motion the prediction missed;
+    later ones tight, since only the face's own pixels matter to the detector then).
+    """
+
+    def __init__(self, detector: Any, scale: int = 288, crops: Sequence[int] = (288, 160, 160),
+                 first_gate: float = 1.0, first_scale: int | None = None) -> None:
+        import torch
+
+        crops = tuple(int(c) for c in crops)
+        if scale < 32 or not crops or min(crops) < 32:
+            raise ValueError(f"WindowDetector: need scale >= 32 and at least one crop >= 32 "
+                             f"(got {scale}, {crops})")
+        self.detector = detector
+        self.options = detector.options
+        self.device = detector.device
+        self.scale = int(scale)
+        self.crops = crops
+        self.first_gate = float(first_gate)
+        self._template = torch.tensor(template_points(self.scale), dtype=torch.float32,
+                                      device=self.device)
+        # per pass: the template size that sets the face's scale, and the gate in IODs
+        self._scales = [float(first_scale or scale)] + [float(scale)] * (len(crops) - 1)
+        self._gates = [self.first_gate] + [REFINE_GATE] * (len(crops) - 1)
+        self._grids: dict[int, Any] = {}
+
+    def _crop_grid(self, size: int):
+        """``size×size×3`` homogeneous pixel coordinates ``(u, v, 1)`` of a window."""
+        import torch
+
+        if size not in self._grids:
+            axis = torch.arange(size, dtype=torch.float32, device=self.device)
+            v, u = torch.meshgrid(axis, axis, indexing="ij")
+            self._grids[size] = torch.stack([u, v, torch.ones_like(u)], dim=-1)
+        return self._grids[size]
+
+    # -- inputs on the device -----------------------------------------------------------------
+
+    def _to_device(self, frame: np.ndarray, region: tuple[int, int, int, int]):
+        """``region`` of ``frame`` as a 1×3×h×w float32 BGR tensor on the device (0–255)."""
+        import torch
+
+        x0, y0, x1, y1 = region
+        if frame.ndim == 2:
+            frame = frame[:, :, None]
+        patch = frame[y0:y1, x0:x1, :3]
+        tensor = torch.from_numpy(np.ascontiguousarray(patch)).to(self.device, non_blocking=True)
+        if tensor.dtype == torch.uint16:
+            tensor = tensor.to(torch.int32).float() * (255.0 / 65535.0)
+        else:
+            tensor = tensor.float()
+        if tensor.shape[2] == 1:
+            tensor = tensor.expand(-1, -1, 3)
+        return tensor.permute(2, 0, 1).flip(0)[None]
+
+    def _window_region(self, frame_shape: tuple[int, ...], matrix: np.ndarray
+                       ) -> tuple[int, int, int, int]:
+        """The frame rectangle a window (and its next passes) samples: the crop's footprint
+        plus a quarter of its side on each side, clipped to the frame."""
+        h, w = frame_shape[:2]
+        s = max(c * self.scale / sc for c, sc in zip(self.crops, self._scales))
+        corners = np.array([[0, 0], [s, 0], [0, s], [s, s]], dtype=np.float64) - 0.5
+        linear = matrix[:, :2]
+        inverse = np.linalg.inv(linear)
+        frame_pts = (corners - matrix[:, 2]) @ inverse.T
+        lo, hi = frame_pts.min(axis=0), frame_pts.max(axis=0)
+        margin = 0.25 * (hi - lo)
+        x0, y0 = np.floor(lo - margin).astype(int)
+        x1, y1 = np.ceil(hi + margin).astype(int) + 1
+        x0, y0 = min(max(0, x0), w - 1), min(max(0, y0), h - 1)
+        x1, y1 = max(min(w, x1), x0 + 1), max(min(h, y1), y0 + 1)
+        return int(x0), int(y0), int(x1), int(y1)
+
+    def _sample(self, patches: list, regions: list, inverse, size: int):
+        """The ``size``² windows: ``inverse`` (N, 2, 3) maps window → frame pixels."""
+        import torch
+        import torch.nn.functional as F
+
+        crops = []
+        base = self._crop_grid(size)
+        for n, (patch, (x0, y0, x1, y1)) in enumerate(zip(patches, regions)):
+            xy = base @ inverse[n].T  # size×size×2 frame pixels
+            gx = (2.0 * (xy[..., 0] - x0) + 1.0) / (x1 - x0) - 1.0
+            gy = (2.0 * (xy[..., 1] - y0) + 1.0) / (y1 - y0) - 1.0
+            grid = torch.stack([gx, gy], dim=-1)[None]
+            crops.append(F.grid_sample(patch, grid, mode="bilinear", padding_mode="reflection",
+                                       align_corners=False))
+        return torch.cat(crops) - self.detector._mean
+
+    # -- the network --------------------------------------------------------------------------
+
+    def _forward(self, batch):
+        """Boxes (N, P, 4), scores (N, P) and landmarks (N, P, 5, 2) in the images' pixels."""
+        import torch
+        from facexlib.detection.retinaface_utils import batched_decode, batched_decode_landm
+
+        h, w = batch.shape[2:]
+        variances = self.detector.model.cfg["variance"]
+        loc, conf, landm = self.detector.model(batch)
+        priors = self.detector._priors_for(h, w)
+        boxes = batched_decode(loc, priors, variances)
+        points = batched_decode_landm(landm, priors, variances)
+        scale4 = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
+        boxes = boxes * scale4
+        points = points.view(points.shape[0], -1, 5, 2) * scale4[:2]
+        return boxes, conf[:, :, 1], points
+
+    def _pick(self, boxes, scores, points, template, gate: float):
+        """Per window, the best-scoring face within ``gate`` crop pixels of the template (the
+        prior NMS would keep; choosing the prior nearest the template instead would pull the
+        landmarks towards the window's own guess)."""
+        import torch
+
+        dist = (points - template).norm(dim=-1).mean(dim=-1)  # N×P
+        ok = (scores > self.options.score_threshold) & (dist <= gate)
+        best = torch.where(ok, scores, torch.full_like(scores, -math.inf)).argmax(dim=1)
+        rows = torch.arange(best.shape[0], device=best.device)
+        return ok[rows, best], boxes[rows, best], scores[rows, best], points[rows, best]
+
+    def _run_windows(self, frames: Sequence[np.ndarray], jobs: Sequence[WindowJob]):
+        """All passes of all windows; returns one packed (N, 16) tensor on the device: found,
+        score, box (4), landmarks (10), in frame pixels."""
+        import torch
+
+        matrices = [similarity_to_template(job.landmarks, self.scale) for job in jobs]
+        regions = [self._window_region(frames[job.frame].shape, m) for job, m in
+                   zip(jobs, matrices)]
+        patches = [self._to_device(frames[job.frame], r) for job, r in zip(jobs, regions)]
+        matrix = torch.tensor(np.stack(matrices), dtype=torch.float32, device=self.device)
+        n = len(jobs)
+        found = torch.zeros(n, dtype=torch.bool, device=self.device)
+        score = torch.zeros(n, device=self.device)
+        box = torch.zeros(n, 4, device=self.device)
+        landmarks = torch.zeros(n, 5, 2, device=self.device)
+        for size, scale, gate in zip(self.crops, self._scales, self._gates):
+            k = scale / self.scale
+            offset = 0.5 * (size - scale)  # the template centred in this window
+            window = matrix * k
+            window[:, :, 2] += offset
+            inverse = _invert_batch(window)
+            boxes, scores, points = self._forward(self._sample(patches, regions, inverse, size))
+            ok, bx, sc, pt = self._pick(boxes, scores, points, self._template * k + offset,
+                                        gate * TEMPLATE_IOD_512 * scale / 512.0)
+            pt_frame = torch_apply(inverse, pt)
+            centre = torch_apply(inverse, (0.5 * (bx[:, :2] + bx[:, 2:]))[:, None])[:, 0]
+            half = 0.5 * (bx[:, 2:] - bx[:, :2]) / window[:, :, :2].norm(dim=2)
+            bx_frame = torch.cat([centre - half, centre + half], dim=1)
+            found = found | ok
+            score = torch.where(ok, sc, score)
+            box = torch.where(ok[:, None], bx_frame, box)
+            landmarks = torch.where(ok[:, None, None], pt_frame, landmarks)
+            next_matrix = _similarity_batch(pt_frame, self._template)
+            matrix = torch.where(ok[:, None, None], next_matrix, matrix)
+        return torch.cat([found.float()[:, None], score[:, None], box,
+                          landmarks.reshape(n, 10)], dim=1)
+
+    def _run_scans(self, frames: Sequence[np.ndarray], jobs: Sequence[ScanJob]):
+        """All scan parts in one forward; (N, K, 15) candidates: score, box, landmarks."""
+        import torch
+        import torch.nn.functional as F
+
+        width = max(job.part.size[0] + 2 * job.part.border for job in jobs)
+        height = max(job.part.size[1] + 2 * job.part.border for job in jobs)
+        images = []
+        for job in jobs:
+            patch = self._to_device(frames[job.frame], job.part.region)
+            w, h = job.part.size
+            if (w, h) != tuple(patch.shape[:1:-1]):
+                patch = F.interpolate(patch, size=(h, w), mode="bilinear", antialias=True,
+                                      align_corners=False)
+            b = job.part.border
+            image = F.pad(patch, (b, b, b, b)) - self.detector._mean  # black border
+            w, h = w + 2 * b, h + 2 * b
+            images.append(F.pad(image, (0, width - w, 0, height - h)))  # mean grey
+        boxes, scores, points = self._forward(torch.cat(images))
+        k = min(SCAN_TOP_K, scores.shape[1])
+        top, index = scores.topk(k, dim=1)
+        boxes = boxes.gather(1, index[..., None].expand(-1, -1, 4))
+        points = points.gather(1, index[..., None, None].expand(-1, -1, 5, 2))
+        return torch.cat([top[..., None], boxes, points.reshape(len(jobs), k, 10)], dim=2)
+
+    # -- public -------------------------------------------------------------------------------
+
+    def run(self, frames: Sequence[np.ndarray], windows: Sequence[WindowJob],
+            scans: Sequence[ScanJob]) -> RoundResult:
+        """One round: every window and scan job, one copy back to the host."""
+        import torch
+
+        if not windows and not scans:
+            return RoundResult([], [])
+        with torch.inference_mode():
+            packed = []
+            if windows:
+                packed.append(self._run_windows(frames, windows).reshape(-1))
+            if scans:
+                packed.append(self._run_scans(frames, scans).reshape(-1))
+            host = torch.cat(packed).double().cpu().numpy()  # the round's one host sync
+        n_windows = 16 * len(windows)
+        return RoundResult(self._window_results(host[:n_windows].reshape(-1, 16)),
+                           self._scan_results(host[n_windows:], scans))
+
+    def _keep(self, landmarks: np.ndarray) -> bool:
+        if self.options.min_face <= 0:
+            return True
+        try:
+            return face_size(landmarks) >= self.options.min_face
+        except ValueError:
+            return False
+
+    def _window_results(self, rows: np.ndarray) -> list[Detection | None]:
+        out: list[Detection | None] = []
+        for row in rows:
+            landmarks = row[6:16].reshape(5, 2)
+            if row[0] > 0.5 and self._keep(landmarks):
+                out.append(Detection(row[2:6], float(row[1]), landmarks))
+            else:
+                out.append(None)
+        return out
+
+    def _scan_results(self, flat: np.ndarray, jobs: Sequence[ScanJob]) -> list[list[Detection]]:
+        import torch
+        import torchvision
+
+        if not jobs:
+            return []
+        rows = flat.reshape(len(jobs), -1, 15)
+        out = []
+        for job, cand in zip(jobs, rows):
+            cand = cand[cand[:, 0] > self.options.score_threshold]
+            if len(cand):
+                order = torchvision.ops.nms(torch.from_numpy(cand[:, 1:5]).float(),
+                                            torch.from_numpy(cand[:, 0]).float(),
+                                            self.options.nms_threshold).numpy()
+                cand = cand[order]
+            sx, sy = job.part.scale
+            x0, y0 = job.part.region[:2]
+            scale = np.array([sx, sy])
+            offset = np.array([x0, y0], dtype=np.float64)
+            b = job.part.border
+            found = []
+            for row in cand:
+                points = (row[5:15].reshape(5, 2) - b + 0.5) / scale - 0.5 + offset
+                corners = (row[1:5].reshape(2, 2) - b + 0.5) / scale - 0.5 + offset
+                if self._keep(points):
+                    found.append(Detection(corners.reshape(4), float(row[0]), points))
+            out.append(found)
+        return out

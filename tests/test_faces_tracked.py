@@ -1,0 +1,217 @@
+"""Tracked detection (``DetectOptions.mode == "tracked"``): windows around tracked faces,
+periodic and tiled full scans, with the real RetinaFace MobileNet-0.25 on rendered frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gpen_video.faces import FaceStream
+from gpen_video.faces.align import umeyama
+from gpen_video.faces.analyse import FaceAnalyser, detect_every, stream_detect_every
+from gpen_video.faces.detect import FaceDetector
+from gpen_video.faces.scan_plan import plan_scan, scan_scale
+from gpen_video.faces.schedule import ScanSchedule
+from gpen_video.faces.window_detect import WindowDetector, WindowJob, _similarity_batch
+from gpen_video.options import DetectOptions, TrackOptions
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _options(testdata: Path, **kw) -> DetectOptions:
+    return DetectOptions(network="mobile0.25", device="cpu",
+                         weights=testdata / "weights" / "detection_mobilenet0.25_Final.pth", **kw)
+
+
+def _analyse(frames: list[np.ndarray], options: DetectOptions, fps: float, batch: int = 4):
+    """Every frame through a FaceAnalyser, ``batch`` frames at a time; the output per frame."""
+    stream = FaceStream(fps=fps, crop_size=256, detect_every=stream_detect_every(options, fps))
+    analyser = FaceAnalyser(FaceDetector(options), stream, options, fps=fps)
+    out = []
+    for start in range(0, len(frames), batch):
+        out += analyser.push(frames[start:start + batch])
+    out += analyser.flush()
+    assert [ff.frame_index for ff in out] == list(range(len(frames)))
+    return out
+
+
+# -- plans and schedule (no network) -----------------------------------------------------------
+
+def test_scan_plan_one_image_when_it_fits_and_tiles_at_4k():
+    assert scan_scale(24) == 0.5 and scan_scale(6) == 1.0
+    one = plan_scan(1280, 720, 24)
+    assert len(one) == 1 and one[0].size == (640, 360) and one[0].region == (0, 0, 1280, 720)
+    parts = plan_scan(3840, 2160, 24, tile_side=640)
+    overview, tiles = parts[0], parts[1:]
+    assert overview.region == (0, 0, 3840, 2160) and overview.size == (640, 360)
+    assert len(tiles) > 4
+    covered = np.zeros((2160, 3840), dtype=bool)
+    for part in tiles:
+        x0, y0, x1, y1 = part.region
+        assert part.scale[0] == pytest.approx(0.5, abs=0.01)
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
+    # neighbouring tiles share at least the stated overlap (96 scan px = 192 frame px)
+    xs = sorted({p.region[0] for p in tiles})
+    assert all(b - a <= (tiles[0].region[2] - tiles[0].region[0]) - 192
+               for a, b in zip(xs, xs[1:]))
+
+
+def test_schedule_spreads_a_tiled_scan_and_restarts_when_a_face_is_lost():
+    schedule = ScanSchedule(every=6, min_iod=24)
+    shape = (2160, 3840, 3)
+    n = len(schedule.plan(shape))
+    assert len(schedule.parts_for(0, shape, shot_start=True)) == n  # whole plan at once
+    per_frame = [len(schedule.parts_for(i, shape, False)) for i in range(1, 13)]
+    assert sum(per_frame[5:11]) == n and max(per_frame) < n  # spread over one cycle
+    schedule.lost([np.array([3500.0, 1900.0, 3560.0, 1980.0])])
+    first = schedule.parts_for(13, shape, False)  # the tile holding the lost face comes first
+    assert first[0].region == (0, 0, 3840, 2160)
+    x0, y0, x1, y1 = first[1].region
+    assert x0 <= 3530 < x1 and y0 <= 1940 < y1
+    small = ScanSchedule(every=5, min_iod=24)
+    got = [len(small.parts_for(i, (360, 640, 3), i == 0)) for i in range(11)]
+    assert got == [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]
+
+
+def test_detect_every_defaults():
+    assert detect_every(DetectOptions(), 25.0) == 12
+    assert detect_every(DetectOptions(), 30.0) == 15
+    assert detect_every(DetectOptions(mode="full"), 30.0) == 1
+    assert detect_every(DetectOptions(every=3), 30.0) == 3
+    assert stream_detect_every(DetectOptions(every=3), 30.0) == 1
+    assert stream_detect_every(DetectOptions(mode="full", every=3), 30.0) == 3
+
+
+def test_batched_similarity_is_the_umeyama_fit():
+    import torch
+
+    rng = np.random.default_rng(1)
+    points = rng.uniform(0, 300, size=(6, 5, 2))
+    template = rng.uniform(0, 200, size=(5, 2))
+    got = _similarity_batch(torch.tensor(points), torch.tensor(template)).numpy()
+    for n in range(6):
+        np.testing.assert_allclose(got[n], umeyama(points[n], template), atol=1e-9)
+
+
+# -- with the detector --------------------------------------------------------------------------
+
+def _solvay(testdata: Path) -> np.ndarray:
+    bgr = cv2.imread(str(testdata / "images" / "gpen_Solvay_conference_1927.png"))
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def test_window_pass_reproduces_the_refinement_pass(testdata, one_thread):
+    """A one-pass window of the refine size gives what FaceDetector.refine gives (same crop,
+    same network; sampled on the device with grid_sample instead of cv2.warpAffine)."""
+    image = _solvay(testdata)
+    detector = FaceDetector(_options(testdata, max_side=0, refine=0))
+    faces = detector.detect_one(image)[:6]
+    refined = detector.refine([image], [faces])[0]
+    windows = WindowDetector(detector, scale=288, crops=(288,), first_gate=0.5)
+    got = windows.run([image], [WindowJob(0, f.landmarks) for f in faces], []).windows
+    for mine, theirs in zip(got, refined):
+        assert mine is not None
+        assert np.abs(mine.landmarks - theirs.landmarks).max() < 0.1 * theirs.inter_ocular
+
+
+def test_solvay_in_4k_all_29_faces_tracked_by_frame_k_plus_1(testdata, one_thread):
+    """The Solvay photograph (×2, faces 30–40 px between the eyes) in a 3840×2160 frame,
+    drifting 2 px per frame; default options (10 fps: K = 5 frames)."""
+    image = _solvay(testdata)
+    detector = FaceDetector(_options(testdata, max_side=0, refine=0))
+    truth = [f.landmarks for f in detector.detect_one(image)]
+    assert len(truth) == 29
+    big = cv2.resize(image, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+    fps = 10.0
+    k = detect_every(DetectOptions(), fps)
+    frames, offsets = [], []
+    for i in range(k + 2):
+        canvas = np.full((2160, 3840, 3), 90, dtype=np.uint8)
+        x, y = 400 + 2 * i, 500 + i
+        canvas[y:y + big.shape[0], x:x + big.shape[1]] = big
+        frames.append(canvas)
+        offsets.append(np.array([x, y], dtype=np.float64))
+    out = _analyse(frames, _options(testdata), fps, batch=k + 2)
+    faces = out[k + 1].faces
+    assert len(faces) == 29
+    for points in truth:  # every true face is one of the tracked ones
+        expected = (points + 0.5) * 2.0 - 0.5 + offsets[k + 1]
+        err = min(np.abs(f.landmarks - expected).mean() for f in faces)
+        assert err < 4.0
+
+
+def test_a_face_entering_at_frame_20_is_tracked_by_frame_20_plus_k(testdata, one_thread):
+    """A face pasted into a still background from frame 20 on (25 fps: K = 12)."""
+    face = cv2.cvtColor(cv2.imread(str(testdata / "images" / "gpen_ffhq-10_00004.png")),
+                        cv2.COLOR_BGR2RGB)
+    face = cv2.resize(face, (150, 150), interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(3)
+    bg = cv2.GaussianBlur(rng.integers(0, 255, (360, 640, 3), dtype=np.uint8), (0, 0), 6)
+    fps = 25.0
+    k = detect_every(DetectOptions(), fps)
+    frames = []
+    for i in range(20 + k + 4):
+        frame = bg.copy()
+        if i >= 20:
+            x = 300 + 2 * (i - 20)
+            frame[100:250, x:x + 150] = face
+        frames.append(frame)
+    out = _analyse(frames, _options(testdata), fps)
+    present = [i for i, ff in enumerate(out) if ff.faces]
+    assert present and present[0] >= 20  # nothing before it entered
+    assert set(range(20 + k, len(frames))) <= set(present)
+    assert all(len(out[i].faces) == 1 for i in present)
+
+
+def test_a_round_reads_back_once_after_every_forward(testdata, one_thread, monkeypatch):
+    """Device-friendliness, checked on the CPU: during a round (windows with 3 passes and a
+    scan), no tensor is read by the host (``item``, ``tolist``, ``numpy``, ``bool``, ``int``,
+    ``float``) before the single ``cpu()`` copy, and no forward pass runs after it."""
+    import torch
+
+    image = _solvay(testdata)[:, :640]
+    detector = FaceDetector(_options(testdata, max_side=0, refine=0))
+    faces = detector.detect_one(image)
+    assert faces
+    windows = WindowDetector(detector, 288, (288, 192, 192), first_gate=2.0)
+    jobs = [WindowJob(i, f.landmarks) for i in range(2) for f in faces]
+    from gpen_video.faces.window_detect import ScanJob
+
+    scans = [ScanJob(0, part) for part in plan_scan(640, image.shape[0], 24)]
+    windows.run([image, image], jobs, scans)  # priors cached
+    events: list[str] = []
+
+    def spy(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            events.append(name)
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+
+    for name in ("cpu", "item", "tolist", "numpy", "__bool__", "__int__", "__float__"):
+        spy(name)
+    forward = detector.model.forward
+
+    def counted(*args, **kwargs):
+        events.append("forward")
+        return forward(*args, **kwargs)
+    monkeypatch.setattr(detector.model, "forward", counted)
+    result = windows.run([image, image], jobs, scans)
+    assert events.count("cpu") == 1
+    first = events.index("cpu")
+    assert set(events[:first]) == {"forward"} and events[:first].count("forward") == 4
+    assert "forward" not in events[first:]
+    assert sum(r is not None for r in result.windows) == len(jobs)
