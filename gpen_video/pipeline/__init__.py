@@ -38,6 +38,9 @@ from gpen_video.pipeline.summary import PastedFace, Summary
 
 log = logging.getLogger("gpen_video.pipeline")
 
+# objects of runs whose threads did not stop in time, kept alive on purpose (see run())
+_LEFT_TO_STRAGGLERS: list[tuple] = []
+
 __all__ = ["STAGES", "PastedFace", "StageClock", "Summary", "run"]
 
 FACES_CHOICES = ("all", "largest")
@@ -136,6 +139,10 @@ def run(
                 # are left to it; only the sink's temporary output is removed now
                 log.debug("stages still running after the stop: %s", wiring.stragglers)
                 sink.remove_partial()
+                # keep every object a running thread may still use alive: dropped here, the
+                # sink's or the source's finaliser would close PyAV containers under that thread
+                # (a double free); the process is ending (gpen_video.shutdown)
+                _LEFT_TO_STRAGGLERS.append((wiring, sink, source, restorer, detector))
                 sink = source = None
                 own_restorer = False
     finally:
