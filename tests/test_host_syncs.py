@@ -50,12 +50,12 @@ def test_restore_and_composite_sync_once_per_frame(testdata, tmp_path):
     assert summary.as_dict()["host_syncs_per_frame"] == 1.0
 
 
-def test_temporal_flow_downloads_are_counted_too(testdata, tmp_path):
-    """Flow smoothing still runs on the host (the input and the restored crops down, the result
-    up, per frame): over budget, and counted — no sync escapes the count."""
-    summary, strays, _ = _run(testdata, tmp_path, "flow")
+def test_residual_temporal_smoothing_stays_on_the_device(testdata, tmp_path):
+    """The default temporal smoothing runs where the crops are: no download beyond the
+    finished frames, and none that escapes the count."""
+    summary, strays, _ = _run(testdata, tmp_path, "residual")
     assert strays == []
-    assert summary.host_syncs == {"paste": {"download": 12}, "temporal": {"download": 24}}
+    assert summary.host_syncs == {"paste": {"download": 12}}
 
 
 def test_host_syncs_counts_by_stage_and_kind():

@@ -293,6 +293,7 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
         # chunks must not depend on where they start: full detection unless --detect says
         options = replace(options, detect=replace(options.detect,
                                                   mode=detect_mode(args, chunked=True)))
+        _check_before_workers(options)
         run_workers(options, workers, env=env)
         return 0
 
@@ -310,6 +311,16 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     if stdout is not None:
         stdout.flush()
     return 0
+
+
+def _check_before_workers(options: RunOptions) -> None:
+    """The single run's cheap checks (paths, every missing weights file) once, here, before
+    any worker starts: the same errors, with the same words, as without ``--workers``."""
+    from gpen_video.media import VideoSource
+    from gpen_video.preflight import check_before_loading
+
+    with VideoSource(options.input, options.range) as source:
+        check_before_loading(options, source)
 
 
 def _workers(args: argparse.Namespace, env: Environment | None = None) -> WorkersOptions | None:

@@ -135,14 +135,7 @@ def run(
                             setup_seconds, stdout, stderr)
         finally:
             if wiring.stragglers:
-                # a stage did not stop in time (e.g. inside a long forward pass): its objects
-                # are left to it; only the sink's temporary output is removed now
-                log.debug("stages still running after the stop: %s", wiring.stragglers)
-                sink.remove_partial()
-                # keep every object a running thread may still use alive: dropped here, the
-                # sink's or the source's finaliser would close PyAV containers under that thread
-                # (a double free); the process is ending (gpen_video.shutdown)
-                _LEFT_TO_STRAGGLERS.append((wiring, sink, source, restorer, detector))
+                _leave_to_stragglers(wiring, sink, source, restorer, detector)
                 sink = source = None
                 own_restorer = False
     finally:
@@ -161,6 +154,16 @@ def _open_sink(options: RunOptions, source: Any) -> Any:
 
     return VideoSink(options.output, source, options.encode, overwrite=options.overwrite,
                      size=output_size(options.compare, source.width, source.height))
+
+
+def _leave_to_stragglers(wiring: Any, sink: Any, *objects: Any) -> None:
+    """A stage did not stop in time (e.g. inside a long forward pass): remove only the sink's
+    temporary output and keep every object such a thread may still use alive — dropped, the
+    sink's or the source's finaliser would close PyAV containers under that thread (a double
+    free). The process is ending (:mod:`gpen_video.shutdown`)."""
+    log.debug("stages still running after the stop: %s", wiring.stragglers)
+    sink.remove_partial()
+    _LEFT_TO_STRAGGLERS.append((wiring, sink, *objects))
 
 
 def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any,
