@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from gpen_video.environment import Environment
-from gpen_video.options import (BACKEND_NAMES, BENCH_MODES, DETECTORS, PRECISIONS,
+from gpen_video.options import (BACKEND_NAMES, BENCH_MODES, DETECT_MODES, DETECTORS, PRECISIONS,
                                 TEMPORAL_MODES, BenchOptions, DetectOptions, EncodeOptions,
                                 ModelOptions, RestoreOptions, RunOptions, TemporalOptions)
 
@@ -49,7 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="local RetinaFace weights (default: the weights cache, downloaded "
                             "on first use unless --no-download)")
     model.add_argument("--detect", dest="detect_mode", default="tracked",
-                       choices=["tracked", "full"],
+                       choices=DETECT_MODES,
                        help="face detection: tracked (default) or full (every frame whole)")
     model.add_argument("--temporal", default="residual", choices=TEMPORAL_MODES)
     model.add_argument("--codec", default=None, help="output codec (default: follow the source)")

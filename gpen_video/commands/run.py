@@ -15,6 +15,7 @@ from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
 from gpen_video.options import (
     BACKEND_NAMES,
+    DETECT_MODES,
     DETECTOR_CHOICES,
     FACE_SELECTIONS,
     GEOMETRIES,
@@ -90,7 +91,7 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
                        help="local RetinaFace weights file (offline use)")
     faces.add_argument("--faces", default="all", choices=FACE_SELECTIONS)
     faces.add_argument("--detect", dest="detect_mode", default=None,
-                       choices=["tracked", "full"],
+                       choices=DETECT_MODES,
                        help="tracked (default): each tracked face is re-detected in a window "
                             "around its predicted position, the whole frame is scanned only "
                             "every --detect-every frames, at shot cuts and when a face is lost; "

@@ -50,9 +50,9 @@ from gpen_video.faces.schedule import ScanSchedule
 from gpen_video.faces.track import box_iou
 from gpen_video.faces.types import Detection, FrameFaces
 from gpen_video.faces.window_detect import ScanJob, WindowDetector, WindowJob
-from gpen_video.options import DetectOptions
+from gpen_video.options import DETECT_MODES, DetectOptions
 
-MODES = ("tracked", "full")
+MODES = DETECT_MODES
 SCAN_SECONDS = 0.5  # default interval between full scans in tracked mode
 FIRST_GATE = 2.0  # a window's first pass takes a face within this many IODs of the prediction
 #                   (a 224 window spans ±1.9 IODs of a face at the 288 template scale; predictions reach up to a batch ahead, and the

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gpen_video.errors import UsageError
-from gpen_video.options import RunOptions
+from gpen_video.options import (FACE_SELECTIONS, ON_DAMAGE, PROGRESS_MODES, RunOptions,
+                                check_choice)
 from gpen_video.pipeline.clock import STAGES, StageClock
 from gpen_video.pipeline.summary import PastedFace, Summary
 
@@ -43,9 +44,8 @@ _LEFT_TO_STRAGGLERS: list[tuple] = []
 
 __all__ = ["STAGES", "PastedFace", "StageClock", "Summary", "run"]
 
-FACES_CHOICES = ("all", "largest")
-ON_DAMAGE_CHOICES = ("conceal", "fail")
-PROGRESS_CHOICES = ("bar", "plain", "json", "none")
+# a run prints plain lines; --progress openjd rewrites them (gpen_video.progress.OpenJDStream)
+RUN_PROGRESS_MODES = tuple(m for m in PROGRESS_MODES if m != "openjd")
 
 
 def _check_options(options: RunOptions) -> None:
@@ -53,15 +53,13 @@ def _check_options(options: RunOptions) -> None:
     from gpen_video.compose.temporal import MODES
     from gpen_video.review import COMPARE
 
-    choices = (("--faces", options.faces, FACES_CHOICES),
-               ("--compare", options.compare, COMPARE),
-               ("--on-damage", options.on_damage, ON_DAMAGE_CHOICES),
-               ("--progress", options.progress, PROGRESS_CHOICES),
-               ("--temporal", options.temporal.mode, MODES),
-               ("--geometry", options.blend.geometry, GEOMETRIES))
-    for flag, value, allowed in choices:
-        if value not in allowed:
-            raise UsageError(f"{flag} {value!r}: choose {', '.join(allowed)}")
+    for flag, value, allowed in (("--faces", options.faces, FACE_SELECTIONS),
+                                 ("--compare", options.compare, COMPARE),
+                                 ("--on-damage", options.on_damage, ON_DAMAGE),
+                                 ("--progress", options.progress, RUN_PROGRESS_MODES),
+                                 ("--temporal", options.temporal.mode, MODES),
+                                 ("--geometry", options.blend.geometry, GEOMETRIES)):
+        check_choice(flag, value, allowed)
     if not 0.0 <= options.blend.strength <= 1.0:
         raise UsageError(f"--strength {options.blend.strength}: must be between 0 and 1")
     if options.restore.batch < 1:
