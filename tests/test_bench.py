@@ -166,6 +166,9 @@ class SleepyDetector:
         self.options = inner.options
         self.sleeps: list[tuple[float, float]] = []
 
+    def __getattr__(self, name):  # the rest of the detector (device, lane) is the inner one's
+        return getattr(self.inner, name)
+
     def detect(self, frames):
         self.calls += 1
         self.sleeps.append(_sleep(self.delay))

@@ -203,6 +203,8 @@ class Worker:
                # gpen_video.device: host syncs of the restore/composite path, CUDA-event times
                "host_syncs": summary.host_syncs,
                "host_syncs_per_frame": summary.syncs_per_frame if summary.host_syncs else None,
+               "detect_syncs_per_frame": (summary.detect_syncs_per_frame if summary.host_syncs
+                                          else None),
                "device_busy": summary.device_busy,
                "device_stage_seconds": dict(summary.device_seconds)}
         run["other_seconds"] = wall - run["stage_sum"]
@@ -274,7 +276,7 @@ def aggregate(runs: list[dict]) -> dict[str, Any]:
     for key in ("seconds", "fps", "faces_per_s", "setup_seconds", "stage_sum", "idle_seconds",
                 "other_seconds", "latency_p50_ms", "latency_p95_ms", "peak_rss_mib",
                 "peak_gpu_mib", "gflop_s", "restore_gflop_s", "load_avg_1min",
-                "host_syncs_per_frame", "device_busy"):
+                "host_syncs_per_frame", "detect_syncs_per_frame", "device_busy"):
         out[key] = summarize(col(key))
     out["stage_seconds"] = {s: summarize([r["stage_seconds"][s] for r in runs]) for s in STAGES}
     out["device_stage_seconds"] = {s: summarize([r["device_stage_seconds"][s] for r in runs

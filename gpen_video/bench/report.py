@@ -151,6 +151,7 @@ def _device_rows(ov: dict) -> list[list[str]]:
     rows = []
     for label, key, fmt in (("host syncs per frame (restore+composite)",
                              "host_syncs_per_frame", ".2f"),
+                            ("host syncs per frame (detection)", "detect_syncs_per_frame", ".2f"),
                             ("GPU busy fraction (CUDA events)", "device_busy", ".3f")):
         if (ov.get(key) or {}).get("median") is not None:
             rows.append([label, _f(ov[key]["median"], fmt), _spread(ov[key], fmt)])

@@ -32,6 +32,13 @@ How a batch is processed:
    from frame to frame (so no temporal smoother can remove them) and become nearly constant when
    the network always sees the face the same way.
 
+Device work goes through a :class:`~gpen_video.device.DeviceLane` (:attr:`FaceDetector.lane`; the
+pipeline hands the detector its own lane with :meth:`FaceDetector.use_lane`, so that one count
+covers every stage): images go up from pinned buffers on the lane's detect stream, and each
+network call's raw output (score, box and landmarks of every prior) comes back in **one** counted
+download; thresholding and NMS then run on the host, on the same float32 values, so results do
+not depend on the device.
+
 This is the ``--detect full`` path. The default, ``tracked``, uses the same network through
 :mod:`gpen_video.faces.window_detect` (windows around tracked faces, tiled scans) under the
 schedule of :mod:`gpen_video.faces.analyse`.
@@ -134,10 +141,12 @@ def _pick_device(name: str):
     import torch
 
     if name in ("auto", ""):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailable(f"detector device {name!r}: no CUDA GPU here; use --device cpu")
+    if device.type == "cuda" and device.index is None:  # cuda:N, as the restorer names it
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
@@ -250,9 +259,38 @@ class FaceDetector:
             self.model = load_retinaface(detector_network(options), self.weights_path,
                                          self.device)
             self.network = self.model.network_name
+        from gpen_video.device import DeviceLane
+
+        self.lane = DeviceLane(self.device, timing=False)
         self._mean = torch.tensor(_BGR_MEAN, dtype=torch.float32, device=self.device).view(
             1, 3, 1, 1)
         self._priors: dict[tuple[int, int], object] = {}
+        self._scales: dict[tuple[int, int], object] = {}
+
+    def use_lane(self, lane) -> None:
+        """Do this detector's device work through ``lane`` (a
+        :class:`~gpen_video.device.DeviceLane` on the detector's device): its detect stream, its
+        pinned transfers, its count of host syncs.
+
+        Raises:
+            ValueError: the lane is on another device.
+        """
+        if lane.device != self.device:
+            raise ValueError(f"the detector runs on {self.device}, the lane is on {lane.device}")
+        self.lane = lane
+
+    def to_device(self, array: np.ndarray):
+        """A numpy array (uint8, uint16 or float32) on the detector's device, uploaded on the
+        detect stream from a pinned buffer (no host sync)."""
+        return self.lane.upload(np.ascontiguousarray(array), "detect")[0]
+
+    def pixel_scale(self, height: int, width: int):
+        """``(w, h, w, h)`` float32 on the device: maps the decoders' unit boxes to pixels."""
+        key = (height, width)
+        if key not in self._scales:
+            self._scales[key] = self.to_device(np.array([width, height, width, height],
+                                                        dtype=np.float32))
+        return self._scales[key]
 
     @classmethod
     def with_random_weights(cls, options: DetectOptions = DetectOptions()) -> "FaceDetector":
@@ -308,42 +346,44 @@ class FaceDetector:
             from facexlib.detection.retinaface_utils import PriorBox
 
             priors = PriorBox(self.model.cfg, image_size=(height, width)).forward()
-            self._priors[key] = priors.to(self.device).unsqueeze(0)
+            self._priors[key] = self.to_device(priors.numpy().astype(np.float32))[None]
         return self._priors[key]
 
     def _run(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Raw detections (boxes N×4, scores N, landmarks N×5×2) in the images' own pixels.
 
-        ``images`` are 8-bit BGR, all the same size.
+        ``images`` are 8-bit BGR, all the same size. One upload, one forward, one download
+        (score, box, landmarks of every prior); thresholds and NMS on the host.
         """
         import torch
-        import torchvision
         from facexlib.detection.retinaface_utils import batched_decode, batched_decode_landm
 
         h, w = images[0].shape[:2]
-        batch = torch.from_numpy(np.stack(images)).to(self.device)
-        batch = batch.permute(0, 3, 1, 2).float() - self._mean
         variances = self.model.cfg["variance"]
-        with torch.inference_mode():
+        with self.lane.work("detect"), torch.inference_mode():
+            batch = self.to_device(np.stack(images))
+            batch = batch.permute(0, 3, 1, 2).float() - self._mean
             loc, conf, landm = self.model(batch)
             priors = self._priors_for(h, w)
-            boxes = batched_decode(loc, priors, variances)
-            points = batched_decode_landm(landm, priors, variances)
-            scale4 = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
-            boxes = boxes * scale4
-            points = points.view(points.shape[0], -1, 5, 2) * scale4[:2]
-            scores = conf[:, :, 1]
-            results = []
-            for b in range(batch.shape[0]):
-                keep = scores[b] > self.options.score_threshold
-                bx, sc, pt = boxes[b][keep], scores[b][keep], points[b][keep]
-                if bx.shape[0]:
-                    order = torchvision.ops.nms(bx.float(), sc.float(),
-                                                self.options.nms_threshold)
-                    bx, sc, pt = bx[order], sc[order], pt[order]
-                results.append((bx.double().cpu().numpy(), sc.double().cpu().numpy(),
-                                pt.double().cpu().numpy()))
-        return results
+            scale4 = self.pixel_scale(h, w)
+            boxes = batched_decode(loc, priors, variances) * scale4
+            points = batched_decode_landm(landm, priors, variances).view(
+                len(images), -1, 5, 2) * scale4[:2]
+            packed = torch.cat([conf[:, :, 1:2], boxes, points.flatten(2)], dim=2)
+        host = torch.from_numpy(self.lane.download(packed, "detect"))  # N×P×15, float32
+        return [self._host_nms(rows) for rows in host]
+
+    def _host_nms(self, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One image's priors (P×15 host float32: score, box, landmarks) thresholded and
+        reduced by NMS, best first."""
+        import torchvision
+
+        rows = rows[rows[:, 0] > self.options.score_threshold]
+        if rows.shape[0]:
+            order = torchvision.ops.nms(rows[:, 1:5], rows[:, 0], self.options.nms_threshold)
+            rows = rows[order]
+        rows = rows.double().numpy()
+        return rows[:, 1:5], rows[:, 0], rows[:, 5:15].reshape(-1, 5, 2)
 
     # -- public -------------------------------------------------------------------------------
 

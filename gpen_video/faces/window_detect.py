@@ -151,8 +151,7 @@ class WindowDetector:
         x0, y0, x1, y1 = region
         if frame.ndim == 2:
             frame = frame[:, :, None]
-        patch = frame[y0:y1, x0:x1, :3]
-        tensor = torch.from_numpy(np.ascontiguousarray(patch)).to(self.device, non_blocking=True)
+        tensor = self.detector.to_device(frame[y0:y1, x0:x1, :3])  # pinned, no host sync
         if tensor.dtype == torch.uint16:
             tensor = tensor.to(torch.int32).float() * (255.0 / 65535.0)
         else:
@@ -208,7 +207,7 @@ class WindowDetector:
         priors = self.detector._priors_for(h, w)
         boxes = batched_decode(loc, priors, variances)
         points = batched_decode_landm(landm, priors, variances)
-        scale4 = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
+        scale4 = self.detector.pixel_scale(h, w)
         boxes = boxes * scale4
         points = points.view(points.shape[0], -1, 5, 2) * scale4[:2]
         return boxes, conf[:, :, 1], points
@@ -234,7 +233,7 @@ class WindowDetector:
         regions = [self._window_region(frames[job.frame].shape, m) for job, m in
                    zip(jobs, matrices)]
         patches = [self._to_device(frames[job.frame], r) for job, r in zip(jobs, regions)]
-        matrix = torch.tensor(np.stack(matrices), dtype=torch.float32, device=self.device)
+        matrix = self.detector.to_device(np.stack(matrices).astype(np.float32))
         n = len(jobs)
         found = torch.zeros(n, dtype=torch.bool, device=self.device)
         score = torch.zeros(n, device=self.device)
@@ -296,13 +295,15 @@ class WindowDetector:
 
         if not windows and not scans:
             return RoundResult([], [])
-        with torch.inference_mode():
+        lane = self.detector.lane
+        with lane.work("detect"), torch.inference_mode():
             packed = []
             if windows:
                 packed.append(self._run_windows(frames, windows).reshape(-1))
             if scans:
                 packed.append(self._run_scans(frames, scans).reshape(-1))
-            host = torch.cat(packed).double().cpu().numpy()  # the round's one host sync
+            packed = torch.cat(packed)
+        host = lane.download(packed, "detect").astype(np.float64)  # the round's one host sync
         n_windows = 16 * len(windows)
         return RoundResult(self._window_results(host[:n_windows].reshape(-1, 16)),
                            self._scan_results(host[n_windows:], scans))

@@ -183,6 +183,7 @@ def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any
     geometry, why = create_geometry(options.blend.geometry, size, restorer.device,
                                     strength=options.blend.strength)
     log.info(why)
+    _detect_through(detector, geometry.lane)
     temporal = TemporalSmoother(size, options.temporal.mode)
     restores = restored_frames(source.range, options.range.prime)
     return [AnalyseFaces(detector, stream, clock, batch=options.detect.batch,
@@ -193,6 +194,17 @@ def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any
             ComposeFaces(geometry, temporal, clock, strength=options.blend.strength,
                          color_match=options.blend.color_match, observer=observer,
                          restores=restores, compare=options.compare)]
+
+
+def _detect_through(detector: Any, lane: Any) -> None:
+    """The detector's device work goes through the run's lane: one count of host syncs for
+    every stage and, when both are on the same device, one set of streams and device times."""
+    from gpen_video.device import DeviceLane
+
+    if detector.device == lane.device:
+        detector.use_lane(lane)
+    else:
+        detector.use_lane(DeviceLane(detector.device, syncs=lane.syncs, timing=False))
 
 
 def _wiring(options: RunOptions, source: Any, stages: list, clock: StageClock,

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+_DETECTION = ("detect", "track")  # lane stages of the analyse step (gpen_video.device.lane)
+
 
 def count(n: int, one: str, many: str | None = None) -> str:
     """``1 face``, ``0 faces``, ``3 faces``."""
@@ -37,7 +39,15 @@ class Summary:
     @property
     def syncs_per_frame(self) -> float:
         """Host syncs of the restore/composite path per written frame."""
-        total = sum(n for stage, kinds in self.host_syncs.items() if stage != "report"
+        return self._per_frame(lambda stage: stage not in ("report", *_DETECTION))
+
+    @property
+    def detect_syncs_per_frame(self) -> float:
+        """Host syncs of detection per written frame (one per detection round)."""
+        return self._per_frame(lambda stage: stage in _DETECTION)
+
+    def _per_frame(self, counted: Any) -> float:
+        total = sum(n for stage, kinds in self.host_syncs.items() if counted(stage)
                     for n in kinds.values())
         return total / self.frames if self.frames else 0.0
     video: str = ""  # codec in → codec out, and why they differ (VideoSink.video_report)
@@ -58,7 +68,8 @@ class Summary:
             f"  restorer: {self.restorer}, {count(self.batches, 'batch', 'batches')}\n"
             + (f"  video: {self.video}; audio and subtitles: {self.audio}\n" if self.video else "")
             + f"  time per stage: {stages}"
-            + (f"\n  host syncs per frame: {self.syncs_per_frame:.2f}" if self.host_syncs else "")
+            + (f"\n  host syncs per frame: {self.syncs_per_frame:.2f} (restore and compose), "
+               f"{self.detect_syncs_per_frame:.2f} (detection)" if self.host_syncs else "")
             + (f", GPU busy {100 * self.device_busy:.0f} %" if self.device_busy is not None
                else "")
         )
@@ -71,6 +82,7 @@ class Summary:
                 "restorer": self.restorer, "batches": self.batches,
                 "host_syncs": self.host_syncs,
                 "host_syncs_per_frame": round(self.syncs_per_frame, 3),
+                "detect_syncs_per_frame": round(self.detect_syncs_per_frame, 3),
                 "device_seconds": {k: round(v, 4) for k, v in self.device_seconds.items()},
                 "device_busy": None if self.device_busy is None else round(self.device_busy, 4),
                 "video": self.video, "audio": self.audio}
