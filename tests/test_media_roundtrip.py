@@ -122,6 +122,26 @@ def test_audio_transcoded_only_when_the_container_cannot_hold_it(tmp_path, caplo
     assert_identity(src, tmp_path / "out.mov")
 
 
+@pytest.mark.parametrize("codec", ["pcm_s16le", "pcm_s24le"])
+def test_unlabelled_pcm_channels_from_matroska_copied_into_mp4(tmp_path, codec):
+    """Matroska stores no channel layout for PCM; MP4 cannot write unlabelled channels (its
+    trailer failed with "Invalid argument" at the end of a whole run). The output names them
+    with FFmpeg's default layout; the samples are the same bytes."""
+    src = make_video(tmp_path / "pcm.mkv", VideoSpec(
+        n=24, audio=[AudioSpec(codec=codec, layout="stereo", seconds=1.0)]))
+    with av.open(str(src)) as c:
+        assert c.streams.audio[0].codec_context.layout.name == "2 channels"  # unlabelled
+    copy_video(src, tmp_path / "out.mp4")
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        audio = c.streams.audio[0]
+        assert audio.codec_context.name == codec and audio.codec_context.layout.name == "stereo"
+    with av.open(str(src)) as a, av.open(str(tmp_path / "out.mp4")) as b:
+        decoded = [np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1)
+                   for c in (a, b)]
+    assert decoded[0].shape == decoded[1].shape and np.array_equal(decoded[0], decoded[1])
+    assert frame_times(tmp_path / "out.mp4") == frame_times(src)
+
+
 # ---------------------------------------------------------------------------- real clips
 
 REAL_CLIPS = ["keep_synthetic_1.mp4", "liveportrait_d0.mp4", "liveportrait_d11.mp4",

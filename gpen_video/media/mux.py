@@ -116,6 +116,8 @@ class StreamCopier:
             if target == "aac":
                 out_stream.codec_context.bit_rate = max(128_000, 96_000 * cc.channels)
             transcode = True
+        if stream.type == "audio":
+            _name_unlabelled_channels(stream, out_stream, name)
         out_stream.metadata.update(filter_tags(dict(stream.metadata), DROP_STREAM_TAGS))
         out_stream.disposition = int(stream.disposition)
         return _Track(stream, out_stream, transcode)
@@ -196,6 +198,27 @@ class StreamCopier:
             self._in.close()
         except Exception:  # noqa: BLE001 - closing a reader is best effort
             pass
+
+
+# FFmpeg's default layout per channel count (av_channel_layout_default), which its command line
+# also gives input channels that carry no layout
+DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1",
+                   8: "7.1"}
+
+
+def _name_unlabelled_channels(stream: av.stream.Stream, out_stream: av.stream.Stream,
+                              name: str) -> None:
+    """Audio whose channels carry no layout (PCM from Matroska or WAV, say) gets FFmpeg's
+    default layout for its channel count on the output: MP4 cannot write unlabelled channels
+    (its trailer fails with "unsupported channel layout"), and the samples are unchanged."""
+    layout = stream.codec_context.layout
+    if not layout.name.endswith(("channel", "channels")):
+        return
+    default = DEFAULT_LAYOUTS.get(layout.nb_channels)
+    if default is not None:
+        out_stream.codec_context.layout = default
+        log.info("%s: audio track #%d has %d unlabelled channels; written as %s", name,
+                 stream.index, layout.nb_channels, default)
 
 
 def _pcm_codec(stream: av.stream.Stream) -> str:
