@@ -74,9 +74,16 @@ def test_b1_real_detector(testdata: Path) -> None:
         # refinement and smoothing each help: per-frame refined < raw, default < refined
         assert methods["refined"]["rmse_px"] < methods["raw"]["rmse_px"]
         assert methods["default"]["rmse_px"] <= methods["refined"]["rmse_px"] * 1.05
-        # tracked detection (the product's default) is as stable as full-frame detection
-        assert methods["tracked"]["frames"] == entry["frames"]
-        assert methods["tracked"]["rmse_px"] <= b1.TRACKED_LIMIT * methods["default"]["rmse_px"]
+        _assert_tracked(entry)
+
+
+def _assert_tracked(entry: dict) -> None:
+    """Tracked detection (the product's default) is as stable as full-frame detection, and
+    within the same 5 %-of-IOD bound on every frame."""
+    methods = entry["methods"]
+    assert methods["tracked"]["frames"] == entry["frames"]
+    assert methods["tracked"]["rmse_px"] <= b1.TRACKED_LIMIT * methods["default"]["rmse_px"]
+    assert methods["tracked"]["max_px"] <= 0.05 * b1.TEMPLATE_IOD_512
 
 
 @pytest.mark.slow
@@ -91,3 +98,7 @@ def test_b1_full_size(testdata: Path) -> None:
     finally:
         torch.set_num_threads(before)
     _assert_criteria(results)
+    for entry in results["scenarios"].values():
+        # at this size a fast pan once moved a face so far from its prediction that the
+        # refine windows read reflected pixels past the uploaded region (7.3 px on jerky)
+        _assert_tracked(entry)

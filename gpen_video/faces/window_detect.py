@@ -131,6 +131,19 @@ class WindowDetector:
         self._scales = [float(first_scale or scale)] + [float(scale)] * (len(crops) - 1)
         self._gates = [self.first_gate] + [REFINE_GATE] * (len(crops) - 1)
         self._grids: dict[int, Any] = {}
+        self._reach = self._pass_reach()
+
+    def _pass_reach(self) -> float:
+        """Half the side of the square, around the template's centre (in template pixels at
+        :attr:`scale`), that holds every window the passes can cut: the first one, and each later
+        one centred wherever the passes before it may have moved the face (``first_gate``
+        inter-ocular distances, then :data:`REFINE_GATE` per pass)."""
+        iod = TEMPLATE_IOD_512 * self.scale / 512.0
+        reach, moved = 0.0, 0.0
+        for size, scale, gate in zip(self.crops, self._scales, self._gates):
+            reach = max(reach, moved + 0.5 * size * self.scale / scale)
+            moved += gate * iod
+        return reach
 
     def _crop_grid(self, size: int):
         """``size×size×3`` homogeneous pixel coordinates ``(u, v, 1)`` of a window."""
@@ -162,18 +175,19 @@ class WindowDetector:
 
     def _window_region(self, frame_shape: tuple[int, ...], matrix: np.ndarray
                        ) -> tuple[int, int, int, int]:
-        """The frame rectangle a window (and its next passes) samples: the crop's footprint
-        plus a quarter of its side on each side, clipped to the frame."""
+        """The frame rectangle a window's passes sample (:meth:`_pass_reach` around the
+        template's centre, plus the interpolation kernel's pixel), clipped to the frame. Every
+        pass samples real pixels: a later window that reached past this rectangle would read
+        reflected ones (a mirrored half face after a large first-pass correction)."""
         h, w = frame_shape[:2]
-        s = max(c * self.scale / sc for c, sc in zip(self.crops, self._scales))
-        corners = np.array([[0, 0], [s, 0], [0, s], [s, s]], dtype=np.float64) - 0.5
-        linear = matrix[:, :2]
-        inverse = np.linalg.inv(linear)
+        centre = 0.5 * (self.scale - 1)
+        lo_t, hi_t = centre - self._reach, centre + self._reach
+        corners = np.array([[lo_t, lo_t], [hi_t, lo_t], [lo_t, hi_t], [hi_t, hi_t]])
+        inverse = np.linalg.inv(matrix[:, :2])
         frame_pts = (corners - matrix[:, 2]) @ inverse.T
-        lo, hi = frame_pts.min(axis=0), frame_pts.max(axis=0)
-        margin = 0.25 * (hi - lo)
-        x0, y0 = np.floor(lo - margin).astype(int)
-        x1, y1 = np.ceil(hi + margin).astype(int) + 1
+        lo, hi = frame_pts.min(axis=0) - 1.0, frame_pts.max(axis=0) + 1.0
+        x0, y0 = np.floor(lo).astype(int)
+        x1, y1 = np.ceil(hi).astype(int) + 1
         x0, y0 = min(max(0, x0), w - 1), min(max(0, y0), h - 1)
         x1, y1 = max(min(w, x1), x0 + 1), max(min(h, y1), y0 + 1)
         return int(x0), int(y0), int(x1), int(y1)
