@@ -158,7 +158,9 @@ class WindowDetector:
     # -- inputs on the device -----------------------------------------------------------------
 
     def _to_device(self, frame: np.ndarray, region: tuple[int, int, int, int]):
-        """``region`` of ``frame`` as a 1×3×h×w float32 BGR tensor on the device (0–255)."""
+        """``region`` of ``frame`` as a 1×3×h×w float32 **RGB** tensor on the device (0–255;
+        channels-last memory, no copy beyond the conversion to float). The detector's BGR
+        order is made on the network's input, which is smaller (:meth:`_sample`, scans)."""
         import torch
 
         x0, y0, x1, y1 = region
@@ -171,7 +173,7 @@ class WindowDetector:
             tensor = tensor.float()
         if tensor.shape[2] == 1:
             tensor = tensor.expand(-1, -1, 3)
-        return tensor.permute(2, 0, 1).flip(0)[None]
+        return tensor.permute(2, 0, 1)[None]
 
     def _window_region(self, frame_shape: tuple[int, ...], matrix: np.ndarray
                        ) -> tuple[int, int, int, int]:
@@ -192,21 +194,20 @@ class WindowDetector:
         x1, y1 = max(min(w, x1), x0 + 1), max(min(h, y1), y0 + 1)
         return int(x0), int(y0), int(x1), int(y1)
 
-    def _sample(self, patches: list, regions: list, inverse, size: int):
-        """The ``size``² windows: ``inverse`` (N, 2, 3) maps window → frame pixels."""
+    def _sample(self, patches: list, regions, inverse, size: int):
+        """The ``size``² windows, BGR minus the detector's means: ``inverse`` (N, 2, 3) maps
+        window → frame pixels, ``regions`` (N, 4) float holds each patch's frame rectangle."""
         import torch
         import torch.nn.functional as F
 
-        crops = []
-        base = self._crop_grid(size)
-        for n, (patch, (x0, y0, x1, y1)) in enumerate(zip(patches, regions)):
-            xy = base @ inverse[n].T  # size×size×2 frame pixels
-            gx = (2.0 * (xy[..., 0] - x0) + 1.0) / (x1 - x0) - 1.0
-            gy = (2.0 * (xy[..., 1] - y0) + 1.0) / (y1 - y0) - 1.0
-            grid = torch.stack([gx, gy], dim=-1)[None]
-            crops.append(F.grid_sample(patch, grid, mode="bilinear", padding_mode="reflection",
-                                       align_corners=False))
-        return torch.cat(crops) - self.detector._mean
+        xy = torch.einsum("hwk,njk->nhwj", self._crop_grid(size), inverse)  # N×S×S×2 frame px
+        x0, y0, x1, y1 = (regions[:, i, None, None] for i in range(4))
+        grids = torch.stack([(2.0 * (xy[..., 0] - x0) + 1.0) / (x1 - x0) - 1.0,
+                             (2.0 * (xy[..., 1] - y0) + 1.0) / (y1 - y0) - 1.0], dim=-1)
+        crops = [F.grid_sample(patch, grids[n:n + 1], mode="bilinear",
+                               padding_mode="reflection", align_corners=False)
+                 for n, patch in enumerate(patches)]
+        return torch.cat(crops).flip(1) - self.detector._mean
 
     # -- the network --------------------------------------------------------------------------
 
@@ -248,6 +249,7 @@ class WindowDetector:
                    zip(jobs, matrices)]
         patches = [self._to_device(frames[job.frame], r) for job, r in zip(jobs, regions)]
         matrix = self.detector.to_device(np.stack(matrices).astype(np.float32))
+        rects = self.detector.to_device(np.array(regions, dtype=np.float32))
         n = len(jobs)
         found = torch.zeros(n, dtype=torch.bool, device=self.device)
         score = torch.zeros(n, device=self.device)
@@ -259,7 +261,7 @@ class WindowDetector:
             window = matrix * k
             window[:, :, 2] += offset
             inverse = _invert_batch(window)
-            boxes, scores, points = self._forward(self._sample(patches, regions, inverse, size))
+            boxes, scores, points = self._forward(self._sample(patches, rects, inverse, size))
             ok, bx, sc, pt = self._pick(boxes, scores, points, self._template * k + offset,
                                         gate * TEMPLATE_IOD_512 * scale / 512.0)
             pt_frame = torch_apply(inverse, pt)
@@ -289,6 +291,7 @@ class WindowDetector:
             if (w, h) != tuple(patch.shape[:1:-1]):
                 patch = F.interpolate(patch, size=(h, w), mode="bilinear", antialias=True,
                                       align_corners=False)
+            patch = patch.flip(1)  # BGR, as the detector was trained
             b = job.part.border
             image = F.pad(patch, (b, b, b, b)) - self.detector._mean  # black border
             w, h = w + 2 * b, h + 2 * b
