@@ -97,6 +97,8 @@ class DetectOptions:
     refine: int = 2  # passes re-detecting each face in its upright canonical crop (0: off;
     #                  tracked mode: after the first window pass)
     refine_size: int = 288  # side of that crop (px)
+    runtime: str = "auto"  # where the network runs: auto | torch | onnxruntime (the CPU only);
+    #                        auto: onnxruntime on the CPU when installed (gpen_video.faces.network)
 
 
 @dataclass(frozen=True)

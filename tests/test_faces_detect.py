@@ -255,3 +255,35 @@ def test_weights_of_the_other_network_are_refused(weights: Path, one_thread) -> 
     with pytest.raises(WeightsError) as exc:
         FaceDetector(DetectOptions(network="resnet50", weights=weights, device="cpu"))
     assert "does not fit RetinaFace resnet50" in _one_line(exc)
+
+
+def test_onnxruntime_and_torch_runtimes_find_the_same_faces(testdata: Path, weights: Path,
+                                                            one_thread) -> None:
+    """The CPU default (onnxruntime, the network exported in memory) against torch: the same
+    faces, scores and landmarks to float32 summation-order differences."""
+    image = read_rgb(testdata / "images" / "codeformer_whole_00.jpg")
+    found = {}
+    for runtime in ("onnxruntime", "torch"):
+        detector = FaceDetector(DetectOptions(network="mobile0.25", weights=weights,
+                                              device="cpu", runtime=runtime))
+        assert detector.forward.name == runtime
+        found[runtime] = detector.detect_one(image)
+    assert len(found["onnxruntime"]) == len(found["torch"]) >= 2
+    for a, b in zip(found["onnxruntime"], found["torch"]):
+        assert a.score == pytest.approx(b.score, abs=1e-4)
+        np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-2)
+        np.testing.assert_allclose(a.box, b.box, atol=1e-2)
+
+
+def test_detector_runtime_choices() -> None:
+    import torch
+
+    from gpen_video.errors import UsageError
+    from gpen_video.faces.network import TorchNetwork, choose_network
+
+    model = object()
+    assert isinstance(choose_network(model, torch.device("cuda", 0), "auto"), TorchNetwork)
+    with pytest.raises(UsageError, match="CPU"):
+        choose_network(model, torch.device("cuda", 0), "onnxruntime")
+    with pytest.raises(UsageError, match="auto, torch, onnxruntime"):
+        choose_network(model, torch.device("cpu"), "tensorflow")

@@ -182,7 +182,8 @@ def test_a_round_reads_back_once_after_every_forward(testdata, one_thread, monke
     import torch
 
     image = _solvay(testdata)[:, :640]
-    detector = FaceDetector(_options(testdata, max_side=0, refine=0))
+    # the torch runtime: the device path (onnxruntime runs on the host by design)
+    detector = FaceDetector(_options(testdata, max_side=0, refine=0, runtime="torch"))
     faces = detector.detect_one(image)
     assert faces
     windows = WindowDetector(detector, 288, (288, 192, 192), first_gate=2.0)

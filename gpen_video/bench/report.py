@@ -64,7 +64,8 @@ def format_worker(scene: dict, w: dict, config: dict) -> list[str]:
     split = (f" (forward passes of ≤ {forward}: the backend's limit here)"
              if forward is not None and forward < config["batch"] else "")
     lines.append(f"  restorer  {w['restorer']}, batch {config['batch']}{split} · {model}{flop}")
-    lines.append(f"  detector  {config['detector']} (batch {config['detector_batch']}, "
+    runtime = f"{w['detector_runtime']}, " if w.get("detector_runtime") else ""
+    lines.append(f"  detector  {config['detector']} ({runtime}batch {config['detector_batch']}, "
                  f"{config.get('detect_mode', 'full')} detection) · "
                  f"temporal {config['temporal']} · warm-up {w['warmup_frames']} frames, untimed")
     lines.append(f"  timed     {head['frames']} frames, {head['faces']} faces per run × "

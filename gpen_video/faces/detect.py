@@ -260,7 +260,14 @@ class FaceDetector:
                                          self.device)
             self.network = self.model.network_name
         from gpen_video.device import DeviceLane
+        from gpen_video.faces.network import choose_network
 
+        key = None
+        if self.weights_path is not None:
+            stat = self.weights_path.stat()
+            key = (self.network, str(self.weights_path), stat.st_size, stat.st_mtime_ns)
+        # the network's forward: torch, or onnxruntime on the CPU (gpen_video.faces.network)
+        self.forward = choose_network(self.model, self.device, options.runtime, key)
         self.lane = DeviceLane(self.device, timing=False)
         self._mean = torch.tensor(_BGR_MEAN, dtype=torch.float32, device=self.device).view(
             1, 3, 1, 1)
@@ -363,7 +370,7 @@ class FaceDetector:
         with self.lane.work("detect"), torch.inference_mode():
             batch = self.to_device(np.stack(images))
             batch = batch.permute(0, 3, 1, 2).float() - self._mean
-            loc, conf, landm = self.model(batch)
+            loc, conf, landm = self.forward(batch)
             priors = self._priors_for(h, w)
             scale4 = self.pixel_scale(h, w)
             boxes = batched_decode(loc, priors, variances) * scale4

@@ -218,7 +218,7 @@ class WindowDetector:
 
         h, w = batch.shape[2:]
         variances = self.detector.model.cfg["variance"]
-        loc, conf, landm = self.detector.model(batch)
+        loc, conf, landm = self.detector.forward(batch)
         priors = self.detector._priors_for(h, w)
         boxes = batched_decode(loc, priors, variances)
         points = batched_decode_landm(landm, priors, variances)
