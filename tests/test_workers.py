@@ -217,6 +217,30 @@ def test_ctrl_c_stops_every_worker_exits_130_and_leaves_nothing(testdata, tmp_pa
     assert _processes_in_session(proc.pid) == []
 
 
+def test_workers_run_reports_the_chunks_host_syncs(testdata, tmp_path: Path) -> None:
+    """``--workers 2 --progress json``: the closing summary sums the chunks' host syncs (what
+    ``bench --workers`` reads back): one finished-frame download per frame each chunk composed
+    (its warm-up frames included) and the detection rounds."""
+    from gpen_video.bench.workers import _summary_event
+
+    output = tmp_path / "out.mkv"
+    done = subprocess.run(
+        [sys.executable, "-m", "gpen_video", *_job(output, ["--backend", "identity"]),
+         "--geometry", "torch",  # the device path's compositing, counted on the CPU too
+         "--frames", "0-23", "--workers", "2", "--progress", "json"],
+        cwd=REPO, env={**env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+        timeout=600)
+    assert done.returncode == 0, done.stderr
+    summary = _summary_event(done.stdout)
+    assert summary["frames"] == 24 and summary["chunks"] == 2
+    paste = summary["host_syncs"]["paste"]["download"]
+    assert paste >= 24  # every output frame, plus the second chunk's primed frames
+    assert summary["host_syncs"]["detect"]["download"] >= 2
+    per_frame = summary["host_syncs_per_frame"]
+    assert per_frame["restore_compose"] == pytest.approx(paste / 24, abs=1e-3)
+    assert per_frame["detect"] > 0
+
+
 def test_a_worker_error_exits_as_a_single_run_does(testdata, tmp_path: Path) -> None:
     """A detector weights file that does not exist: the same exit code and message with 1 and
     2 workers (the error is raised in the workers), and nothing at the output."""

@@ -73,7 +73,7 @@ def gpu_busy_sampler(device: str) -> tuple[Callable[[], None], Callable[[], floa
 
 def command_args(run: RunOptions, clip: Path, output: Path, frames: int) -> list[str]:
     """``gpen-video`` arguments rendering the first ``frames`` frames of ``clip`` as ``run``."""
-    args = [str(clip), str(output), "-y", "--frames", f"0-{frames - 1}", "--progress", "none",
+    args = [str(clip), str(output), "-y", "--frames", f"0-{frames - 1}", "--progress", "json",
             "--model", str(run.model.checkpoint_path or run.model.name),
             "--backend", run.restore.backend, "--device", run.restore.device,
             "--precision", run.restore.precision, "--batch", str(run.restore.batch),
@@ -106,7 +106,24 @@ def _time_command(args: list[str], workers: int, device: str) -> dict[str, Any]:
         tail = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise UsageError(f"bench: gpen-video --workers {workers} exited {done.returncode}: "
                          f"{tail}")
-    return {"seconds": seconds, "gpu_busy_fraction": busy}
+    summary = _summary_event(done.stdout)
+    return {"seconds": seconds, "gpu_busy_fraction": busy,
+            "host_syncs": summary.get("host_syncs"),
+            "host_syncs_per_frame": summary.get("host_syncs_per_frame")}
+
+
+def _summary_event(stdout: str) -> dict[str, Any]:
+    """The closing ``{"event": "summary", …}`` line of a ``--progress json`` run ({} if none)."""
+    import json
+
+    for line in reversed(stdout.splitlines()):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == "summary":
+            return event
+    return {}
 
 
 def bench_workers(options: BenchOptions, counts: list[int], workdir: Path,
@@ -139,7 +156,9 @@ def bench_workers(options: BenchOptions, counts: list[int], workdir: Path,
                          "seconds_max": round(max(seconds), 3),
                          "total_fps": round(frames / median, 3),
                          "gpu_busy_fraction": round(statistics.median(busy), 3) if busy
-                         else None, "runs": runs[n]})
+                         else None,
+                         "host_syncs_per_frame": runs[n][-1].get("host_syncs_per_frame"),
+                         "runs": runs[n]})
         base = rows[0]["total_fps"]
         for row in rows:
             row["speedup_vs_first"] = round(row["total_fps"] / base, 3) if base else None
@@ -154,10 +173,15 @@ def format_workers(report: dict[str, Any]) -> str:
              f"load (1 min) before/after: {report['load_avg_1min']}"]
     for scene in report["scenes"]:
         lines.append(f"  {scene['description']}, {scene['frames']} frames:")
-        lines.append("    workers   wall s (min–max)        total fps   vs first   GPU busy")
+        lines.append("    workers   wall s (min–max)        total fps   vs first   GPU busy"
+                     "   host syncs/frame (restore+compose, detect)")
         for r in scene["rows"]:
             busy = "—" if r["gpu_busy_fraction"] is None else f"{r['gpu_busy_fraction']:.0%}"
+            syncs = r.get("host_syncs_per_frame") or {}
+            sync_text = (f"{syncs['restore_compose']:.2f}, {syncs['detect']:.2f}" if syncs
+                         else "—")
             lines.append(f"    {r['workers']:>7}   {r['seconds_median']:>7.1f} "
                          f"({r['seconds_min']:.1f}–{r['seconds_max']:.1f})"
-                         f"{r['total_fps']:>14.3f}   {r['speedup_vs_first']:>7.2f}×   {busy}")
+                         f"{r['total_fps']:>14.3f}   {r['speedup_vs_first']:>7.2f}×   {busy:>8}"
+                         f"   {sync_text}")
     return "\n".join(lines)

@@ -173,7 +173,6 @@ def _execute_workers(args: argparse.Namespace, options, env: Environment | None)
                          "workers": counts,
                          "omp_num_threads": (env or Environment.read()).omp_threads},
               "load_avg_1min": {"before": load_before, "after": load_average()},
-              "host_syncs_per_frame": None,  # the sync counter (issue 17 item 3) is not here
               "scenes": scenes}
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

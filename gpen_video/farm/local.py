@@ -40,7 +40,7 @@ import multiprocessing
 import os
 import queue
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -78,17 +78,27 @@ class WorkersReport:
     render_seconds: float
     stitch_seconds: float
     seconds: float
+    # the chunks' host syncs summed, {stage: {kind: n}} (warm-up frames included)
+    host_syncs: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def syncs_per_frame(self) -> dict[str, float]:
+        """Host syncs per output frame: restore and compose, and detection."""
+        from gpen_video.pipeline.summary import syncs_per_frame
+
+        return {"restore_compose": round(syncs_per_frame(self.host_syncs, self.frames), 3),
+                "detect": round(syncs_per_frame(self.host_syncs, self.frames, True), 3)}
 
     def as_dict(self) -> dict[str, Any]:
         return {"output": str(self.output), "frames": self.frames, "faces": self.faces,
                 "chunks": self.chunks, "workers": self.workers, "threads": self.threads,
                 "render_seconds": round(self.render_seconds, 3),
                 "stitch_seconds": round(self.stitch_seconds, 3),
-                "seconds": round(self.seconds, 3), "fps": round(self.fps, 3)}
+                "seconds": round(self.seconds, 3), "fps": round(self.fps, 3),
+                "host_syncs": self.host_syncs, "host_syncs_per_frame": self.syncs_per_frame()}
 
     def text(self) -> str:
         return (f"gpen-video: wrote {self.output}: {self.frames} frames, {self.faces} faces, "
@@ -308,13 +318,16 @@ def run_workers(run: RunOptions, workers: WorkersOptions = WorkersOptions(), *,
                             progress="none", encode=fmt.encode, range=r))
                 for c, r in zip(chunks, ranges)]
         t_render = time.perf_counter()
-        faces = _render(jobs, count, threads, gpus, run, progress)
+        chunk_summaries = _render(jobs, count, threads, gpus, run, progress)
         render_seconds = time.perf_counter() - t_render
         stitch_seconds = _stitch(jobs, run, fmt.reencode, (first, last), progress, total,
                                  stitch_weight)
-        report = WorkersReport(output=output, frames=total, faces=faces, chunks=len(chunks),
-                               workers=count, threads=threads, render_seconds=render_seconds,
-                               stitch_seconds=stitch_seconds, seconds=time.perf_counter() - t0)
+        report = WorkersReport(output=output, frames=total,
+                               faces=sum(c["faces"] for c in chunk_summaries),
+                               chunks=len(chunks), workers=count, threads=threads,
+                               render_seconds=render_seconds, stitch_seconds=stitch_seconds,
+                               seconds=time.perf_counter() - t0,
+                               host_syncs=_summed_syncs(chunk_summaries))
         summary = report.as_dict()
         progress.close(summary, report.text())
         return report
@@ -342,7 +355,8 @@ def _stitch(jobs: list, run: RunOptions, reencode: bool, span: tuple[int, int],
 
 def _render(jobs: list, count: int, threads: int, gpus: list[str], run: RunOptions,
             progress: Progress) -> int:
-    """Render every job on ``count`` processes; returns the faces restored."""
+    """Render every job on ``count`` processes; returns the chunks' run summaries
+    (:meth:`gpen_video.pipeline.Summary.as_dict`), in chunk order."""
     ctx = multiprocessing.get_context("spawn")
     tasks, events = ctx.Queue(), ctx.Queue()
     for job in sorted(jobs, key=lambda j: -j[0].count):
@@ -374,11 +388,20 @@ def _render(jobs: list, count: int, threads: int, gpus: list[str], run: RunOptio
                                               f" (chunk {jobs[chunk][0].frames})")
                 _raise_again(*payload, where=where)
             progress.update(sum(frames.values()))
-        return sum(d["faces"] for d in done.values())
+        return [done[k] for k in sorted(done)]
     finally:
         _stop(procs)
         tasks.cancel_join_thread()
         events.cancel_join_thread()
+
+
+def _summed_syncs(summaries: list[dict]) -> dict[str, dict[str, int]]:
+    total: dict[str, dict[str, int]] = {}
+    for summary in summaries:
+        for stage, kinds in summary.get("host_syncs", {}).items():
+            for kind, n in kinds.items():
+                total.setdefault(stage, {})[kind] = total.get(stage, {}).get(kind, 0) + n
+    return total
 
 
 def _check_alive(procs: list, done: dict, jobs: list) -> None:

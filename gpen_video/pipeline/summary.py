@@ -12,6 +12,17 @@ import numpy as np
 _DETECTION = ("detect", "track")  # lane stages of the analyse step (gpen_video.device.lane)
 
 
+def syncs_per_frame(host_syncs: dict[str, dict[str, int]], frames: int,
+                    detection: bool = False) -> float:
+    """Host syncs (``{stage: {kind: n}}``, as :class:`gpen_video.device.HostSyncs` counts
+    them) per written frame: of the restore/composite path, or of detection. The end-of-run
+    ``report`` sync is neither."""
+    total = sum(n for stage, kinds in host_syncs.items()
+                if stage != "report" and (stage in _DETECTION) == detection
+                for n in kinds.values())
+    return total / frames if frames else 0.0
+
+
 def count(n: int, one: str, many: str | None = None) -> str:
     """``1 face``, ``0 faces``, ``3 faces``."""
     return f"{n} {one if n == 1 else (many or one + 's')}"
@@ -39,17 +50,12 @@ class Summary:
     @property
     def syncs_per_frame(self) -> float:
         """Host syncs of the restore/composite path per written frame."""
-        return self._per_frame(lambda stage: stage not in ("report", *_DETECTION))
+        return syncs_per_frame(self.host_syncs, self.frames)
 
     @property
     def detect_syncs_per_frame(self) -> float:
         """Host syncs of detection per written frame (one per detection round)."""
-        return self._per_frame(lambda stage: stage in _DETECTION)
-
-    def _per_frame(self, counted: Any) -> float:
-        total = sum(n for stage, kinds in self.host_syncs.items() if counted(stage)
-                    for n in kinds.values())
-        return total / self.frames if self.frames else 0.0
+        return syncs_per_frame(self.host_syncs, self.frames, detection=True)
     video: str = ""  # codec in → codec out, and why they differ (VideoSink.video_report)
     audio: str = ""  # what happened to the audio/subtitle tracks (VideoSink.tracks_report)
 
