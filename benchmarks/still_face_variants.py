@@ -26,11 +26,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gpen_video.faces import FaceDetector, FaceStream  # noqa: E402
-from gpen_video.options import DetectOptions, SmoothOptions  # noqa: E402
+from gpen_video.faces import FaceDetector  # noqa: E402
+from gpen_video.options import DetectOptions  # noqa: E402
 from tests.geometry import face_photo  # noqa: E402
 from tests.pipeline_helpers import face_scene, read_frames, write_clip  # noqa: E402
-from tests.test_smooth_flicker import _network_flicker  # noqa: E402
+from tests.test_smooth_flicker import _network_flicker, stream_matrices  # noqa: E402
 
 TESTDATA = REPO.parent / "shared" / "testdata"
 FRAMES = 30
@@ -54,15 +54,7 @@ def variant(detector: FaceDetector, size: int, sigma: float, crf: str, folder: P
     frames = clip_frames(size, sigma, crf, folder)
     dets = [detector.detect([f])[0] for f in frames]
 
-    def matrices(method: str) -> list:
-        stream = FaceStream(smooth=SmoothOptions(method=method), fps=25.0, crop_size=256)
-        out = []
-        for f, d in zip(frames, dets):
-            out += stream.push(d, f)
-        out += stream.flush()
-        return [ff.faces[0].matrix for ff in out]
-
-    rts, none = matrices("rts"), matrices("none")
+    rts, none = stream_matrices(frames, dets, "rts"), stream_matrices(frames, dets, "none")
     still = [np.mean(rts, axis=0)] * len(frames)
     f_rts, f_none, f_still = (_network_flicker(frames, m) for m in (rts, none, still))
     return {"face_px": size, "sigma": sigma, "crf": crf, "none": round(f_none, 3),

@@ -16,7 +16,7 @@ from gpen_video.faces.detect import FaceDetector
 from gpen_video.faces.scan_plan import plan_scan, scan_scale
 from gpen_video.faces.schedule import ScanSchedule
 from gpen_video.faces.window_detect import WindowDetector, WindowJob, _similarity_batch
-from gpen_video.options import DetectOptions, TrackOptions
+from gpen_video.options import DetectOptions
 
 
 @pytest.fixture

@@ -41,6 +41,18 @@ def _network_flicker(frames: list, matrices: list) -> float:
     return float(np.mean([np.abs(b - a)[core].mean() for a, b in zip(out, out[1:])]) * 255)
 
 
+def stream_matrices(frames: list, dets: list, method: str) -> list:
+    """The crop matrix of the one face on each frame, from the tracking stream smoothing with
+    ``method``."""
+    stream = FaceStream(smooth=SmoothOptions(method=method), fps=25.0, crop_size=256)
+    out = []
+    for f, d in zip(frames, dets):
+        out += stream.push(d, f)
+    out += stream.flush()
+    assert all(len(ff.faces) == 1 for ff in out)
+    return [ff.faces[0].matrix for ff in out]
+
+
 def test_rts_brings_restorer_flicker_to_the_still_crop_floor(testdata, tmp_path):
     clip = _noisy_still(testdata, tmp_path / "still.mp4", n=FRAMES)
     frames = [f.image for f in read_frames(clip)]
@@ -48,16 +60,7 @@ def test_rts_brings_restorer_flicker_to_the_still_crop_floor(testdata, tmp_path)
     detector = FaceDetector(DetectOptions(network="mobile0.25", weights=weights, device="cpu"))
     dets = [detector.detect([f])[0] for f in frames]
 
-    def matrices(method: str) -> list:
-        stream = FaceStream(smooth=SmoothOptions(method=method), fps=25.0, crop_size=256)
-        out = []
-        for f, d in zip(frames, dets):
-            out += stream.push(d, f)
-        out += stream.flush()
-        assert all(len(ff.faces) == 1 for ff in out)
-        return [ff.faces[0].matrix for ff in out]
-
-    rts, none = matrices("rts"), matrices("none")
+    rts, none = stream_matrices(frames, dets, "rts"), stream_matrices(frames, dets, "none")
     still = [np.mean(rts, axis=0)] * FRAMES  # the best any smoother could do on a still face
     f_rts = in_thread(_network_flicker, frames, rts)
     f_none = in_thread(_network_flicker, frames, none)

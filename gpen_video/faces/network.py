@@ -85,9 +85,9 @@ def choose_network(model: Any, device: Any, runtime: str, cache_key: Any = None)
         return TorchNetwork(model)
     if device.type != "cpu":
         raise UsageError(f"detector runtime onnxruntime runs on the CPU, not {device}")
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
         if runtime == "auto":
             return TorchNetwork(model)
         raise BackendUnavailable("the detector runtime onnxruntime is not installed: "

@@ -213,7 +213,6 @@ class WindowDetector:
 
     def _forward(self, batch):
         """Boxes (N, P, 4), scores (N, P) and landmarks (N, P, 5, 2) in the images' pixels."""
-        import torch
         from facexlib.detection.retinaface_utils import batched_decode, batched_decode_landm
 
         h, w = batch.shape[2:]
