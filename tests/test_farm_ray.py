@@ -36,8 +36,11 @@ from tests.pipeline_helpers import read_frames  # noqa: E402
 @pytest.fixture(scope="module")
 def cluster():
     """One local Ray cluster for the module: 2 CPUs, no dashboard."""
+    from gpen_video.farm.ray_runner import local_workers_at_normal_priority
+
     started = not ray.is_initialized()
     if started:
+        local_workers_at_normal_priority()  # as the product starts a local Ray
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     if started:
@@ -154,3 +157,15 @@ def test_a_chunk_that_keeps_failing_exits_75_and_keeps_nothing_at_the_output(
     statuses = [e["status"] for e in _events(captured.out) if e["event"] == "chunk"]
     assert statuses == ["retry", "failed"]
     assert not out.exists()
+
+
+def test_local_ray_workers_run_at_normal_priority(cluster):
+    """The workers of a Ray instance the product starts are the render: niceness 0, like a
+    single run (Ray's default 15 starves them on a busy machine)."""
+    @ray.remote
+    def niceness() -> int:
+        import os
+
+        return os.nice(0)
+
+    assert ray.get(niceness.remote()) == 0

@@ -212,10 +212,20 @@ def _import_ray() -> Any:
     return ray
 
 
+def local_workers_at_normal_priority() -> None:
+    """A Ray instance this process starts runs its workers at niceness 0, not Ray's default 15:
+    here the workers are the render itself, and a single run (``gpen-video IN OUT``) is not
+    niced either; at 15 they get a few per cent of a core on a busy machine. Set through the
+    environment the local raylet starts with (``RAY_worker_niceness``), so a cluster this
+    process only joins keeps its own setting; an explicit value in the environment wins."""
+    os.environ.setdefault("RAY_worker_niceness", "0")
+
+
 def _connect(ray: Any, address: str | None) -> bool:
     """Join (or start) a Ray cluster. Returns True if this call started the Ray session."""
     if ray.is_initialized():
         return False
+    local_workers_at_normal_priority()
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=True,
                  configure_logging=False)
