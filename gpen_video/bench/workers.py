@@ -107,9 +107,11 @@ def _time_command(args: list[str], workers: int, device: str) -> dict[str, Any]:
         raise UsageError(f"bench: gpen-video --workers {workers} exited {done.returncode}: "
                          f"{tail}")
     summary = _summary_event(done.stdout)
+    # the same keys whether the command ran one process or several (pipeline.Summary's)
     return {"seconds": seconds, "gpu_busy_fraction": busy,
             "host_syncs": summary.get("host_syncs"),
-            "host_syncs_per_frame": summary.get("host_syncs_per_frame")}
+            "host_syncs_per_frame": summary.get("host_syncs_per_frame"),
+            "detect_syncs_per_frame": summary.get("detect_syncs_per_frame")}
 
 
 def _summary_event(stdout: str) -> dict[str, Any]:
@@ -158,6 +160,7 @@ def bench_workers(options: BenchOptions, counts: list[int], workdir: Path,
                          "gpu_busy_fraction": round(statistics.median(busy), 3) if busy
                          else None,
                          "host_syncs_per_frame": runs[n][-1].get("host_syncs_per_frame"),
+                         "detect_syncs_per_frame": runs[n][-1].get("detect_syncs_per_frame"),
                          "runs": runs[n]})
         base = rows[0]["total_fps"]
         for row in rows:
@@ -177,9 +180,8 @@ def format_workers(report: dict[str, Any]) -> str:
                      "   host syncs/frame (restore+compose, detect)")
         for r in scene["rows"]:
             busy = "—" if r["gpu_busy_fraction"] is None else f"{r['gpu_busy_fraction']:.0%}"
-            syncs = r.get("host_syncs_per_frame") or {}
-            sync_text = (f"{syncs['restore_compose']:.2f}, {syncs['detect']:.2f}" if syncs
-                         else "—")
+            syncs = (r.get("host_syncs_per_frame"), r.get("detect_syncs_per_frame"))
+            sync_text = ("—" if None in syncs else f"{syncs[0]:.2f}, {syncs[1]:.2f}")
             lines.append(f"    {r['workers']:>7}   {r['seconds_median']:>7.1f} "
                          f"({r['seconds_min']:.1f}–{r['seconds_max']:.1f})"
                          f"{r['total_fps']:>14.3f}   {r['speedup_vs_first']:>7.2f}×   {busy:>8}"

@@ -85,12 +85,12 @@ class WorkersReport:
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
-    def syncs_per_frame(self) -> dict[str, float]:
-        """Host syncs per output frame: restore and compose, and detection."""
+    def syncs_per_frame(self, detection: bool = False) -> float:
+        """Host syncs per output frame of the restore/composite path, or of detection (as
+        :class:`gpen_video.pipeline.Summary` reports them for one process)."""
         from gpen_video.pipeline.summary import syncs_per_frame
 
-        return {"restore_compose": round(syncs_per_frame(self.host_syncs, self.frames), 3),
-                "detect": round(syncs_per_frame(self.host_syncs, self.frames, True), 3)}
+        return syncs_per_frame(self.host_syncs, self.frames, detection)
 
     def as_dict(self) -> dict[str, Any]:
         return {"output": str(self.output), "frames": self.frames, "faces": self.faces,
@@ -98,7 +98,9 @@ class WorkersReport:
                 "render_seconds": round(self.render_seconds, 3),
                 "stitch_seconds": round(self.stitch_seconds, 3),
                 "seconds": round(self.seconds, 3), "fps": round(self.fps, 3),
-                "host_syncs": self.host_syncs, "host_syncs_per_frame": self.syncs_per_frame()}
+                "host_syncs": self.host_syncs,
+                "host_syncs_per_frame": round(self.syncs_per_frame(), 3),
+                "detect_syncs_per_frame": round(self.syncs_per_frame(detection=True), 3)}
 
     def text(self) -> str:
         return (f"gpen-video: wrote {self.output}: {self.frames} frames, {self.faces} faces, "
