@@ -22,6 +22,7 @@ ENGINE_PRECISIONS = ("fp32", "fp16", "bf16")  # a built network's precision (aut
 DETECTORS = ("resnet50", "mobile0.25")  # DetectOptions.network
 DETECTOR_CHOICES = ("auto", *DETECTORS)  # --detector: auto = the network the weights file holds
 DETECT_MODES = ("tracked", "full")  # DetectOptions.mode (gpen_video.faces.analyse)
+DETECT_RUNTIMES = ("auto", "torch", "onnxruntime")  # DetectOptions.runtime (faces.network)
 SMOOTH_METHODS = ("rts", "kalman", "none")  # SmoothOptions.method
 GEOMETRIES = ("auto", "cpu", "torch")  # BlendOptions.geometry
 TEMPORAL_MODES = ("residual", "off")  # TemporalOptions.mode (gpen_video.compose.temporal)

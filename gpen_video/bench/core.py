@@ -165,8 +165,7 @@ class Worker:
     def describe(self) -> dict[str, Any]:
         return {"device": self.device, "device_name": self.device_name,
                 "restorer": self.restorer.describe(), "precision": self.precision,
-                "detector_runtime": getattr(getattr(self.detector, "forward", None), "name",
-                                            None),
+                "detector_runtime": self.detector.forward.name,
                 "max_forward_batch": self.restorer.spec.max_batch,
                 "gflop_per_face": None if self.flops is None else round(self.flops / 1e9, 3),
                 "peak_gflop_s": None if self.peak_flops is None else round(self.peak_flops / 1e9,

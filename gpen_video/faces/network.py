@@ -27,8 +27,8 @@ import warnings
 from typing import Any
 
 from gpen_video.errors import BackendUnavailable, UsageError
+from gpen_video.options import DETECT_RUNTIMES, check_choice
 
-RUNTIMES = ("auto", "torch", "onnxruntime")
 _EXPORTS: dict[Any, bytes] = {}  # cache key → ONNX bytes
 _LOCK = threading.Lock()
 
@@ -79,8 +79,7 @@ def choose_network(model: Any, device: Any, runtime: str, cache_key: Any = None)
     """
     import torch
 
-    if runtime not in RUNTIMES:
-        raise UsageError(f"detector runtime {runtime!r}: choose {', '.join(RUNTIMES)}")
+    check_choice("detector runtime", runtime, DETECT_RUNTIMES)
     if runtime == "torch" or (runtime == "auto" and device.type != "cpu"):
         return TorchNetwork(model)
     if device.type != "cpu":
