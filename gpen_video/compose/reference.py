@@ -104,13 +104,16 @@ class Blender:
         """The crop and its alpha resampled onto ``region``'s pixels: (h×w×3, h×w) float32."""
         shift = np.array([[1.0, 0.0, region.x0], [0.0, 1.0, region.y0], [0.0, 0.0, 1.0]])
         m = np.asarray(paste.matrix, dtype=np.float64) @ shift  # region (x, y) → crop (u, v)
-        rgba = np.concatenate([paste.crop.astype(np.float32, copy=False),
-                               self.mask[:, :, None]], axis=2)
-        warped = cv2.warpAffine(rgba, m, (region.x1 - region.x0, region.y1 - region.y0),
-                                flags=CV2_INTERPOLATION | cv2.WARP_INVERSE_MAP,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-        alpha = face_coverage(warped[:, :, 3], np.float32(paste.alpha * self.strength))
-        return warped[:, :, :3], alpha
+        size = (region.x1 - region.x0, region.y1 - region.y0)
+        flags = CV2_INTERPOLATION | cv2.WARP_INVERSE_MAP
+        # colour and mask warped apart: each result is contiguous (a channel view of one RGBA
+        # warp costs more to read than the second warp; the values are the same)
+        color = cv2.warpAffine(np.ascontiguousarray(paste.crop, dtype=np.float32), m, size,
+                               flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        warped_mask = cv2.warpAffine(self.mask, m, size, flags=flags,
+                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        alpha = face_coverage(warped_mask, np.float32(paste.alpha * self.strength))
+        return color, alpha
 
     def paste(self, frame: Frame, faces: list[Paste], inplace: bool = False) -> Frame:
         """Composite ``faces`` into ``frame``; returns the result (``frame`` itself if inplace).
@@ -148,7 +151,7 @@ class Blender:
                 c, a = self.warp_to_region(face, sub)
                 ys = slice(sub.y0 - reg.y0, sub.y1 - reg.y0)
                 xs = slice(sub.x0 - reg.x0, sub.x1 - reg.x0)
-                weighted[ys, xs] += c * a[:, :, None]
+                weighted[ys, xs] += c * cv2.merge([a, a, a])
                 total[ys, xs] += a
                 keep[ys, xs] *= 1.0 - a
             coverage = 1.0 - keep
@@ -159,25 +162,20 @@ class Blender:
         if not touched.any():
             return
         src = view.astype(np.float32)
-        # src + (clip(color, 0, 1)·max − src)·coverage, rounded and clipped: the same
-        # operations in the same order, in place (np.clip is several times slower than
-        # minimum + maximum, and every temporary is a pass over the region)
-        mixed = _clip(color, 1.0)  # a contiguous copy (color may be a view)
+        # src + (clip(color, 0, 1)·max − src)·coverage, rounded and clipped, in place on
+        # contiguous arrays (a broadcast over the channel axis or a strided view is several
+        # times slower than the arithmetic)
+        mixed = np.clip(color, np.float32(0.0), np.float32(1.0))
         mixed *= maxval
         mixed -= src
-        mixed *= coverage[:, :, None]
+        mixed *= cv2.merge([coverage, coverage, coverage])
         mixed += src
         np.rint(mixed, out=mixed)
-        _clip(mixed, maxval, out=mixed)
-        # only pixels with alpha > 0 are written: every other one keeps its exact value
-        np.copyto(view, mixed.astype(out.dtype), where=touched[:, :, None])
-
-
-def _clip(values: FloatImage, high: float, out: FloatImage | None = None) -> FloatImage:
-    """``values`` clipped to ``[0, high]`` into ``out`` (a new array by default; NaN stays NaN,
-    as with ``np.clip``, which is several times slower)."""
-    out = np.minimum(values, np.float32(high), out=out)
-    return np.maximum(out, np.float32(0.0), out=out)
+        np.clip(mixed, np.float32(0.0), maxval, out=mixed)
+        # only pixels with alpha > 0 are written: every other one keeps its exact value (the
+        # mask spelled out per channel: numpy's broadcast of a where-mask is ten times slower)
+        touched = touched.view(np.uint8)
+        np.copyto(view, mixed.astype(out.dtype), where=cv2.merge([touched] * 3).view(bool))
 
 
 def _clusters(items: list[tuple[Region, Paste]]) -> list[tuple[Region, list[tuple[Region, Paste]]]]:
