@@ -101,3 +101,24 @@ def test_the_probe_sees_syncs_that_bypass_the_lane():
             thread.join()
     assert [what for _, what, _ in probe.found] == ["cpu", "__float__", "__setitem__"]
     assert lane.syncs.by_stage() == {"paste": {"download": 2}}
+
+
+def test_cpu_upload_shares_a_frame_view_and_copies_what_it_may_not_share():
+    """On the CPU an upload is the frame itself: a region of a frame (a strided view) is not
+    copied; a read-only or reversed array is copied into a contiguous tensor."""
+    import numpy as np
+
+    from gpen_video.device import DeviceLane
+
+    lane = DeviceLane("cpu")
+    frame = np.arange(20 * 30 * 3, dtype=np.uint8).reshape(20, 30, 3)
+    region = frame[4:12, 5:25]
+    shared = lane.upload(region, "detect")[0]
+    assert np.shares_memory(shared.numpy(), frame) and np.array_equal(shared.numpy(), region)
+    frame.flags.writeable = False
+    copied = lane.upload(frame[4:12, 5:25], "detect")[0]
+    assert not np.shares_memory(copied.numpy(), frame) and copied.is_contiguous()
+    assert np.array_equal(copied.numpy(), region)
+    frame.flags.writeable = True
+    flipped = lane.upload(frame[:, ::-1], "detect")[0]
+    assert np.array_equal(flipped.numpy(), frame[:, ::-1])

@@ -121,13 +121,15 @@ class DeviceLane:
     # ---------------------------------------------------------------- transfers
     def upload(self, image: np.ndarray, stage: str) -> Any:
         """``image`` (``H×W×C`` numpy) as a ``1×H×W×C`` tensor on the device, queued on
-        ``stage``'s stream from a pinned buffer (one host copy, no host sync). On the CPU: a
-        tensor sharing ``image``'s memory when it is writeable, else a copy."""
+        ``stage``'s stream from a pinned buffer (one host copy, no host sync; ``image`` may be a
+        strided view). On the CPU: a tensor sharing ``image``'s memory when it is writeable
+        (strides kept: a view of a frame is not copied), else a contiguous copy."""
         import torch
 
         if not self.cuda:
-            host = image if image.flags.writeable else image.copy()
-            return torch.from_numpy(np.ascontiguousarray(host))[None]
+            shareable = image.flags.writeable and min(image.strides, default=0) >= 0
+            host = image if shareable else np.array(image, order="C", copy=True)
+            return torch.from_numpy(host)[None]
         staging = torch.empty((1, *image.shape), dtype=_torch_dtype(image.dtype), pin_memory=True)
         np.copyto(staging.numpy()[0], image)
         with torch.cuda.stream(self.stream(stage)):

@@ -289,7 +289,7 @@ class FaceDetector:
     def to_device(self, array: np.ndarray):
         """A numpy array (uint8, uint16 or float32) on the detector's device, uploaded on the
         detect stream from a pinned buffer (no host sync)."""
-        return self.lane.upload(np.ascontiguousarray(array), "detect")[0]
+        return self.lane.upload(array, "detect")[0]
 
     def pixel_scale(self, height: int, width: int):
         """``(w, h, w, h)`` float32 on the device: maps the decoders' unit boxes to pixels."""
