@@ -113,7 +113,8 @@ def single_run(args: list[str], threads: int = 1) -> dict[int, list]:
 
     parser = argparse.ArgumentParser()
     run_command.configure(parser)
-    options = run_command.options_from_args(parser.parse_args(args))
+    parsed = parser.parse_args(args)
+    options = run_command.chunk_options(run_command.options_from_args(parsed), parsed)
     faces: dict[int, list] = {}
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -195,6 +195,12 @@ def detect_mode(args: argparse.Namespace, chunked: bool = False) -> str:
     return "full" if chunked or getattr(args, "segment", False) else "tracked"
 
 
+def chunk_options(options: RunOptions, args: argparse.Namespace) -> RunOptions:
+    """The options every chunk of a ``--workers`` run renders with (``--workers 1`` included):
+    chunks must not depend on where they start, so full detection unless ``--detect`` says."""
+    return replace(options, detect=replace(options.detect, mode=detect_mode(args, chunked=True)))
+
+
 def options_from_args(args: argparse.Namespace, env: Environment | None = None) -> RunOptions:
     """Build the run's options from parsed arguments.
 
@@ -291,9 +297,7 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     if workers is not None:  # several processes: gpen_video.farm.local
         from gpen_video.farm.local import run_workers
 
-        # chunks must not depend on where they start: full detection unless --detect says
-        options = replace(options, detect=replace(options.detect,
-                                                  mode=detect_mode(args, chunked=True)))
+        options = chunk_options(options, args)
         _check_before_workers(options)
         run_workers(options, workers, env=env)
         return 0
