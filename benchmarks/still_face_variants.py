@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +29,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gpen_video import pipeline  # noqa: E402
 from gpen_video.faces import FaceDetector  # noqa: E402
-from gpen_video.options import DetectOptions, ModelOptions, SmoothOptions  # noqa: E402
-from gpen_video.quality import measure  # noqa: E402
+from gpen_video.options import DetectOptions  # noqa: E402
 from tests.geometry import face_photo  # noqa: E402
-from tests.pipeline_helpers import face_scene, read_frames, run_options, write_clip  # noqa: E402
-from tests.test_smooth_flicker import _network_flicker, stream_matrices  # noqa: E402
+from tests.pipeline_helpers import face_scene, read_frames, write_clip  # noqa: E402
+from tests.test_smooth_flicker import (_network_flicker, restored_and_measured,  # noqa: E402
+                                       stream_matrices)
 
 TESTDATA = REPO.parent / "shared" / "testdata"
 FRAMES = 30
@@ -80,12 +78,7 @@ def variant(detector: FaceDetector, size: int, sigma: float, crf: str, folder: P
 def output_warping_error(detector: FaceDetector, clip: Path, method: str) -> tuple[float, float]:
     """(mean, median) over frames of the output's warping error inside the face (×1e6, [0, 1]
     RGB scale) after a run with ``--smooth method --temporal off``."""
-    out = clip.with_name(f"{clip.stem}_{method}.mov")
-    options = replace(run_options(TESTDATA, clip, out, temporal="off", codec="png"),
-                      model=ModelOptions(name="GPEN-BFR-256", random_weights=True),
-                      smooth=SmoothOptions(method=method))
-    pipeline.run(options)
-    report = measure(clip, out, detector=detector)
+    _, report = restored_and_measured(TESTDATA, clip, clip.parent, method, detector)
     values = [v for c in report.curves for v in c.warp_result if v is not None]
     return round(report.clip.warp_result * 1e6, 1), round(float(np.median(values)) * 1e6, 1)
 

@@ -18,9 +18,9 @@ flicker"):
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import replace
+
+import numpy as np
 
 from gpen_video import pipeline
 from gpen_video.bench.measure import in_thread
@@ -62,6 +62,18 @@ def stream_matrices(frames: list, dets: list, method: str) -> list:
     return [ff.faces[0].matrix for ff in out]
 
 
+def restored_and_measured(testdata, clip, folder, method: str, detector):
+    """``clip`` through the pipeline with ``--temporal off``, random-weight GPEN-256 and
+    ``--smooth method`` (lossless output in ``folder``); the run's summary and
+    ``gpen-video measure``'s report of the output against ``clip``."""
+    out = folder / f"{clip.stem}_{method}.mov"
+    options = replace(run_options(testdata, clip, out, temporal="off", codec="png"),
+                      model=ModelOptions(name="GPEN-BFR-256", random_weights=True),
+                      smooth=SmoothOptions(method=method))
+    summary = pipeline.run(options)
+    return summary, measure(clip, out, detector=detector)
+
+
 def test_rts_brings_restorer_flicker_to_the_still_crop_floor(testdata, tmp_path):
     clip = _noisy_still(testdata, tmp_path / "still.mp4", n=FRAMES)
     frames = [f.image for f in read_frames(clip)]
@@ -86,13 +98,9 @@ def test_rts_halves_the_output_warping_error_of_a_still_face(testdata, tmp_path)
     detector = FaceDetector(DetectOptions(network="mobile0.25", weights=weights, device="cpu"))
     reports = {}
     for method in ("none", "rts"):
-        out = tmp_path / f"{method}.mov"
-        options = replace(run_options(testdata, clip, out, temporal="off", codec="png"),
-                          model=ModelOptions(name="GPEN-BFR-256", random_weights=True),
-                          smooth=SmoothOptions(method=method))
-        summary = pipeline.run(options)
+        summary, reports[method] = restored_and_measured(testdata, clip, tmp_path, method,
+                                                         detector)
         assert summary.faces == 30, summary
-        reports[method] = measure(clip, out, detector=detector)
     none, rts = reports["none"].clip, reports["rts"].clip
     assert len(reports["none"].tracks) == len(reports["rts"].tracks) == 1
     assert none.frames == rts.frames >= 29, (none, rts)

@@ -356,7 +356,7 @@ def _stitch(jobs: list, run: RunOptions, reencode: bool, span: tuple[int, int],
 
 
 def _render(jobs: list, count: int, threads: int, gpus: list[str], run: RunOptions,
-            progress: Progress) -> int:
+            progress: Progress) -> list[dict[str, Any]]:
     """Render every job on ``count`` processes; returns the chunks' run summaries
     (:meth:`gpen_video.pipeline.Summary.as_dict`), in chunk order."""
     ctx = multiprocessing.get_context("spawn")
@@ -398,12 +398,14 @@ def _render(jobs: list, count: int, threads: int, gpus: list[str], run: RunOptio
 
 
 def _summed_syncs(summaries: list[dict]) -> dict[str, dict[str, int]]:
-    total: dict[str, dict[str, int]] = {}
+    from gpen_video.device import HostSyncs
+
+    total = HostSyncs()
     for summary in summaries:
         for stage, kinds in summary.get("host_syncs", {}).items():
             for kind, n in kinds.items():
-                total.setdefault(stage, {})[kind] = total.get(stage, {}).get(kind, 0) + n
-    return total
+                total.add(stage, kind, n)
+    return total.by_stage()
 
 
 def _check_alive(procs: list, done: dict, jobs: list) -> None:
