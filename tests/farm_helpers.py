@@ -53,8 +53,10 @@ def face_clip(path: Path, testdata: Path, n: int = 72, size: tuple[int, int] = (
 
 def render_args(testdata: Path) -> list[str]:
     """Options of every farm-test render: identity restorer, real MobileNet detector, CPU,
-    full-frame detection (the farm's default: tracked detection depends on the frames before a
-    chunk, so only full detection makes a chunked render equal to a one-process one)."""
+    full-frame detection: the farm tests compare chunked renders with one-process ones pixel for
+    pixel, and a tracked face's window follows its track's prediction, which a chunk rebuilds
+    from its own lead frames to within a small fraction of a pixel, not exactly (RESULTS.md,
+    "Tracked detection in chunks")."""
     weights = testdata / "weights" / "detection_mobilenet0.25_Final.pth"
     return ["--backend", "identity", "--device", "cpu", "--detector", "mobile0.25",
             "--detector-weights", str(weights), "--progress", "none", "--detect", "full"]

@@ -34,13 +34,15 @@ def _options(testdata: Path, **kw) -> DetectOptions:
                          weights=testdata / "weights" / "detection_mobilenet0.25_Final.pth", **kw)
 
 
-def _analyse(frames: list[np.ndarray], options: DetectOptions, fps: float, batch: int = 4):
-    """Every frame through a FaceAnalyser, ``batch`` frames at a time; the output per frame."""
+def _analyse(frames: list[np.ndarray], options: DetectOptions, fps: float, batch: int = 4,
+             number: int = 0):
+    """Every frame through a FaceAnalyser, ``batch`` frames at a time; the output per frame.
+    ``number``: the clip's frame number of ``frames[0]`` (a chunk starts later)."""
     stream = FaceStream(fps=fps, crop_size=256, detect_every=stream_detect_every(options, fps))
     analyser = FaceAnalyser(FaceDetector(options), stream, options, fps=fps)
     out = []
     for start in range(0, len(frames), batch):
-        out += analyser.push(frames[start:start + batch])
+        out += analyser.push(frames[start:start + batch], number + start)
     out += analyser.flush()
     assert [ff.frame_index for ff in out] == list(range(len(frames)))
     return out
@@ -83,6 +85,29 @@ def test_schedule_spreads_a_tiled_scan_and_restarts_when_a_face_is_lost():
     small = ScanSchedule(every=5, min_iod=24)
     got = [len(small.parts_for(i, (360, 640, 3), i == 0)) for i in range(11)]
     assert got == [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]
+
+
+def test_scan_cycles_follow_frame_numbers_not_where_a_stream_starts():
+    """A stream that starts at frame 28 (a chunk) scans on the frames a stream from frame 0
+    scans on, from its first full cycle on; a shot that starts mid-cycle scans whole at once and
+    rejoins the cycles; a restart after a lost face spreads up to a boundary ≥ every/2 away."""
+    shape = (360, 640, 3)
+    whole = ScanSchedule(every=12, min_iod=24)
+    chunk = ScanSchedule(every=12, min_iod=24)
+    scanned_whole = [i for i in range(80) if whole.parts_for(i, shape, i == 0)]
+    scanned_chunk = [i for i in range(28, 80) if chunk.parts_for(i, shape, i == 28)]
+    assert scanned_whole == [0, 12, 24, 36, 48, 60, 72]
+    assert scanned_chunk == [28, 36, 48, 60, 72]
+    tiled = ScanSchedule(every=12, min_iod=24)
+    shape4k = (2160, 3840, 3)
+    n = len(tiled.plan(shape4k))
+    assert len(tiled.parts_for(0, shape4k, True)) == n
+    assert sum(len(tiled.parts_for(i, shape4k, False)) for i in range(1, 12)) == 0
+    tiled.lost([np.array([100.0, 100.0, 160.0, 180.0])])
+    spread = [len(tiled.parts_for(i, shape4k, False)) for i in range(20, 48)]
+    # frames 20-35: the boundary at 24 is under 6 frames away, so up to the one at 36
+    assert spread[0] > 0 and sum(spread[:16]) == n
+    assert spread[16] > 0 and sum(spread[16:]) == n  # frame 36 starts the next fixed cycle
 
 
 def test_detect_every_defaults():
@@ -216,3 +241,48 @@ def test_a_round_reads_back_once_after_every_forward(testdata, one_thread, monke
     assert set(events[:first]) == {"forward"} and events[:first].count("forward") == 4
     assert "forward" not in events[first:]
     assert sum(r is not None for r in result.windows) == len(jobs)
+
+
+def test_a_chunk_tracks_what_a_whole_clip_run_tracks(testdata, one_thread):
+    """Tracked detection in a chunk (``--workers``, the farm): the analyser starts at frame 28
+    of the clip, mid scan cycle, with one face already moving, and the chunk writes from frame
+    28 + lead (the product's margin, :func:`chunk_margins`) on. There it reports the faces of a
+    run from frame 0: the same faces on every frame; a second face entering at frame 125 found
+    on the same frame (the scan cycles follow frame numbers; counted from the chunk's start they
+    would scan 4 frames later); alignment within 0.05 px of a 256 crop (the chunk's windows
+    follow its own tracks' predictions, rebuilt over the lead: RESULTS.md, "Tracked detection in
+    chunks")."""
+    from gpen_video.farm.warmup import chunk_margins
+    from gpen_video.options import RunOptions
+    from tests.pipeline_helpers import face_scene
+
+    photo = cv2.cvtColor(cv2.imread(str(testdata / "images" / "gpen_ffhq-10_00004.png")),
+                         cv2.COLOR_BGR2RGB)
+    rng = np.random.default_rng(5)
+    bg = cv2.GaussianBlur(rng.integers(0, 255, (360, 640, 3), dtype=np.uint8), (0, 0), 6)
+    options, fps, start, enters = _options(testdata), 25.0, 28, 125
+    lead = chunk_margins(RunOptions(input=Path("-"), output=Path("-"), detect=options), fps).lead
+    first_written = start + lead
+    assert first_written < enters and start % 4 == 0 and start % detect_every(options, fps)
+    frames = []
+    for i in range(enters + 30):
+        frame = face_scene(photo, 150, 3.0 * np.sin(i / 9), (360, 640),
+                           (190 + 1.2 * np.sin(i / 20) * 100, 180), background=bg)
+        if i >= enters:
+            frame = face_scene(photo, 110, -4.0, (360, 640), (540, 150 + 0.5 * (i - enters)),
+                               background=frame)
+        frames.append(frame)
+    whole = _analyse(frames, options, fps)
+    chunk = _analyse(frames[start:], options, fps, number=start)
+    first_two, worst = {}, 0.0
+    for f in range(first_written, len(frames)):
+        a, b = whole[f].faces, chunk[f - start].faces
+        assert len(a) == len(b) >= 1, f
+        for name, faces in (("whole", a), ("chunk", b)):
+            if len(faces) == 2:
+                first_two.setdefault(name, f)
+        for x, y in zip(sorted(a, key=lambda t: t.params.cx),
+                        sorted(b, key=lambda t: t.params.cx)):
+            worst = max(worst, float(np.abs(x.matrix - y.matrix)[:, 2].max()))
+    assert enters <= first_two["whole"] == first_two["chunk"] < enters + detect_every(options, fps)
+    assert worst < 0.05, worst

@@ -73,9 +73,14 @@ def test_margins_cover_noise_window_confirmation_temporal_memory_and_lookahead()
     assert m.tail >= math.ceil(run.smooth.lag_seconds * 30)  # the RTS look-ahead
     assert m.tail >= run.track.max_misses + 1 + run.blend.ramp_frames  # gap/ramp decisions
     every3 = chunk_margins(RunOptions(input=Path("-"), output=Path("-"),
-                                      detect=run.detect.__class__(every=3)), 30.0)
+                                      detect=run.detect.__class__(mode="full", every=3)), 30.0)
     assert every3.lead >= 3 * (SmoothTuning().noise_window + run.track.confirm_hits)
     assert every3.step == 12  # detector batch 4 and detect-every 3 both start in phase
+    # tracked detection measures every face on every frame whatever --detect-every says (its
+    # scan interval); the scan cycles follow frame numbers wherever the chunk starts
+    scans3 = chunk_margins(RunOptions(input=Path("-"), output=Path("-"),
+                                      detect=run.detect.__class__(every=3)), 30.0)
+    assert (scans3.lead, scans3.step) == (m.lead, 4)
     off = RunOptions(input=Path("-"), output=Path("-"),
                      temporal=run.temporal.__class__(mode="off"))
     assert chunk_margins(off, 30.0).prime == 0
@@ -304,7 +309,8 @@ def test_bench_times_the_same_job_it_was_given(tmp_path: Path) -> None:
     bench_command.configure(parser)
     options = bench_command.options_from_args(parser.parse_args(
         ["--model", "GPEN-BFR-256", "--random-weights", "--detector", "mobile0.25",
-         "--device", "cpu", "--temporal", "off", "--codec", "ffv1", "--workers", "1,2"]))
+         "--detect", "full", "--device", "cpu", "--temporal", "off", "--codec", "ffv1",
+         "--workers", "1,2"]))
     args = command_args(options.run, tmp_path / "in.mp4", tmp_path / "out.mkv", 30)
     parser = argparse.ArgumentParser()
     run_command.configure(parser)

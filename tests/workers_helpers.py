@@ -114,7 +114,7 @@ def single_run(args: list[str], threads: int = 1) -> dict[int, list]:
     parser = argparse.ArgumentParser()
     run_command.configure(parser)
     parsed = parser.parse_args(args)
-    options = run_command.chunk_options(run_command.options_from_args(parsed), parsed)
+    options = run_command.options_from_args(parsed)
     faces: dict[int, list] = {}
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -77,7 +77,8 @@ def command_args(run: RunOptions, clip: Path, output: Path, frames: int) -> list
             "--model", str(run.model.checkpoint_path or run.model.name),
             "--backend", run.restore.backend, "--device", run.restore.device,
             "--precision", run.restore.precision, "--batch", str(run.restore.batch),
-            "--detector", run.detect.network, "--temporal", run.temporal.mode]
+            "--detector", run.detect.network, "--detect", run.detect.mode,
+            "--temporal", run.temporal.mode]
     if run.model.random_weights:
         args.append("--random-weights")
     if not run.model.download:

@@ -9,7 +9,6 @@ Takes every option of ``gpen-video IN OUT`` (model, backend, faces, encoding, ``
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 from gpen_video.commands import run as run_command
@@ -55,7 +54,6 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
                          "--segment); gpen-video farm chooses its segments itself (--segments)")
     # folders left open: each worker resolves them from its own environment (its machine's)
     run = run_command.options_from_args(args)
-    run = replace(run, detect=replace(run.detect, mode=run_command.detect_mode(args, True)))
     farm = FarmOptions(chunk=args.chunk, segments=args.segments, segment_dir=args.segment_dir,
                        keep_segments=args.keep_segments, ray_address=args.ray_address,
                        workers=args.workers, cpus_per_worker=args.cpus_per_worker,

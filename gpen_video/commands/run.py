@@ -90,14 +90,12 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
     faces.add_argument("--detector-weights", type=Path, default=None,
                        help="local RetinaFace weights file (offline use)")
     faces.add_argument("--faces", default="all", choices=FACE_SELECTIONS)
-    faces.add_argument("--detect", dest="detect_mode", default=None,
+    faces.add_argument("--detect", dest="detect_mode", default="tracked",
                        choices=DETECT_MODES,
                        help="tracked (default): each tracked face is re-detected in a window "
                             "around its predicted position, the whole frame is scanned only "
                             "every --detect-every frames, at shot cuts and when a face is lost; "
-                            "full: every frame is detected whole (the earlier behaviour; the "
-                            "default for --segment and farm chunks, whose output must not "
-                            "depend on where a chunk starts)")
+                            "full: every frame is detected whole (the earlier behaviour)")
     faces.add_argument("--min-face", type=float, default=24.0, metavar="PX",
                        help="tracked: the full-frame scan finds faces down to this many pixels "
                             "between the eyes (default 24; it sets the scan's resolution, tiled "
@@ -186,21 +184,6 @@ def parse_frames(text: str) -> tuple[int, int | None]:
     return start, end
 
 
-def detect_mode(args: argparse.Namespace, chunked: bool = False) -> str:
-    """``--detect``, else ``full`` for chunks (tracked detection depends on the frames before,
-    so a chunk's faces would differ by sub-pixel amounts from a whole-clip run) and
-    ``tracked`` otherwise."""
-    if args.detect_mode is not None:
-        return args.detect_mode
-    return "full" if chunked or getattr(args, "segment", False) else "tracked"
-
-
-def chunk_options(options: RunOptions, args: argparse.Namespace) -> RunOptions:
-    """The options every chunk of a ``--workers`` run renders with (``--workers 1`` included):
-    chunks must not depend on where they start, so full detection unless ``--detect`` says."""
-    return replace(options, detect=replace(options.detect, mode=detect_mode(args, chunked=True)))
-
-
 def options_from_args(args: argparse.Namespace, env: Environment | None = None) -> RunOptions:
     """Build the run's options from parsed arguments.
 
@@ -248,7 +231,7 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
                                max_batch=args.max_batch, engine_dir=engine_dir,
                                cuda_graphs=not args.no_cuda_graphs),
         detect=DetectOptions(network=args.detector, weights=args.detector_weights,
-                             mode=detect_mode(args), scan_min_iod=args.min_face,
+                             mode=args.detect_mode, scan_min_iod=args.min_face,
                              device=args.device, cache_dir=cache_dir,
                              download=not args.no_download,
                              max_side=args.detect_size, every=args.detect_every),
@@ -297,7 +280,6 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     if workers is not None:  # several processes: gpen_video.farm.local
         from gpen_video.farm.local import run_workers
 
-        options = chunk_options(options, args)
         _check_before_workers(options)
         run_workers(options, workers, env=env)
         return 0

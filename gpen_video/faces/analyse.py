@@ -100,7 +100,8 @@ class FaceAnalyser:
         self.options = options
         self.every = detect_every(options, fps)
         self.clock = clock if clock is not None else _Clock()
-        self._pushed = 0
+        self._pushed = 0  # frames pushed so far: the stream's and the tracker's frame index
+        self._number = 0  # the clip's frame number of the first frame pushed
         if options.mode == "tracked":
             crops = (options.window_size,) + (options.window_refine_size,) * max(
                 0, int(options.refine))
@@ -110,10 +111,18 @@ class FaceAnalyser:
             self.schedule = ScanSchedule(self.every, options.scan_min_iod, options.max_side or 640)
             self.cuts = CutDetector(threshold=cut_threshold)
 
-    def push(self, frames: Sequence[np.ndarray]) -> list[FrameFaces]:
-        """Analyse the next frames (RGB, in order); return the frames that are now final."""
+    def push(self, frames: Sequence[np.ndarray], number: int | None = None
+             ) -> list[FrameFaces]:
+        """Analyse the next frames (RGB, in order); return the frames that are now final.
+
+        ``number``: the clip's frame number of ``frames[0]``, given on the first push (default
+        0); the detect-every phase and the scan cycles follow it, so a run that starts
+        decoding in the middle of a clip (a chunk) detects on the frames a whole-clip run does.
+        """
         if not frames:
             return []
+        if self._pushed == 0 and number is not None:
+            self._number = int(number)
         if self.options.mode == "full":
             return self._push_full(frames)
         return self._push_tracked(frames)
@@ -128,7 +137,8 @@ class FaceAnalyser:
     # -- full ---------------------------------------------------------------------------------
 
     def _push_full(self, frames: Sequence[np.ndarray]) -> list[FrameFaces]:
-        wanted = [i for i in range(len(frames)) if (self._pushed + i) % self.every == 0]
+        first = self._number + self._pushed
+        wanted = [i for i in range(len(frames)) if (first + i) % self.every == 0]
         t = time.perf_counter()
         found = self.detector.detect([frames[i] for i in wanted]) if wanted else []
         t = self.clock.add("detect", t)
@@ -162,8 +172,8 @@ class FaceAnalyser:
                     landmarks = track.predict(index)[0]
                     if np.hypot(*(landmarks[1] - landmarks[0])) >= 1.0:
                         windows.append(WindowJob(i, landmarks, track.track_id))
-            scans.extend(ScanJob(i, part)
-                         for part in self.schedule.parts_for(index, frame.shape, shot_start))
+            scans.extend(ScanJob(i, part) for part in self.schedule.parts_for(
+                self._number + index, frame.shape, shot_start))
         t = self.clock.add("track", t)
         found = self.windows.run(frames, windows, scans)
         per_frame: list[list[Detection] | None] = [None] * len(frames)

@@ -1,11 +1,17 @@
 """When the full-frame scan runs, and which of its parts on which frame.
 
 A scan *cycle* visits every :class:`~gpen_video.faces.scan_plan.ScanPart` of the frame's plan.
-Cycles start every ``every`` frames; a cycle's parts are spread evenly over its frames (a
-one-part plan scans on the cycle's first frame), so every part is looked at once per ``every``
-frames and a face that appears anywhere is seen within ``every`` frames. At the first frame of
-the stream and of every shot, the whole plan runs at once (nothing is tracked yet). When a
-track is lost, the next frame starts a new cycle, parts that contain the lost face first.
+Cycles are fixed windows of frame numbers, ``[k·every, (k+1)·every)``; a cycle's parts are
+spread evenly over its frames (a one-part plan scans on the cycle's first frame), so every part
+is looked at once per ``every`` frames and a face that appears anywhere is seen within ``every``
+frames. At the first frame of the stream and of every shot, the whole plan runs at once (nothing
+is tracked yet). When a track is lost, the plan starts again on the next frame, parts that
+contain the lost face first, spread up to a cycle boundary at least ``every / 2`` frames away.
+
+Why fixed windows rather than cycles counted from each shot's start: a chunk of a clip
+(``--workers``, the farm) starts its stream on a frame number that is a multiple of ``every``
+(:mod:`gpen_video.farm.warmup`), usually in the middle of a shot, and then scans on the same
+frames as a single run of the whole clip does, so both find a new face on the same frame.
 """
 
 from __future__ import annotations
@@ -52,18 +58,23 @@ class ScanSchedule:
             self._queue.clear()
             self._restart = False
             self._priority.clear()
-            self._cycle_end = index + self.every
+            self._cycle_end = self._boundary(index, 1)
             return list(plan)
         if self._restart or index >= self._cycle_end:
             self._queue = deque(self._ordered(plan))
+            self._cycle_end = self._boundary(index, (self.every + 1) // 2 if self._restart
+                                             else 1)
             self._restart = False
             self._priority.clear()
-            self._cycle_end = index + self.every
         if not self._queue:
             return []
         frames_left = max(1, self._cycle_end - index)
         count = math.ceil(len(self._queue) / frames_left)
         return [self._queue.popleft() for _ in range(count)]
+
+    def _boundary(self, index: int, at_least: int) -> int:
+        """The first multiple of ``every`` at least ``at_least`` frames after ``index``."""
+        return -(-(index + at_least) // self.every) * self.every
 
     def _ordered(self, plan: list[ScanPart]) -> list[ScanPart]:
         if not self._priority or len(plan) == 1:

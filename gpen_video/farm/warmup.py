@@ -15,10 +15,15 @@ view needs those frames too. This module is the one place that says how many:
       start fades well within that (measured: < 0.005 px of a 256 crop after 48 frames);
     * a track needs ``confirm_hits`` detections before it is reported, and the RTS smoother's
       look-back is covered by the above;
-    * detection every N frames multiplies every "measured frame" above by N;
+    * detection every N frames (``--detect full --detect-every N``) multiplies every
+      "measured frame" above by N; tracked detection measures every tracked face on every
+      frame, and the chunk's first frame scans the whole frame, as a shot's first frame does;
     * rounded up so that the chunk's first decoded frame starts a detector batch, as in a
-      single run (the pipeline aligns batches and the detect-every phase to frame numbers:
-      RetinaFace's numbers depend slightly on which frames share its batch).
+      single run (RetinaFace's numbers depend slightly on which frames share its batch; the
+      pipeline forms batches by frame number), and, with ``--detect full --detect-every N``, is
+      a detected frame. The detect-every phase and tracked detection's scan cycles follow the
+      clip's frame numbers wherever decoding starts (:class:`gpen_video.faces.FaceAnalyser`),
+      so a face entering the picture is found on the same frame as in a single run.
 
 ``prime`` (the last frames of the lead, restored and temporally smoothed, not written)
     the temporal filter's memory: :meth:`gpen_video.compose.temporal.TemporalSmoother.memory_frames`
@@ -90,9 +95,10 @@ def temporal_memory(run: RunOptions) -> int:
 def chunk_margins(run: RunOptions, fps: float) -> ChunkMargins:
     """The margins of any chunk rendered with ``run``'s options from a clip at ``fps``."""
     from gpen_video.faces import FaceStream
+    from gpen_video.faces.analyse import stream_detect_every
     from gpen_video.faces.smooth import SmoothTuning
 
-    every = max(1, run.detect.every)
+    every = stream_detect_every(run.detect, fps)  # frames per measurement of a face
     batch = max(1, run.detect.batch)
     tuning = SmoothTuning()
     measured = tuning.noise_window + run.track.confirm_hits

@@ -92,8 +92,8 @@ class AnalyseFaces:
         self._todo: list = []  # frames read, not yet analysed
 
     def process(self, frame: Any) -> list[FrameJob]:
-        # detector batches and the detect-every phase follow the clip's frame numbers, so a
-        # chunk of the clip (gpen_video.farm.warmup) detects exactly what a single run does
+        # detector batches, the detect-every phase and the scan cycles follow the clip's frame
+        # numbers, so a chunk of the clip (gpen_video.farm.warmup) detects what a single run does
         self._todo.append(frame)
         if len(self._todo) < self.batch and (frame.index + 1) % self.batch != 0:
             return []
@@ -107,7 +107,8 @@ class AnalyseFaces:
 
     def _analyse(self, frames: list) -> list[FrameJob]:
         self._held.extend(frames)
-        return self._release(self.analyser.push([frame.image for frame in frames]))
+        return self._release(self.analyser.push([frame.image for frame in frames],
+                                                frames[0].index))
 
     def _release(self, ready: list) -> list[FrameJob]:
         out = []
