@@ -245,7 +245,7 @@ def markdown(result: dict) -> str:
                      f"{100 * r['floor_fraction']:.0f} % | {r['load_avg_1min']} |")
     for r in result["forward"]:
         lines.append(f"| {r['model']} | GPU | {r['gflop_per_face']:.1f} | {NO_GPU} | | | | | |")
-    lines += ["", f"![per-stage time, 1080p one face](end_to_end_stages.png)", "",
+    lines += ["", "![per-stage time, 1080p one face](end_to_end_stages.png)", "",
               "Raw data: `benchmarks/results/end_to_end.json`. The same measurement for any "
               "clip or configuration: `gpen-video bench [INPUT] --json PATH --plot PNG`.", END]
     return "\n".join(lines)

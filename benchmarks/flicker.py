@@ -31,8 +31,6 @@ BEGIN, END = "<!-- flicker:begin -->", "<!-- flicker:end -->"
 
 
 def main() -> None:
-    import numpy as np
-
     from gpen_video import pipeline
     from gpen_video.bench.records import write_json, write_section
     from gpen_video.options import ModelOptions

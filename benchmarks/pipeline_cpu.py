@@ -31,7 +31,6 @@ import shlex
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 

@@ -286,3 +286,42 @@ def test_a_chunk_tracks_what_a_whole_clip_run_tracks(testdata, one_thread):
             worst = max(worst, float(np.abs(x.matrix - y.matrix)[:, 2].max()))
     assert enters <= first_two["whole"] == first_two["chunk"] < enters + detect_every(options, fps)
     assert worst < 0.05, worst
+
+
+def test_scan_parts_of_8bit_frames_are_resized_before_they_become_float(testdata):
+    """The CPU's fast path for scan parts (uint8 resize, then float) gives the float path's
+    image to within one level; 16-bit frames and unscaled parts take the float path itself;
+    a grey frame and a read-only frame work."""
+    import torch
+    import torch.nn.functional as F
+
+    detector = FaceDetector(_options(testdata))
+    windows = WindowDetector(detector, 288, (224, 160, 160))
+    rng = np.random.default_rng(4)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8), (0, 0), 1.5)
+    region, size = (100, 40, 1380, 760), (640, 360)
+
+    def float_path(image):
+        windows._scratch.reset()
+        return F.interpolate(windows._to_device(image, region), size=size[::-1],
+                             mode="bilinear", antialias=True, align_corners=False).clone()
+
+    def scan_image(image, size=size):
+        windows._scratch.reset()
+        return windows._scan_image(image, region, size).clone()
+
+    expected = float_path(frame)
+    got = scan_image(frame)
+    assert got.shape == expected.shape == (1, 3, 360, 640)
+    assert float((got - expected).abs().max()) <= 1.0
+    assert float((got - expected).abs().mean()) < 0.5
+    locked = frame.copy()
+    locked.flags.writeable = False
+    assert torch.equal(scan_image(locked), got)
+    grey = np.ascontiguousarray(frame[:, :, 1])
+    g = scan_image(grey)
+    assert torch.equal(g[0, 0], g[0, 2]) and float((g[0, 0] - got[0, 1]).abs().max()) == 0.0
+    deep = frame.astype(np.uint16) * 257
+    assert torch.equal(scan_image(deep), float_path(deep))
+    whole = scan_image(frame, (1280, 720))  # no resize: the region as float
+    assert torch.equal(whole[0].permute(1, 2, 0), torch.from_numpy(frame[40:760, 100:1380]).float())

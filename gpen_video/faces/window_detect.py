@@ -206,6 +206,32 @@ class WindowDetector:
             tensor *= 255.0 / 65535.0
         return tensor.permute(2, 0, 1)[None]
 
+    def _scan_image(self, frame: np.ndarray, region: tuple[int, int, int, int],
+                    size: tuple[int, int]):
+        """``region`` of ``frame`` resized to ``size`` (w, h) — bilinear, antialiased — as a
+        1×3×h×w float32 RGB tensor (0–255) on the device.
+
+        On the CPU an 8-bit region is resized before it becomes float (torch's uint8 resize,
+        the same filter, rounded to whole levels): converting a 4K frame to float first costs
+        more than the resize and the network's input together (RESULTS.md, "Tracked detection in
+        ``gpen-video bench``"). Elsewhere the float region is resized."""
+        import torch.nn.functional as F
+
+        x0, y0, x1, y1 = region
+        w, h = size
+        if (w, h) == (x1 - x0, y1 - y0):
+            return self._to_device(frame, region)
+        if self.device.type == "cpu" and frame.dtype == np.uint8:
+            pixels = frame[y0:y1, x0:x1, :3] if frame.ndim == 3 else frame[y0:y1, x0:x1, None]
+            image = self.detector.to_device(pixels).permute(2, 0, 1)[None]  # shares the frame
+            small = F.interpolate(image, size=(h, w), mode="bilinear", antialias=True,
+                                  align_corners=False)
+            tensor = self._scratch.take(h * w * 3).view(h, w, 3)
+            tensor.copy_(small[0].permute(1, 2, 0).expand(-1, -1, 3))
+            return tensor.permute(2, 0, 1)[None]
+        return F.interpolate(self._to_device(frame, region), size=(h, w), mode="bilinear",
+                             antialias=True, align_corners=False)
+
     def _window_region(self, frame_shape: tuple[int, ...], matrix: np.ndarray
                        ) -> tuple[int, int, int, int]:
         """The frame rectangle a window's passes sample (:meth:`_pass_reach` around the
@@ -316,11 +342,8 @@ class WindowDetector:
         height = max(job.part.size[1] + 2 * job.part.border for job in jobs)
         images = []
         for job in jobs:
-            patch = self._to_device(frames[job.frame], job.part.region)
             w, h = job.part.size
-            if (w, h) != tuple(patch.shape[:1:-1]):
-                patch = F.interpolate(patch, size=(h, w), mode="bilinear", antialias=True,
-                                      align_corners=False)
+            patch = self._scan_image(frames[job.frame], job.part.region, (w, h))
             patch = patch.flip(1)  # BGR, as the detector was trained
             b = job.part.border
             image = F.pad(patch, (b, b, b, b)) - self.detector._mean  # black border
