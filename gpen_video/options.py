@@ -89,7 +89,8 @@ class DetectOptions:
     #                         face at the refine_size template's scale, centred)
     window_scale: int = 0  # tracked: template size setting the face's scale in that window
     #                        (0: refine_size; smaller: more room for motion, coarser landmarks)
-    window_refine_size: int = 160  # tracked: side of the tight windows of the refine passes
+    window_refine_size: int = 192  # tracked: side of the tight windows of the refine passes
+    #                                (a multiple of 32, the detector's coarsest stride)
     min_face: int = 0  # ignore faces whose aligned crop spans fewer frame pixels (≈ 4.8× IOD)
     device: str = "auto"
     cache_dir: Path | None = None  # weights cache; default as for ModelOptions.cache_dir

@@ -10,8 +10,11 @@ A *round* takes the frames of a detection batch and two kinds of jobs:
   distances of the template is taken; each further pass cuts a tight ``crops[k]`` window again
   from the landmarks just found (the refinement of :meth:`FaceDetector.refine`, gate ½ IOD; a
   pass that finds nothing keeps the previous landmarks). The sizes were chosen with
-  ``benchmarks/face_stability.py``: 224 then 2 × 160 is as stable as full-frame detection with
-  two 288 refinements; one refinement, or a 192 first window, is not.
+  ``benchmarks/face_stability.py`` (``DetectOptions``: 224, then 2 × 192): steadier than
+  full-frame detection with two 288 refinements, for faces of 45 and of 192 px between the
+  eyes; 2 × 160 was within 10 % of it at 45 px but up to 31 % worse at 192 px, one refinement
+  or a 192 first window is worse, and sides that are not multiples of 32 (the detector's
+  coarsest stride: 176) are much worse (RESULTS.md, "Tracked detection: window sizes").
 * :class:`ScanPart` jobs of :mod:`gpen_video.faces.scan_plan` — a frame region resized for the
   detector, thresholded and reduced by NMS like :meth:`FaceDetector.detect`.
 
@@ -139,7 +142,7 @@ class WindowDetector:
     later ones tight, since only the face's own pixels matter to the detector then).
     """
 
-    def __init__(self, detector: Any, scale: int = 288, crops: Sequence[int] = (288, 160, 160),
+    def __init__(self, detector: Any, scale: int = 288, crops: Sequence[int] = (288, 192, 192),
                  first_gate: float = 1.0, first_scale: int | None = None) -> None:
         import torch
 
