@@ -212,6 +212,9 @@ def test_a_round_reads_back_once_after_every_forward(testdata, one_thread, monke
     faces = detector.detect_one(image)
     assert faces
     windows = WindowDetector(detector, 288, (288, 192, 192), first_gate=2.0)
+    # what a GPU runs: grid_sample on the device (on the CPU OpenCV warps the windows straight
+    # from host memory, where reading a tensor costs no sync)
+    monkeypatch.setattr(WindowDetector, "_sample", WindowDetector._sample_grid)
     jobs = [WindowJob(i, f.landmarks) for i in range(2) for f in faces]
     from gpen_video.faces.window_detect import ScanJob
 
@@ -325,3 +328,47 @@ def test_scan_parts_of_8bit_frames_are_resized_before_they_become_float(testdata
     assert torch.equal(scan_image(deep), float_path(deep))
     whole = scan_image(frame, (1280, 720))  # no resize: the region as float
     assert torch.equal(whole[0].permute(1, 2, 0), torch.from_numpy(frame[40:760, 100:1380]).float())
+
+
+def test_host_window_sampling_matches_the_grid_sample_reference(testdata, one_thread,
+                                                                monkeypatch):
+    """On the CPU the windows are warped by OpenCV (:meth:`WindowDetector._sample_host`);
+    ``grid_sample`` (:meth:`_sample_grid`, what a GPU runs) is the reference: the same window
+    images to within 0.05 levels (measured: 0.01; a window reaching past the frame's edge
+    included), the same landmarks to 0.01 px."""
+    import torch
+
+    from gpen_video.faces.align import similarity_to_template
+    from gpen_video.faces.window_detect import _invert_batch
+    from tests.pipeline_helpers import face_scene
+
+    photo = cv2.cvtColor(cv2.imread(str(testdata / "images" / "gpen_ffhq-10_00004.png")),
+                         cv2.COLOR_BGR2RGB)
+    rng = np.random.default_rng(7)
+    bg = cv2.GaussianBlur(rng.integers(0, 255, (540, 960, 3), dtype=np.uint8), (0, 0), 3)
+    frames = [face_scene(photo, 260, 8.0 * k, (540, 960), (480 + 30 * k, 280 - 40 * k),
+                         background=bg) for k in (-1, 0, 1)]
+    frames.append(face_scene(photo, 200, 0.0, (540, 960), (120, 110), background=bg))  # at the edge
+    detector = FaceDetector(_options(testdata))
+    windows = WindowDetector(detector, 288, (224, 192, 192), first_gate=2.0)
+    found = [detector.detect([f])[0][0].landmarks for f in frames]
+    jobs = [WindowJob(i, lm + rng.normal(0.0, 2.0, lm.shape)) for i, lm in enumerate(found)]
+    with torch.inference_mode():
+        matrices = [similarity_to_template(job.landmarks, 288) for job in jobs]
+        regions = [windows._window_region(frames[j.frame].shape, m)
+                   for j, m in zip(jobs, matrices)]
+        windows._scratch.reset()
+        patches = [windows._to_device(frames[j.frame], r) for j, r in zip(jobs, regions)]
+        rects = torch.tensor(np.array(regions, dtype=np.float32))
+        inverse = _invert_batch(torch.tensor(np.stack(matrices), dtype=torch.float32) * 224 / 288)
+        host = windows._sample_host(patches, rects, inverse, 224)
+        grid = windows._sample_grid(patches, rects, inverse, 224)
+    diff = (host - grid).abs()
+    assert host.shape == grid.shape == (4, 3, 224, 224)
+    assert float(diff.mean()) < 1e-3 and float(diff.max()) < 0.05  # of 0-255 levels
+    fast = windows.run(frames, jobs, []).windows
+    monkeypatch.setattr(WindowDetector, "_sample", WindowDetector._sample_grid)
+    reference = windows.run(frames, jobs, []).windows
+    for a, b in zip(fast, reference):
+        assert a is not None and b is not None
+        assert float(np.abs(a.landmarks - b.landmarks).max()) < 0.01

@@ -19,7 +19,8 @@ A *round* takes the frames of a detection batch and two kinds of jobs:
   detector, thresholded and reduced by NMS like :meth:`FaceDetector.detect`.
 
 Device behaviour (the same code runs on the CPU): the frames' regions go to the detector's device
-once; windows are sampled there (``grid_sample``), every window of the round goes through the
+once; windows are sampled there (``grid_sample``; on the CPU OpenCV's warp, which is faster
+there and reads the same host memory), every window of the round goes through the
 network in one forward per pass, and the next pass's windows are computed there from the
 previous pass's landmarks (a batched least-squares similarity), so passes need no host round
 trip. Scan parts are padded to one size and go through in one forward; their candidates are cut
@@ -256,7 +257,33 @@ class WindowDetector:
 
     def _sample(self, patches: list, regions, inverse, size: int):
         """The ``size``² windows, BGR minus the detector's means: ``inverse`` (N, 2, 3) maps
-        window → frame pixels, ``regions`` (N, 4) float holds each patch's frame rectangle."""
+        window → frame pixels, ``regions`` (N, 4) float holds each patch's frame rectangle.
+
+        Bilinear, reflected at the patch's edge. On the CPU OpenCV warps each window
+        (:meth:`_sample_host`: a quarter faster per round than ``grid_sample`` there, the same
+        images to 0.01 levels); on a GPU, and as the reference, :meth:`_sample_grid`."""
+        if self.device.type == "cpu":
+            return self._sample_host(patches, regions, inverse, size)
+        return self._sample_grid(patches, regions, inverse, size)
+
+    def _sample_host(self, patches: list, regions, inverse, size: int):
+        """:meth:`_sample` with ``cv2.warpAffine`` on host tensors (patches are channels-last
+        memory: :meth:`_to_device`, so each is a plain H×W×3 array to OpenCV)."""
+        import cv2
+        import torch
+
+        maps = inverse.numpy().astype(np.float64)
+        maps[:, :, 2] -= regions.numpy()[:, :2]  # window → patch pixels
+        out = np.empty((len(patches), size, size, 3), np.float32)
+        for n, patch in enumerate(patches):
+            cv2.warpAffine(patch[0].permute(1, 2, 0).numpy(), maps[n], (size, size), dst=out[n],
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REFLECT)
+        return torch.from_numpy(out).permute(0, 3, 1, 2).flip(1) - self.detector._mean
+
+    def _sample_grid(self, patches: list, regions, inverse, size: int):
+        """:meth:`_sample` with ``grid_sample`` on the detector's device (reflection about the
+        patch's outer pixel edges, as ``cv2.BORDER_REFLECT``)."""
         import torch
         import torch.nn.functional as F
 
