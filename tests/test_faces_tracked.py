@@ -132,6 +132,12 @@ def test_batched_similarity_is_the_umeyama_fit():
 
 # -- with the detector --------------------------------------------------------------------------
 
+def _photo(testdata: Path) -> np.ndarray:
+    """The FFHQ-aligned face photo the synthetic scenes are made of, RGB."""
+    return cv2.cvtColor(cv2.imread(str(testdata / "images" / "gpen_ffhq-10_00004.png")),
+                        cv2.COLOR_BGR2RGB)
+
+
 def _solvay(testdata: Path) -> np.ndarray:
     bgr = cv2.imread(str(testdata / "images" / "gpen_Solvay_conference_1927.png"))
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -179,8 +185,7 @@ def test_solvay_in_4k_all_29_faces_tracked_by_frame_k_plus_1(testdata, one_threa
 
 def test_a_face_entering_at_frame_20_is_tracked_by_frame_20_plus_k(testdata, one_thread):
     """A face pasted into a still background from frame 20 on (25 fps: K = 12)."""
-    face = cv2.cvtColor(cv2.imread(str(testdata / "images" / "gpen_ffhq-10_00004.png")),
-                        cv2.COLOR_BGR2RGB)
+    face = _photo(testdata)
     face = cv2.resize(face, (150, 150), interpolation=cv2.INTER_AREA)
     rng = np.random.default_rng(3)
     bg = cv2.GaussianBlur(rng.integers(0, 255, (360, 640, 3), dtype=np.uint8), (0, 0), 6)
@@ -259,8 +264,7 @@ def test_a_chunk_tracks_what_a_whole_clip_run_tracks(testdata, one_thread):
     from gpen_video.options import RunOptions
     from tests.pipeline_helpers import face_scene
 
-    photo = cv2.cvtColor(cv2.imread(str(testdata / "images" / "gpen_ffhq-10_00004.png")),
-                         cv2.COLOR_BGR2RGB)
+    photo = _photo(testdata)
     rng = np.random.default_rng(5)
     bg = cv2.GaussianBlur(rng.integers(0, 255, (360, 640, 3), dtype=np.uint8), (0, 0), 6)
     options, fps, start, enters = _options(testdata), 25.0, 28, 125
@@ -342,8 +346,7 @@ def test_host_window_sampling_matches_the_grid_sample_reference(testdata, one_th
     from gpen_video.faces.window_detect import _invert_batch
     from tests.pipeline_helpers import face_scene
 
-    photo = cv2.cvtColor(cv2.imread(str(testdata / "images" / "gpen_ffhq-10_00004.png")),
-                         cv2.COLOR_BGR2RGB)
+    photo = _photo(testdata)
     rng = np.random.default_rng(7)
     bg = cv2.GaussianBlur(rng.integers(0, 255, (540, 960, 3), dtype=np.uint8), (0, 0), 3)
     frames = [face_scene(photo, 260, 8.0 * k, (540, 960), (480 + 30 * k, 280 - 40 * k),

@@ -8,10 +8,10 @@ frames. At the first frame of the stream and of every shot, the whole plan runs 
 is tracked yet). When a track is lost, the plan starts again on the next frame, parts that
 contain the lost face first, spread up to a cycle boundary at least ``every / 2`` frames away.
 
-Why fixed windows rather than cycles counted from each shot's start: a chunk of a clip
-(``--workers``, the farm) starts its stream on a frame number that is a multiple of ``every``
-(:mod:`gpen_video.farm.warmup`), usually in the middle of a shot, and then scans on the same
-frames as a single run of the whole clip does, so both find a new face on the same frame.
+Why fixed windows rather than cycles counted from each shot's start: the frame numbers are the
+clip's (:meth:`gpen_video.faces.FaceAnalyser.push` is told where its stream starts), so a chunk
+of a clip (``--workers``, the farm), which usually starts in the middle of a shot, scans on the
+same frames as a single run of the whole clip does, and both find a new face on the same frame.
 """
 
 from __future__ import annotations

@@ -190,17 +190,21 @@ class WindowDetector:
 
     # -- inputs on the device -----------------------------------------------------------------
 
-    def _to_device(self, frame: np.ndarray, region: tuple[int, int, int, int]):
-        """``region`` of ``frame`` as a 1×3×h×w float32 **RGB** tensor on the device (0–255;
-        channels-last memory in the round's scratch buffer, no copy beyond the conversion to
-        float). The detector's BGR order is made on the network's input, which is smaller
-        (:meth:`_sample`, scans)."""
-        import torch
-
+    def _pixels(self, frame: np.ndarray, region: tuple[int, int, int, int]):
+        """``region`` of ``frame`` as an ``h×w×C`` integer tensor on the device (``C`` = 1 for a
+        grey frame, else 3; on the CPU it shares the frame's memory; pinned, no host sync)."""
         x0, y0, x1, y1 = region
         if frame.ndim == 2:
             frame = frame[:, :, None]
-        pixels = self.detector.to_device(frame[y0:y1, x0:x1, :3])  # pinned, no host sync
+        return self.detector.to_device(frame[y0:y1, x0:x1, :3])
+
+    def _as_float(self, pixels):
+        """``h×w×C`` integer pixels as a 1×3×h×w float32 **RGB** tensor (0–255; channels-last
+        memory in the round's scratch buffer, no copy beyond the conversion to float). The
+        detector's BGR order is made on the network's input, which is smaller (:meth:`_sample`,
+        scans)."""
+        import torch
+
         if pixels.dtype == torch.uint16:
             pixels = pixels.to(torch.int32)
         h, w, channels = pixels.shape
@@ -210,10 +214,14 @@ class WindowDetector:
             tensor *= 255.0 / 65535.0
         return tensor.permute(2, 0, 1)[None]
 
+    def _to_device(self, frame: np.ndarray, region: tuple[int, int, int, int]):
+        """``region`` of ``frame`` as :meth:`_as_float` gives it."""
+        return self._as_float(self._pixels(frame, region))
+
     def _scan_image(self, frame: np.ndarray, region: tuple[int, int, int, int],
                     size: tuple[int, int]):
-        """``region`` of ``frame`` resized to ``size`` (w, h) — bilinear, antialiased — as a
-        1×3×h×w float32 RGB tensor (0–255) on the device.
+        """``region`` of ``frame`` resized to ``size`` (w, h) — bilinear, antialiased — as
+        :meth:`_as_float` gives it.
 
         On the CPU an 8-bit region is resized before it becomes float (torch's uint8 resize,
         the same filter, rounded to whole levels): converting a 4K frame to float first costs
@@ -226,13 +234,10 @@ class WindowDetector:
         if (w, h) == (x1 - x0, y1 - y0):
             return self._to_device(frame, region)
         if self.device.type == "cpu" and frame.dtype == np.uint8:
-            pixels = frame[y0:y1, x0:x1, :3] if frame.ndim == 3 else frame[y0:y1, x0:x1, None]
-            image = self.detector.to_device(pixels).permute(2, 0, 1)[None]  # shares the frame
+            image = self._pixels(frame, region).permute(2, 0, 1)[None]
             small = F.interpolate(image, size=(h, w), mode="bilinear", antialias=True,
                                   align_corners=False)
-            tensor = self._scratch.take(h * w * 3).view(h, w, 3)
-            tensor.copy_(small[0].permute(1, 2, 0).expand(-1, -1, 3))
-            return tensor.permute(2, 0, 1)[None]
+            return self._as_float(small[0].permute(1, 2, 0))
         return F.interpolate(self._to_device(frame, region), size=(h, w), mode="bilinear",
                              antialias=True, align_corners=False)
 
