@@ -139,3 +139,28 @@ def test_color_matcher_moves_statistics_and_smooths():
     # a sudden change of the source moves the correction only part of the way (smoothed)
     out2 = matcher(restored, np.clip(source + 0.2, 0, 1))
     assert source[core].mean() + 0.01 < out2[core].mean() < source[core].mean() + 0.15
+
+
+def test_a_blender_reusing_its_working_arrays_pastes_what_a_fresh_one_pastes(testdata):
+    """The paste keeps per-thread working arrays between calls: a big face, then a small one,
+    8-bit then 16-bit, and two threads at once must give what a new Blender gives each time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = 256
+    rng = np.random.default_rng(3)
+    cases = []
+    for face_px, dtype in [(256, np.uint8), (96, np.uint8), (200, np.uint16), (128, np.uint8)]:
+        frame = _frame_with_face(testdata, face_px, dtype)
+        h, w = frame.shape[:2]
+        matrix = similarity((w / 2 + 0.4, h / 2 - 0.2), face_px, size, 5.0)
+        crop = rng.random((size, size, 3), dtype=np.float32)
+        cases.append((frame, Paste(crop, matrix, alpha=0.8)))
+    expected = [Blender(size).paste(frame, [face]) for frame, face in cases]
+    shared = Blender(size)
+    for (frame, face), want in zip(cases, expected):
+        got = shared.paste(frame, [face])
+        assert np.array_equal(got, want) and got.dtype == want.dtype
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(3):
+            results = list(pool.map(lambda case: shared.paste(case[0], [case[1]]), cases))
+            assert all(np.array_equal(g, w) for g, w in zip(results, expected))
