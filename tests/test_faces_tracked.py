@@ -219,7 +219,7 @@ def test_a_round_reads_back_once_after_every_forward(testdata, one_thread, monke
     windows = WindowDetector(detector, 288, (288, 192, 192), first_gate=2.0)
     # what a GPU runs: grid_sample on the device (on the CPU OpenCV warps the windows straight
     # from host memory, where reading a tensor costs no sync)
-    monkeypatch.setattr(WindowDetector, "_sample", WindowDetector._sample_grid)
+    windows.host_windows = False
     jobs = [WindowJob(i, f.landmarks) for i in range(2) for f in faces]
     from gpen_video.faces.window_detect import ScanJob
 
@@ -257,9 +257,11 @@ def test_a_chunk_tracks_what_a_whole_clip_run_tracks(testdata, one_thread):
     28 + lead (the product's margin, :func:`chunk_margins`) on. There it reports the faces of a
     run from frame 0: the same faces on every frame; a second face entering at frame 125 found
     on the same frame (the scan cycles follow frame numbers; counted from the chunk's start they
-    would scan 4 frames later); alignment within 0.05 px of a 256 crop (the chunk's windows
+    would scan 4 frames later); alignment within 0.1 px of a 256 crop (the chunk's windows
     follow its own tracks' predictions, rebuilt over the lead: RESULTS.md, "Tracked detection in
-    chunks")."""
+    chunks"; measured 0.05 px — the CPU's windows are rounded to whole levels, so two runs whose
+    predictions differ by a hair see windows a level apart here and there; with float windows
+    it was 0.0003 px)."""
     from gpen_video.farm.warmup import chunk_margins
     from gpen_video.options import RunOptions
     from tests.pipeline_helpers import face_scene
@@ -292,7 +294,7 @@ def test_a_chunk_tracks_what_a_whole_clip_run_tracks(testdata, one_thread):
                         sorted(b, key=lambda t: t.params.cx)):
             worst = max(worst, float(np.abs(x.matrix - y.matrix)[:, 2].max()))
     assert enters <= first_two["whole"] == first_two["chunk"] < enters + detect_every(options, fps)
-    assert worst < 0.05, worst
+    assert worst < 0.1, worst
 
 
 def test_scan_parts_of_8bit_frames_are_resized_before_they_become_float(testdata):
@@ -334,12 +336,13 @@ def test_scan_parts_of_8bit_frames_are_resized_before_they_become_float(testdata
     assert torch.equal(whole[0].permute(1, 2, 0), torch.from_numpy(frame[40:760, 100:1380]).float())
 
 
-def test_host_window_sampling_matches_the_grid_sample_reference(testdata, one_thread,
-                                                                monkeypatch):
-    """On the CPU the windows are warped by OpenCV (:meth:`WindowDetector._sample_host`);
-    ``grid_sample`` (:meth:`_sample_grid`, what a GPU runs) is the reference: the same window
-    images to within 0.05 levels (measured: 0.01; a window reaching past the frame's edge
-    included), the same landmarks to 0.01 px."""
+def test_host_window_sampling_matches_the_grid_sample_reference(testdata, one_thread):
+    """On the CPU the windows are warped by OpenCV from the frame's integer pixels
+    (:meth:`WindowDetector._sample_host`); ``grid_sample`` on the float region
+    (:meth:`_sample_grid`, what a GPU runs) is the reference: the same window images to within
+    half a level plus float noise (the host's windows are rounded to whole levels; measured: mean
+    0.24, max 0.505; a window reaching past the frame's edge included), the same landmarks to
+    0.1 px (measured: 0.03 px)."""
     import torch
 
     from gpen_video.faces.align import similarity_to_template
@@ -361,17 +364,18 @@ def test_host_window_sampling_matches_the_grid_sample_reference(testdata, one_th
         regions = [windows._window_region(frames[j.frame].shape, m)
                    for j, m in zip(jobs, matrices)]
         windows._scratch.reset()
-        patches = [windows._to_device(frames[j.frame], r) for j, r in zip(jobs, regions)]
+        pixels = windows._window_patches(frames, jobs, regions)
+        floats = [windows._to_device(frames[j.frame], r) for j, r in zip(jobs, regions)]
         rects = torch.tensor(np.array(regions, dtype=np.float32))
         inverse = _invert_batch(torch.tensor(np.stack(matrices), dtype=torch.float32) * 224 / 288)
-        host = windows._sample_host(patches, rects, inverse, 224)
-        grid = windows._sample_grid(patches, rects, inverse, 224)
+        host = windows._sample_host(pixels, rects, inverse, 224)
+        grid = windows._sample_grid(floats, rects, inverse, 224)
     diff = (host - grid).abs()
     assert host.shape == grid.shape == (4, 3, 224, 224)
-    assert float(diff.mean()) < 1e-3 and float(diff.max()) < 0.05  # of 0-255 levels
+    assert float(diff.mean()) < 0.3 and float(diff.max()) <= 0.51  # of 0-255 levels: rounding
     fast = windows.run(frames, jobs, []).windows
-    monkeypatch.setattr(WindowDetector, "_sample", WindowDetector._sample_grid)
+    windows.host_windows = False
     reference = windows.run(frames, jobs, []).windows
     for a, b in zip(fast, reference):
         assert a is not None and b is not None
-        assert float(np.abs(a.landmarks - b.landmarks).max()) < 0.01
+        assert float(np.abs(a.landmarks - b.landmarks).max()) < 0.1
