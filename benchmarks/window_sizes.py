@@ -20,7 +20,7 @@ import face_stability as B  # noqa: E402
 
 td = B.TESTDATA
 # DetectOptions overrides (first window + refinement windows); the product's default is
-# 192+2x192
+# 224+2x192 at the 288 template ("sNNN:" variants put the face at another template size)
 VARIANTS = {"224+2x160": {"window_size": 224, "window_refine_size": 160},
             "224+2x176": {"window_size": 224, "window_refine_size": 176},
             "224+2x224": {"window_size": 224, "window_refine_size": 224},
@@ -30,7 +30,17 @@ VARIANTS = {"224+2x160": {"window_size": 224, "window_refine_size": 160},
             "224+1x256": {"window_size": 224, "refine": 1, "window_refine_size": 256},
             "288+2x160": {"window_size": 288, "window_refine_size": 160},
             "192+2x192": {"window_size": 192, "window_refine_size": 192},
-            "224+2x192": {"window_size": 224, "window_refine_size": 192}}
+            "224+2x192": {"window_size": 224, "window_refine_size": 192},
+            "s256:192+2x160": {"refine_size": 256, "window_size": 192, "window_refine_size": 160},
+            "s256:224+2x160": {"refine_size": 256, "window_size": 224, "window_refine_size": 160},
+            "s256:160+2x160": {"refine_size": 256, "window_size": 160, "window_refine_size": 160},
+            "s256:192+1x160": {"refine_size": 256, "window_size": 192, "refine": 1,
+                               "window_refine_size": 160},
+            "s224:160+2x128": {"refine_size": 224, "window_size": 160, "window_refine_size": 128},
+            "s224:192+2x160": {"refine_size": 224, "window_size": 192, "window_refine_size": 160},
+            "s224:224+2x160": {"refine_size": 224, "window_size": 224, "window_refine_size": 160},
+            "s240:192+2x160": {"refine_size": 240, "window_size": 192, "window_refine_size": 160},
+            "s272:224+2x192": {"refine_size": 272, "window_size": 224, "window_refine_size": 192}}
 
 
 def round_cost(threads: int = 2) -> None:

@@ -195,8 +195,8 @@ class Blender:
 
 class _Scratch(threading.local):
     """Per-thread working arrays of :meth:`Blender._composite`, grown as regions need and
-    reused: a fresh array per paste costs page faults that take as long as the arithmetic
-    (a 1080p close-up: about half the paste)."""
+    reused: fresh arrays of a big face's size cost page faults on every paste (RESULTS.md,
+    "Numbers behind design choices")."""
 
     def __init__(self) -> None:
         self.buffers: dict[tuple[str, str], np.ndarray] = {}

@@ -298,8 +298,8 @@ class WindowDetector:
         channels = first.shape[2]
         warped = np.empty((len(patches), size, size, channels), first.dtype)
         for n, patch in enumerate(patches):
-            cv2.warpAffine(patch.numpy(), maps[n], (size, size), dst=warped[n].reshape(
-                size, size, -1) if channels > 1 else warped[n, :, :, 0],
+            cv2.warpAffine(patch.numpy(), maps[n], (size, size),
+                           dst=warped[n] if channels > 1 else warped[n, :, :, 0],
                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_REFLECT)
         # planar BGR minus the means, one channel at a time (a flip and a broadcast on

@@ -282,6 +282,8 @@ class VideoSink:
     def _to_av_frame(self, image: np.ndarray) -> av.VideoFrame:
         """Upright RGB → coded orientation → encoder pixel format, tagged like the source."""
         coded = np.ascontiguousarray(self.source.orientation.to_coded(image))
+        # a copy (from_numpy_buffer would skip it, but the write as a whole is no faster:
+        # RESULTS.md, "Numbers behind design choices")
         rgb = av.VideoFrame.from_ndarray(coded, format=self.source.rgb_format)
         spec, tags = self.spec, self.source.colour
         if spec.rgb_input:
