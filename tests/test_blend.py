@@ -143,7 +143,9 @@ def test_color_matcher_moves_statistics_and_smooths():
 
 def test_a_blender_reusing_its_working_arrays_pastes_what_a_fresh_one_pastes(testdata):
     """The paste keeps per-thread working arrays between calls: a big face, then a small one,
-    8-bit then 16-bit, and two threads at once must give what a new Blender gives each time."""
+    8-bit then 16-bit, two threads at once, and a pickled copy must give what a new Blender
+    gives each time."""
+    import pickle
     from concurrent.futures import ThreadPoolExecutor
 
     size = 256
@@ -164,3 +166,5 @@ def test_a_blender_reusing_its_working_arrays_pastes_what_a_fresh_one_pastes(tes
         for _ in range(3):
             results = list(pool.map(lambda case: shared.paste(case[0], [case[1]]), cases))
             assert all(np.array_equal(g, w) for g, w in zip(results, expected))
+    clone = pickle.loads(pickle.dumps(shared))  # still a plain value: copies start empty
+    assert np.array_equal(clone.paste(cases[0][0], [cases[0][1]]), expected[0])

@@ -201,6 +201,9 @@ class _Scratch(threading.local):
     def __init__(self) -> None:
         self.buffers: dict[tuple[str, str], np.ndarray] = {}
 
+    def __reduce__(self) -> tuple:
+        return (_Scratch, ())  # a copied or pickled Blender starts with empty working arrays
+
     def get(self, name: str, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
         """A C-contiguous ``shape`` array of ``dtype`` (contents undefined)."""
         size = math.prod(shape)
