@@ -295,6 +295,19 @@ def test_a_chunk_tracks_what_a_whole_clip_run_tracks(testdata, one_thread):
     assert worst < 0.05, worst
 
 
+def _host_windows_match_the_reference(windows, frames, jobs) -> list:
+    """Run a round with the CPU's OpenCV windows, then with ``grid_sample`` (what a GPU runs);
+    every face found by both, landmarks within 0.01 px. Returns the CPU round's windows."""
+    assert windows.host_windows
+    host = windows.run(frames, jobs, []).windows
+    windows.host_windows = False
+    reference = windows.run(frames, jobs, []).windows
+    windows.host_windows = True
+    for a, b in zip(host, reference):
+        assert a is not None and b is not None
+        assert float(np.abs(a.landmarks - b.landmarks).max()) < 0.01
+    return host
+
 
 @pytest.mark.parametrize("kind", ["16-bit", "grey"])
 def test_host_windows_of_deep_and_grey_frames_match_the_reference(testdata, one_thread, kind):
@@ -314,15 +327,11 @@ def test_host_windows_of_deep_and_grey_frames_match_the_reference(testdata, one_
     else:
         frames = [np.ascontiguousarray(f[:, :, 1]) for f in frames]
     windows = WindowDetector(detector, 288, (224, 192, 192), first_gate=2.0)
-    assert windows.host_windows
     jobs = [WindowJob(i, lm + 1.5) for i, lm in enumerate(found)]
-    host = windows.run(frames, jobs, []).windows
-    windows.host_windows = False
-    reference = windows.run(frames, jobs, []).windows
-    for a, b, lm in zip(host, reference, found):
-        assert a is not None and b is not None
-        assert float(np.abs(a.landmarks - b.landmarks).max()) < 0.01
+    host = _host_windows_match_the_reference(windows, frames, jobs)
+    for a, lm in zip(host, found):
         assert float(np.abs(a.landmarks - lm).max()) < 6.0  # the face (full detection's landmarks)
+
 
 def test_scan_parts_of_8bit_frames_are_resized_before_they_become_float(testdata):
     """The CPU's fast path for scan parts (uint8 resize, then float) gives the float path's
@@ -397,9 +406,4 @@ def test_host_window_sampling_matches_the_grid_sample_reference(testdata, one_th
     diff = (host - grid).abs()
     assert host.shape == grid.shape == (4, 3, 224, 224)
     assert float(diff.mean()) < 1e-3 and float(diff.max()) < 0.05  # of 0-255 levels
-    fast = windows.run(frames, jobs, []).windows
-    windows.host_windows = False
-    reference = windows.run(frames, jobs, []).windows
-    for a, b in zip(fast, reference):
-        assert a is not None and b is not None
-        assert float(np.abs(a.landmarks - b.landmarks).max()) < 0.01
+    _host_windows_match_the_reference(windows, frames, jobs)
