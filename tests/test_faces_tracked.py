@@ -407,3 +407,57 @@ def test_host_window_sampling_matches_the_grid_sample_reference(testdata, one_th
     assert host.shape == grid.shape == (4, 3, 224, 224)
     assert float(diff.mean()) < 1e-3 and float(diff.max()) < 0.05  # of 0-255 levels
     _host_windows_match_the_reference(windows, frames, jobs)
+
+
+def test_a_window_pass_picks_what_gating_every_prior_picks(testdata, one_thread):
+    """A pass looks at its windows' ``WINDOW_TOP_K`` best-scoring priors only; in a crowd (a
+    face with four smaller ones around it) it picks the face that gating all priors, decoded by
+    facexlib (the reference), picks — also where other faces score above the threshold and the
+    gate turns them away (a refinement pass: 192 px, ½ IOD)."""
+    import torch
+    from facexlib.detection.retinaface_utils import PriorBox, batched_decode, batched_decode_landm
+
+    from gpen_video.faces.align import TEMPLATE_IOD_512, similarity_to_template
+    from gpen_video.faces.window_detect import REFINE_GATE, _invert_batch
+    from tests.pipeline_helpers import face_scene
+
+    photo = _photo(testdata)
+    image = face_scene(photo, 240, 0.0, (480, 640), (320, 240))
+    for dx, dy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
+        image = face_scene(photo, 90, 0.0, (480, 640), (320 + 80 * dx, 240 + 80 * dy),
+                           background=image)
+    detector = FaceDetector(_options(testdata, max_side=0, refine=0))
+    faces = detector.detect_one(image)
+    assert len(faces) == 5
+    windows = WindowDetector(detector, 288, (224, 192, 192), first_gate=2.0)
+    rng = np.random.default_rng(5)
+    jobs = [WindowJob(0, f.landmarks + rng.normal(0.0, 0.1 * f.inter_ocular, (5, 2)))
+            for f in faces]
+    size, gate = 192, REFINE_GATE * TEMPLATE_IOD_512 * 288 / 512.0
+    template = windows._template + 0.5 * (size - 288)
+    with torch.inference_mode():
+        matrices = [similarity_to_template(job.landmarks, 288) for job in jobs]
+        regions = [windows._window_region(image.shape, m) for m in matrices]
+        windows._scratch.reset()
+        patches = [windows._to_device(image, r) for r in regions]
+        window = torch.tensor(np.stack(matrices), dtype=torch.float32)
+        window[:, :, 2] += 0.5 * (size - 288)
+        batch = windows._sample(patches, torch.tensor(np.array(regions, dtype=np.float32)),
+                                _invert_batch(window), size)
+        loc, scores, landm, priors = windows._forward(batch)
+        found, box, score, points = windows._pick(loc, scores, landm, priors, template, gate)
+
+        unit = PriorBox(detector.model.cfg, image_size=(size, size)).forward()[None]
+        variance = detector.model.cfg["variance"]
+        all_points = batched_decode_landm(landm, unit, variance).view(len(jobs), -1, 5, 2) * size
+        all_boxes = batched_decode(loc, unit, variance) * size
+        dist = (all_points - template).norm(dim=-1).mean(dim=-1)
+        ok = (scores > detector.options.score_threshold) & (dist <= gate)
+        other = (scores > detector.options.score_threshold) & (dist > gate)  # others' faces
+        best = torch.where(ok, scores, torch.tensor(-np.inf)).argmax(dim=1)
+        rows = torch.arange(len(jobs))
+    assert bool(other.any())  # a window where the gate turned another face away
+    assert found.tolist() == ok[rows, best].tolist() and bool(found.all())
+    assert torch.equal(score, scores[rows, best])
+    assert float((points - all_points[rows, best]).abs().max()) < 1e-3
+    assert float((box - all_boxes[rows, best]).abs().max()) < 1e-3

@@ -272,7 +272,6 @@ class FaceDetector:
         self._mean = torch.tensor(_BGR_MEAN, dtype=torch.float32, device=self.device).view(
             1, 3, 1, 1)
         self._priors: dict[tuple[int, int], object] = {}
-        self._scales: dict[tuple[int, int], object] = {}
 
     def use_lane(self, lane) -> None:
         """Do this detector's device work through ``lane`` (a
@@ -290,14 +289,6 @@ class FaceDetector:
         """A numpy array (uint8, uint16 or float32) on the detector's device, uploaded on the
         detect stream from a pinned buffer (no host sync)."""
         return self.lane.upload(array, "detect")[0]
-
-    def pixel_scale(self, height: int, width: int):
-        """``(w, h, w, h)`` float32 on the device: maps the decoders' unit boxes to pixels."""
-        key = (height, width)
-        if key not in self._scales:
-            self._scales[key] = self.to_device(np.array([width, height, width, height],
-                                                        dtype=np.float32))
-        return self._scales[key]
 
     @classmethod
     def with_random_weights(cls, options: DetectOptions = DetectOptions()) -> "FaceDetector":
@@ -347,13 +338,14 @@ class FaceDetector:
 
     # -- network ------------------------------------------------------------------------------
 
-    def _priors_for(self, height: int, width: int):
+    def priors(self, height: int, width: int):
+        """The network's priors for a ``height×width`` input, in its pixels
+        (:class:`~gpen_video.faces.priors.Priors`, on the device; cached per size)."""
         key = (height, width)
         if key not in self._priors:
-            from facexlib.detection.retinaface_utils import PriorBox
+            from gpen_video.faces.priors import Priors
 
-            priors = PriorBox(self.model.cfg, image_size=(height, width)).forward()
-            self._priors[key] = self.to_device(priors.numpy().astype(np.float32))[None]
+            self._priors[key] = Priors.for_image(self.model.cfg, height, width, self.to_device)
         return self._priors[key]
 
     def _run(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -363,20 +355,15 @@ class FaceDetector:
         (score, box, landmarks of every prior); thresholds and NMS on the host.
         """
         import torch
-        from facexlib.detection.retinaface_utils import batched_decode, batched_decode_landm
 
         h, w = images[0].shape[:2]
-        variances = self.model.cfg["variance"]
         with self.lane.work("detect"), torch.inference_mode():
             batch = self.to_device(np.stack(images))
             batch = batch.permute(0, 3, 1, 2).float() - self._mean
             loc, conf, landm = self.forward(batch)
-            priors = self._priors_for(h, w)
-            scale4 = self.pixel_scale(h, w)
-            boxes = batched_decode(loc, priors, variances) * scale4
-            points = batched_decode_landm(landm, priors, variances).view(
-                len(images), -1, 5, 2) * scale4[:2]
-            packed = torch.cat([conf[:, :, 1:2], boxes, points.flatten(2)], dim=2)
+            priors = self.priors(h, w)
+            packed = torch.cat([conf[:, :, 1:2], priors.boxes(loc),
+                                priors.landmarks(landm).flatten(2)], dim=2)
         host = torch.from_numpy(self.lane.download(packed, "detect"))  # N×P×15, float32
         return [self._host_nms(rows) for rows in host]
 

@@ -44,6 +44,8 @@ from gpen_video.faces.scan_plan import ScanPart
 from gpen_video.faces.types import Detection
 
 SCAN_TOP_K = 750  # candidates per scan part kept for the host's NMS
+WINDOW_TOP_K = 256  # best-scoring priors per window a pass looks at (a face gives ~30-40
+#                     above the score threshold: room for six faces in one window)
 REFINE_GATE = 0.5  # later passes: the face must lie within this many IODs of the template
 
 
@@ -312,31 +314,30 @@ class WindowDetector:
     # -- the network --------------------------------------------------------------------------
 
     def _forward(self, batch):
-        """Boxes (N, P, 4), scores (N, P) and landmarks (N, P, 5, 2) in the images' pixels."""
-        from facexlib.detection.retinaface_utils import batched_decode, batched_decode_landm
-
+        """The network's raw outputs for ``batch``: box offsets (N, P, 4), scores (N, P),
+        landmark offsets (N, P, 10), and the :class:`~gpen_video.faces.priors.Priors` that
+        decode them into the images' pixels."""
         h, w = batch.shape[2:]
-        variances = self.detector.model.cfg["variance"]
         loc, conf, landm = self.detector.forward(batch)
-        priors = self.detector._priors_for(h, w)
-        boxes = batched_decode(loc, priors, variances)
-        points = batched_decode_landm(landm, priors, variances)
-        scale4 = self.detector.pixel_scale(h, w)
-        boxes = boxes * scale4
-        points = points.view(points.shape[0], -1, 5, 2) * scale4[:2]
-        return boxes, conf[:, :, 1], points
+        return loc, conf[:, :, 1], landm, self.detector.priors(h, w)
 
-    def _pick(self, boxes, scores, points, template, gate: float):
+    def _pick(self, loc, scores, landm, priors, template, gate: float):
         """Per window, the best-scoring face within ``gate`` crop pixels of the template (the
         prior NMS would keep; choosing the prior nearest the template instead would pull the
-        landmarks towards the window's own guess)."""
+        landmarks towards the window's own guess): found, box, score, landmarks (N, 5, 2).
+        Only the :data:`WINDOW_TOP_K` best-scoring priors are decoded and gated."""
         import torch
 
-        dist = (points - template).norm(dim=-1).mean(dim=-1)  # N×P
-        ok = (scores > self.options.score_threshold) & (dist <= gate)
-        best = torch.where(ok, scores, torch.full_like(scores, -math.inf)).argmax(dim=1)
+        top, index = scores.topk(min(WINDOW_TOP_K, scores.shape[1]), dim=1)  # N×K
+        chosen = priors.take(index)
+        points = chosen.landmarks(landm.gather(1, index[..., None].expand(-1, -1, 10)))
+        dist = (points - template).norm(dim=-1).mean(dim=-1)  # N×K
+        ok = (top > self.options.score_threshold) & (dist <= gate)
+        best = torch.where(ok, top, torch.full_like(top, -math.inf)).argmax(dim=1)
         rows = torch.arange(best.shape[0], device=best.device)
-        return ok[rows, best], boxes[rows, best], scores[rows, best], points[rows, best]
+        at = index[rows, best]
+        box = priors.take(at[:, None]).boxes(loc[rows, at][:, None])[:, 0]
+        return ok[rows, best], box, top[rows, best], points[rows, best]
 
     def _run_windows(self, frames: Sequence[np.ndarray], jobs: Sequence[WindowJob]):
         """All passes of all windows; returns one packed (N, 16) tensor on the device: found,
@@ -360,8 +361,8 @@ class WindowDetector:
             window = matrix * k
             window[:, :, 2] += offset
             inverse = _invert_batch(window)
-            boxes, scores, points = self._forward(self._sample(patches, rects, inverse, size))
-            ok, bx, sc, pt = self._pick(boxes, scores, points, self._template * k + offset,
+            ok, bx, sc, pt = self._pick(*self._forward(self._sample(patches, rects, inverse, size)),
+                                        self._template * k + offset,
                                         gate * TEMPLATE_IOD_512 * scale / 512.0)
             pt_frame = torch_apply(inverse, pt)
             centre = torch_apply(inverse, (0.5 * (bx[:, :2] + bx[:, 2:]))[:, None])[:, 0]
@@ -392,11 +393,12 @@ class WindowDetector:
             image = F.pad(patch, (b, b, b, b)) - self.detector._mean  # black border
             w, h = w + 2 * b, h + 2 * b
             images.append(F.pad(image, (0, width - w, 0, height - h)))  # mean grey
-        boxes, scores, points = self._forward(torch.cat(images))
+        loc, scores, landm, priors = self._forward(torch.cat(images))
         k = min(SCAN_TOP_K, scores.shape[1])
         top, index = scores.topk(k, dim=1)
-        boxes = boxes.gather(1, index[..., None].expand(-1, -1, 4))
-        points = points.gather(1, index[..., None, None].expand(-1, -1, 5, 2))
+        chosen = priors.take(index)  # decode only the candidates
+        boxes = chosen.boxes(loc.gather(1, index[..., None].expand(-1, -1, 4)))
+        points = chosen.landmarks(landm.gather(1, index[..., None].expand(-1, -1, 10)))
         return torch.cat([top[..., None], boxes, points.reshape(len(jobs), k, 10)], dim=2)
 
     # -- public -------------------------------------------------------------------------------
