@@ -28,7 +28,8 @@ Detection
     ``FaceDetector(DetectOptions)``; ``detect(frames) -> list[list[Detection]]`` (one list per
     frame, best score first). :class:`Detection`: ``box`` (x0, y0, x1, y1), ``score``,
     ``landmarks``. Missing weights raise :class:`~gpen_video.errors.WeightsError` with one line
-    naming the file, where it was looked for, and ``--detector-weights PATH``.
+    naming the file, where it was looked for, and ``--detector-weights PATH``. The network's
+    raw outputs become pixels through :mod:`~gpen_video.faces.priors`.
 
 Tracking, smoothing, timing
     ``FaceStream(TrackOptions, SmoothOptions, fps, crop_size, ramp_frames, detect_every)``.

@@ -44,8 +44,8 @@ from gpen_video.faces.scan_plan import ScanPart
 from gpen_video.faces.types import Detection
 
 SCAN_TOP_K = 750  # candidates per scan part kept for the host's NMS
-WINDOW_TOP_K = 256  # best-scoring priors per window a pass looks at (a face gives ~30-40
-#                     above the score threshold: room for six faces in one window)
+WINDOW_TOP_K = 256  # best-scoring priors per window a pass looks at (one face puts a few dozen
+#                     above the score threshold: room for several faces in one window)
 REFINE_GATE = 0.5  # later passes: the face must lie within this many IODs of the template
 
 
