@@ -47,6 +47,12 @@ SCAN_TOP_K = 750  # candidates per scan part kept for the host's NMS
 WINDOW_TOP_K = 256  # best-scoring priors per window a pass looks at (one face puts a few dozen
 #                     above the score threshold: room for several faces in one window)
 REFINE_GATE = 0.5  # later passes: the face must lie within this many IODs of the template
+# The first window of a face sits on a lattice (see :func:`snap_window`): centre on a grid of
+# SNAP_SHIFT window px (anchored to the frame), scale in steps of SNAP_ZOOM, angle in steps of
+# SNAP_TURN radians.
+SNAP_SHIFT = 2.0
+SNAP_ZOOM = 2.0 ** (1.0 / 32.0)
+SNAP_TURN = math.radians(1.0)
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,28 @@ def _similarity_batch(points, template):
     linear = torch.stack([torch.stack([a, -b], dim=1), torch.stack([b, a], dim=1)], dim=1)
     shift = mu_d[:, 0] - (linear @ mu_s[:, 0, :, None])[..., 0]
     return torch.cat([linear, shift[..., None]], dim=2)
+
+
+def snap_window(matrix: np.ndarray, centre: float) -> np.ndarray:
+    """A frame → window similarity (2×3) moved onto a fixed lattice: its scale to a power of
+    :data:`SNAP_ZOOM`, its angle to a multiple of :data:`SNAP_TURN`, and the frame point under
+    the window point ``(centre, centre)`` to a grid of :data:`SNAP_SHIFT` window pixels laid
+    from the frame's origin. Two predictions that differ by much less than a step give the same
+    window, hence the same pixels and the same detections (a chunk that starts mid-clip rejoins
+    the whole run's results; without it the window feedback keeps two runs a detector's noise
+    apart for good). A reflection is returned as it is."""
+    a, b = float(matrix[0, 0]), float(matrix[1, 0])
+    if not math.isclose(float(matrix[1, 1]), a, rel_tol=1e-6, abs_tol=1e-12) or \
+            not math.isclose(float(matrix[0, 1]), -b, rel_tol=1e-6, abs_tol=1e-12):
+        return matrix
+    zoom = SNAP_ZOOM ** round(math.log(math.hypot(a, b)) / math.log(SNAP_ZOOM))
+    turn = SNAP_TURN * round(math.atan2(b, a) / SNAP_TURN)
+    linear = zoom * np.array([[math.cos(turn), -math.sin(turn)],
+                              [math.sin(turn), math.cos(turn)]])
+    point = np.linalg.solve(matrix[:, :2], np.array([centre, centre]) - matrix[:, 2])
+    step = SNAP_SHIFT / zoom
+    point = step * np.round(point / step)
+    return np.hstack([linear, (np.array([centre, centre]) - linear @ point)[:, None]])
 
 
 def _invert_batch(matrix):
@@ -344,7 +372,9 @@ class WindowDetector:
         score, box (4), landmarks (10), in frame pixels."""
         import torch
 
-        matrices = [similarity_to_template(job.landmarks, self.scale) for job in jobs]
+        centre = 0.5 * (self.scale - 1)
+        matrices = [snap_window(similarity_to_template(job.landmarks, self.scale), centre)
+                    for job in jobs]
         regions = [self._window_region(frames[job.frame].shape, m) for job, m in
                    zip(jobs, matrices)]
         patches = [self._to_device(frames[job.frame], r) for job, r in zip(jobs, regions)]
