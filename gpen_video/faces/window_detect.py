@@ -6,10 +6,12 @@ A *round* takes the frames of a detection batch and two kinds of jobs:
   scan just found). Its window is the upright canonical crop those landmarks give (the
   template's layout at the refinement scale, 288 px, so the face has the size and orientation
   the detector sees best), cut from the full-resolution frame: ``crops[0]`` px wide, room for
-  the motion the prediction missed. The best-scoring face within ``first_gate`` inter-ocular
-  distances of the template is taken; each further pass cuts a tight ``crops[k]`` window again
-  from the landmarks just found (the refinement of :meth:`FaceDetector.refine`, gate ½ IOD; a
-  pass that finds nothing keeps the previous landmarks). The sizes were chosen with
+  the motion the prediction missed; this first window sits on a lattice (:func:`snap_window`),
+  so nearby predictions — a chunk's and the whole run's — cut the same window. The
+  best-scoring face within ``first_gate`` inter-ocular distances of the template is taken; each
+  further pass cuts a tight ``crops[k]`` window again from the landmarks just found (the
+  refinement of :meth:`FaceDetector.refine`, gate ½ IOD; a pass that finds nothing keeps the
+  previous landmarks). The sizes were chosen with
   ``benchmarks/face_stability.py`` (``DetectOptions``: 224, then 2 × 192): steadier than
   full-frame detection with two 288 refinements, for faces of 45 and of 192 px between the
   eyes; 2 × 160 was within 10 % of it at 45 px but up to 31 % worse at 192 px, one refinement
