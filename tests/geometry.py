@@ -30,3 +30,18 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     """PSNR in dB of two arrays (``inf`` when identical); ``peak`` the value range's span."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10.0 * math.log10(peak * peak / mse)
+
+
+def facexlib_decode(cfg: dict, height: int, width: int, loc, landm):
+    """RetinaFace outputs decoded by facexlib (the reference for ``gpen_video.faces.priors``),
+    in unit coordinates and scaled to pixels as its callers do: boxes ``N×P×4``, landmarks
+    ``N×P×5×2``."""
+    import torch
+    from facexlib.detection.retinaface_utils import PriorBox, batched_decode, batched_decode_landm
+
+    unit = PriorBox(cfg, image_size=(height, width)).forward()[None]
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+    boxes = batched_decode(loc, unit, cfg["variance"]) * scale
+    points = batched_decode_landm(landm, unit, cfg["variance"]).view(
+        loc.shape[0], -1, 5, 2) * scale[:2]
+    return boxes, points

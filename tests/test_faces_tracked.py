@@ -433,6 +433,19 @@ def test_scan_parts_of_8bit_frames_are_resized_before_they_become_float(testdata
     assert torch.equal(whole[0].permute(1, 2, 0), torch.from_numpy(frame[40:760, 100:1380]).float())
 
 
+def _window_inputs(windows, frames, jobs):
+    """What a round hands its first pass, without the lattice: each job's frame region as a
+    float patch, the regions (N, 4) and the frame → template matrices (N, 2, 3), as tensors."""
+    import torch
+
+    matrices = [similarity_to_template(job.landmarks, windows.scale) for job in jobs]
+    regions = [windows._window_region(frames[j.frame].shape, m) for j, m in zip(jobs, matrices)]
+    windows._scratch.reset()
+    patches = [windows._to_device(frames[j.frame], r) for j, r in zip(jobs, regions)]
+    return (patches, torch.tensor(np.array(regions, dtype=np.float32)),
+            torch.tensor(np.stack(matrices), dtype=torch.float32))
+
+
 def test_host_window_sampling_matches_the_grid_sample_reference(testdata, one_thread):
     """On the CPU the windows are warped by OpenCV (:meth:`WindowDetector._sample_host`);
     ``grid_sample`` (:meth:`_sample_grid`, what a GPU runs) is the reference: the same window
@@ -440,7 +453,6 @@ def test_host_window_sampling_matches_the_grid_sample_reference(testdata, one_th
     included), the same landmarks to 0.01 px."""
     import torch
 
-    from gpen_video.faces.align import similarity_to_template
     from gpen_video.faces.window_detect import _invert_batch
     from tests.pipeline_helpers import face_scene
 
@@ -455,13 +467,8 @@ def test_host_window_sampling_matches_the_grid_sample_reference(testdata, one_th
     found = [detector.detect([f])[0][0].landmarks for f in frames]
     jobs = [WindowJob(i, lm + rng.normal(0.0, 2.0, lm.shape)) for i, lm in enumerate(found)]
     with torch.inference_mode():
-        matrices = [similarity_to_template(job.landmarks, 288) for job in jobs]
-        regions = [windows._window_region(frames[j.frame].shape, m)
-                   for j, m in zip(jobs, matrices)]
-        windows._scratch.reset()
-        patches = [windows._to_device(frames[j.frame], r) for j, r in zip(jobs, regions)]
-        rects = torch.tensor(np.array(regions, dtype=np.float32))
-        inverse = _invert_batch(torch.tensor(np.stack(matrices), dtype=torch.float32) * 224 / 288)
+        patches, rects, matrix = _window_inputs(windows, frames, jobs)
+        inverse = _invert_batch(matrix * 224 / 288)
         host = windows._sample_host(patches, rects, inverse, 224)
         grid = windows._sample_grid(patches, rects, inverse, 224)
     diff = (host - grid).abs()
@@ -476,10 +483,10 @@ def test_a_window_pass_picks_what_gating_every_prior_picks(testdata, one_thread)
     facexlib (the reference), picks — also where other faces score above the threshold and the
     gate turns them away (a refinement pass: 192 px, ½ IOD)."""
     import torch
-    from facexlib.detection.retinaface_utils import PriorBox, batched_decode, batched_decode_landm
 
-    from gpen_video.faces.align import TEMPLATE_IOD_512, similarity_to_template
+    from gpen_video.faces.align import TEMPLATE_IOD_512
     from gpen_video.faces.window_detect import REFINE_GATE, _invert_batch
+    from tests.geometry import facexlib_decode
     from tests.pipeline_helpers import face_scene
 
     photo = _photo(testdata)
@@ -497,21 +504,13 @@ def test_a_window_pass_picks_what_gating_every_prior_picks(testdata, one_thread)
     size, gate = 192, REFINE_GATE * TEMPLATE_IOD_512 * 288 / 512.0
     template = windows._template + 0.5 * (size - 288)
     with torch.inference_mode():
-        matrices = [similarity_to_template(job.landmarks, 288) for job in jobs]
-        regions = [windows._window_region(image.shape, m) for m in matrices]
-        windows._scratch.reset()
-        patches = [windows._to_device(image, r) for r in regions]
-        window = torch.tensor(np.stack(matrices), dtype=torch.float32)
+        patches, rects, window = _window_inputs(windows, [image], jobs)
         window[:, :, 2] += 0.5 * (size - 288)
-        batch = windows._sample(patches, torch.tensor(np.array(regions, dtype=np.float32)),
-                                _invert_batch(window), size)
+        batch = windows._sample(patches, rects, _invert_batch(window), size)
         loc, scores, landm, priors = windows._forward(batch)
         found, box, score, points = windows._pick(loc, scores, landm, priors, template, gate)
 
-        unit = PriorBox(detector.model.cfg, image_size=(size, size)).forward()[None]
-        variance = detector.model.cfg["variance"]
-        all_points = batched_decode_landm(landm, unit, variance).view(len(jobs), -1, 5, 2) * size
-        all_boxes = batched_decode(loc, unit, variance) * size
+        all_boxes, all_points = facexlib_decode(detector.model.cfg, size, size, loc, landm)
         dist = (all_points - template).norm(dim=-1).mean(dim=-1)
         ok = (scores > detector.options.score_threshold) & (dist <= gate)
         other = (scores > detector.options.score_threshold) & (dist > gate)  # others' faces

@@ -7,19 +7,9 @@ import numpy as np
 import pytest
 import torch
 from facexlib.detection.retinaface import generate_config
-from facexlib.detection.retinaface_utils import PriorBox, batched_decode, batched_decode_landm
 
 from gpen_video.faces.priors import Priors
-
-
-def _reference(cfg, height, width, loc, landm):
-    """facexlib's decoding in unit coordinates, scaled to pixels as its callers do."""
-    unit = PriorBox(cfg, image_size=(height, width)).forward()[None]
-    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
-    boxes = batched_decode(loc, unit, cfg["variance"]) * scale
-    points = batched_decode_landm(landm, unit, cfg["variance"]).view(
-        loc.shape[0], -1, 5, 2) * scale[:2]
-    return boxes, points
+from tests.geometry import facexlib_decode
 
 
 @pytest.mark.parametrize("network", ["mobile0.25", "resnet50"])
@@ -32,7 +22,7 @@ def test_priors_decode_what_facexlib_decodes(network, height, width) -> None:
     loc = torch.randn(3, count, 4, generator=g)
     landm = 2.0 * torch.randn(3, count, 10, generator=g)
 
-    boxes, points = _reference(cfg, height, width, loc, landm)
+    boxes, points = facexlib_decode(cfg, height, width, loc, landm)
     assert count == boxes.shape[1]
     # float32 in another order: agreement to a few units in the last place of the pixel values
     np.testing.assert_allclose(priors.boxes(loc).numpy(), boxes.numpy(), rtol=0, atol=2e-3)

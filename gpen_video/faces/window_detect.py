@@ -197,6 +197,7 @@ class WindowDetector:
         self._grids: dict[int, Any] = {}
         self._scratch = _Scratch(self.device)
         self._reach = self._pass_reach()
+        self._centre = 0.5 * (self.scale - 1)  # the template's centre, template pixels
         # windows warped by OpenCV on the host (the CPU), or grid_sample'd on the device
         self.host_windows = self.device.type == "cpu"
 
@@ -282,8 +283,7 @@ class WindowDetector:
         pass samples real pixels: a later window that reached past this rectangle would read
         reflected ones (a mirrored half face after a large first-pass correction)."""
         h, w = frame_shape[:2]
-        centre = 0.5 * (self.scale - 1)
-        lo_t, hi_t = centre - self._reach, centre + self._reach
+        lo_t, hi_t = self._centre - self._reach, self._centre + self._reach
         corners = np.array([[lo_t, lo_t], [hi_t, lo_t], [lo_t, hi_t], [hi_t, hi_t]])
         inverse = np.linalg.inv(matrix[:, :2])
         frame_pts = (corners - matrix[:, 2]) @ inverse.T
@@ -374,8 +374,7 @@ class WindowDetector:
         score, box (4), landmarks (10), in frame pixels."""
         import torch
 
-        centre = 0.5 * (self.scale - 1)
-        matrices = [snap_window(similarity_to_template(job.landmarks, self.scale), centre)
+        matrices = [snap_window(similarity_to_template(job.landmarks, self.scale), self._centre)
                     for job in jobs]
         regions = [self._window_region(frames[job.frame].shape, m) for job, m in
                    zip(jobs, matrices)]
