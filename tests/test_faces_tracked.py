@@ -394,6 +394,120 @@ def test_host_windows_of_deep_and_grey_frames_match_the_reference(testdata, one_
         assert float(np.abs(a.landmarks - lm).max()) < 6.0  # the face (full detection's landmarks)
 
 
+def _halved(image: np.ndarray) -> np.ndarray:
+    """Each 2×2 block's mean rounded half up (the reference for a window patch's levels)."""
+    a = image.astype(np.int64)
+    total = a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
+    return ((total + 2) // 4).astype(image.dtype)
+
+
+def test_a_faces_windows_blend_the_two_levels_around_their_scale(testdata):
+    """Level ``⌊λ⌋`` and weight ``λ − ⌊λ⌋`` of level ``⌊λ⌋ + 1``, ``λ = log2(frame px per window
+    px)``; a face no larger than its windows reads the frame itself."""
+    windows = WindowDetector(FaceDetector(_options(testdata)), 288, (224, 192, 192))
+    template = template_points(288)
+    for zoom, lam in ((1.3, 0.0), (1.0, 0.0), (0.8, 0.32193), (0.5, 1.0), (0.3, 1.73697),
+                      (0.25, 2.0), (0.12, 3.05889)):
+        level, weight = windows._levels(similarity_to_template(template / zoom + 7.3, 288))
+        assert level == int(lam + 1e-9) or weight == pytest.approx(1.0)  # at a power of two
+        assert 0.0 <= weight < 1.0 and level + weight == pytest.approx(lam, abs=1e-4), zoom
+
+
+@pytest.mark.parametrize("kind", ["8-bit", "16-bit", "grey"])
+def test_a_big_faces_region_is_halved_level_by_level(testdata, kind):
+    """The region grows to whole blocks of the coarser level on a grid from the frame's origin
+    (blocks the frame cuts are dropped; a corner too small for one block takes a smaller
+    factor); its patches are the region halved level by level, each pixel the mean of a 2×2
+    block rounded half up (16-bit frames scaled to 0–255 afterwards, grey frames read three
+    times)."""
+    import torch
+
+    windows = WindowDetector(FaceDetector(_options(testdata)), 288, (224, 192, 192))
+    template = template_points(288)
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (1078, 1918, 3), dtype=np.uint8)
+    if kind == "16-bit":
+        frame = frame.astype(np.uint16) * 257 + rng.integers(0, 257, frame.shape).astype(np.uint16)
+    elif kind == "grey":
+        frame = np.ascontiguousarray(frame[:, :, 1])
+    for centre in ((900.0, 500.0), (1700.0, 950.0)):  # inside, and cut by the right/bottom edge
+        matrix = similarity_to_template(template / 0.3 + np.array(centre) - 144 / 0.3, 288)
+        assert windows._levels(matrix)[0] == 1
+        plain, one = windows._window_region(frame.shape, matrix)
+        (x0, y0, x1, y1), f = windows._window_region(frame.shape, matrix, 4)
+        assert one == 1 and f == 4
+        assert all(v % 4 == 0 for v in (x0, y0, x1 - x0, y1 - y0))
+        assert x0 <= plain[0] < x0 + 4 and y0 <= plain[1] < y0 + 4
+        assert x1 <= frame.shape[1] and y1 <= frame.shape[0]
+        assert x1 > plain[2] - 4 and y1 > plain[3] - 4  # only blocks the frame cuts are dropped
+        region = frame[y0:y1, x0:x1]
+        if region.ndim == 2:
+            region = region[:, :, None]
+        windows._scratch.reset()
+        fine, coarse = windows._patches(frame, (x0, y0, x1, y1), 1, True)
+        for patch, expected in ((fine, _halved(region)), (coarse, _halved(_halved(region)))):
+            expected = torch.from_numpy(expected.astype(np.float32)).expand(-1, -1, 3)
+            if kind == "16-bit":
+                expected = expected * np.float32(255.0 / 65535.0)
+            assert torch.equal(patch[0].permute(1, 2, 0), expected)
+    corner = similarity_to_template(template / 0.3 + 2300.0, 288)  # the last pixel's corner
+    assert windows._window_region(frame.shape, corner, 4) == ((1916, 1076, 1918, 1078), 2)
+
+
+def test_a_window_changes_smoothly_as_the_face_crosses_a_level(testdata, one_thread):
+    """A face whose size crosses a power of two of its windows' scale by a hair: with the
+    levels blended the window images on either side hardly differ (mean 0.05 levels at most);
+    with a single level per face, switching at the crossing, they do (more than 0.5)."""
+    import torch
+
+    from gpen_video.faces.window_detect import _invert_batch
+
+    windows = WindowDetector(FaceDetector(_options(testdata)), 288, (224, 192, 192))
+    photo = cv2.resize(_photo(testdata), (1024, 1024))
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    frame[28:1052, 448:1472] = photo
+    template = template_points(288)
+
+    def first_window(zoom):
+        matrix = similarity_to_template(template / zoom + np.array([960.0, 540.0]) - 144 / zoom,
+                                        288)
+        jobs = [WindowJob(0, np.zeros((5, 2)))]
+        windows._scratch.reset()
+        with torch.inference_mode():
+            inputs = windows._inputs([frame], jobs, [matrix])
+            return windows._windows(inputs, _invert_batch(inputs.matrices * 224 / 288), 224)
+
+    step = 2 ** 1e-5  # a size change far too small to show in the windows by itself
+    blended = float((first_window(0.5 / step) - first_window(0.5 * step)).abs().mean())
+    windows._levels = lambda m: (int(windows.__class__._levels(windows, m)[0]), 0.0)  # one level
+    single = float((first_window(0.5 / step) - first_window(0.5 * step)).abs().mean())
+    assert blended < 0.05 and single > 0.5, (blended, single)  # measured: 0.007 and 1.26
+
+
+def test_a_big_faces_windows_find_it_where_full_detection_does(testdata, one_thread):
+    """A face of ~390 px between the eyes in a 4K frame (windows from levels 2 and 3) and one of
+    ~190 px in a 1080p frame (levels 1 and 2): a window round finds each where full-frame
+    detection does, with OpenCV's windows and with ``grid_sample``'s (the GPU's) alike,
+    landmarks within 0.01 px. (Windows and full-frame detection see a face at other scales
+    and differ by ~5 % of the IOD on these faces, with the frame's pixels or with levels;
+    B1, ``benchmarks/face_stability.py``, measures which is steadier.)"""
+    from tests.pipeline_helpers import face_scene
+
+    photo = _photo(testdata)
+    detector = FaceDetector(_options(testdata))
+    windows = WindowDetector(detector, 288, (224, 192, 192), first_gate=2.0)
+    for (h, w), face_px, level in (((2160, 3840), 1600, 2), ((1080, 1920), 900, 1)):
+        frame = face_scene(photo, face_px, 5.0, (h, w), (0.52 * w, 0.5 * h))
+        full = detector.detect([frame])[0]
+        assert len(full) == 1
+        found = full[0].landmarks
+        levels = windows._levels(similarity_to_template(found, 288))
+        assert levels[0] == level and levels[1] > 0.0
+        host = _host_windows_match_the_reference(windows, [frame], [WindowJob(0, found + 4.0)])
+        error = float(np.abs(host[0].landmarks - found).max())
+        assert error < 0.08 * full[0].inter_ocular, (error, full[0].inter_ocular)
+
+
 def test_scan_parts_of_8bit_frames_are_resized_before_they_become_float(testdata):
     """The CPU's fast path for scan parts (uint8 resize, then float) gives the float path's
     image to within one level; 16-bit frames and unscaled parts take the float path itself;
@@ -434,23 +548,18 @@ def test_scan_parts_of_8bit_frames_are_resized_before_they_become_float(testdata
 
 
 def _window_inputs(windows, frames, jobs):
-    """What a round hands its first pass, without the lattice: each job's frame region as a
-    float patch, the regions (N, 4) and the frame → template matrices (N, 2, 3), as tensors."""
-    import torch
-
+    """What a round hands its first pass, without the lattice: regions, patches, blend
+    weights and the frame → template matrices (:meth:`WindowDetector._inputs`)."""
     matrices = [similarity_to_template(job.landmarks, windows.scale) for job in jobs]
-    regions = [windows._window_region(frames[j.frame].shape, m) for j, m in zip(jobs, matrices)]
     windows._scratch.reset()
-    patches = [windows._to_device(frames[j.frame], r) for j, r in zip(jobs, regions)]
-    return (patches, torch.tensor(np.array(regions, dtype=np.float32)),
-            torch.tensor(np.stack(matrices), dtype=torch.float32))
+    return windows._inputs(frames, jobs, matrices)
 
 
 def test_host_window_sampling_matches_the_grid_sample_reference(testdata, one_thread):
     """On the CPU the windows are warped by OpenCV (:meth:`WindowDetector._sample_host`);
     ``grid_sample`` (:meth:`_sample_grid`, what a GPU runs) is the reference: the same window
     images to within 0.05 levels (measured: 0.01; a window reaching past the frame's edge
-    included), the same landmarks to 0.01 px."""
+    included, and windows blended from two levels), the same landmarks to 0.01 px."""
     import torch
 
     from gpen_video.faces.window_detect import _invert_batch
@@ -467,10 +576,13 @@ def test_host_window_sampling_matches_the_grid_sample_reference(testdata, one_th
     found = [detector.detect([f])[0][0].landmarks for f in frames]
     jobs = [WindowJob(i, lm + rng.normal(0.0, 2.0, lm.shape)) for i, lm in enumerate(found)]
     with torch.inference_mode():
-        patches, rects, matrix = _window_inputs(windows, frames, jobs)
-        inverse = _invert_batch(matrix * 224 / 288)
-        host = windows._sample_host(patches, rects, inverse, 224)
-        grid = windows._sample_grid(patches, rects, inverse, 224)
+        inputs = _window_inputs(windows, frames, jobs)
+        inverse = _invert_batch(inputs.matrices * 224 / 288)
+        host = windows._windows(inputs, inverse, 224)
+        windows.host_windows = False
+        grid = windows._windows(inputs, inverse, 224)
+        windows.host_windows = True
+    assert inputs.mixed  # these faces' windows blend in the coarser level a little
     diff = (host - grid).abs()
     assert host.shape == grid.shape == (4, 3, 224, 224)
     assert float(diff.mean()) < 1e-3 and float(diff.max()) < 0.05  # of 0-255 levels
@@ -504,9 +616,10 @@ def test_a_window_pass_picks_what_gating_every_prior_picks(testdata, one_thread)
     size, gate = 192, REFINE_GATE * TEMPLATE_IOD_512 * 288 / 512.0
     template = windows._template + 0.5 * (size - 288)
     with torch.inference_mode():
-        patches, rects, window = _window_inputs(windows, [image], jobs)
+        inputs = _window_inputs(windows, [image], jobs)
+        window = inputs.matrices.clone()
         window[:, :, 2] += 0.5 * (size - 288)
-        batch = windows._sample(patches, rects, _invert_batch(window), size)
+        batch = windows._windows(inputs, _invert_batch(window), size)
         loc, scores, landm, priors = windows._forward(batch)
         found, box, score, points = windows._pick(loc, scores, landm, priors, template, gate)
 

@@ -20,6 +20,13 @@ A *round* takes the frames of a detection batch and two kinds of jobs:
 * :class:`ScanPart` jobs of :mod:`gpen_video.faces.scan_plan` — a frame region resized for the
   detector, thresholded and reduced by NMS like :meth:`FaceDetector.detect`.
 
+A face much larger than its windows (window pixels bigger than frame pixels) is read through
+block averages, as a mip-mapped texture is: its region is halved on the host, level by level, and
+each window is the blend of the two levels that bracket its scale (:meth:`WindowDetector._levels`),
+so every frame pixel counts (bilinear sampling alone skips most of them and aliases), the window
+changes smoothly as the face grows or shrinks, and a 4K close-up's region is small before it
+becomes float.
+
 Device behaviour (the same code runs on the CPU): the frames' regions go to the detector's device
 once; windows are sampled there (``grid_sample``; on the CPU OpenCV's warp, which is faster
 there and reads the same host memory), every window of the round goes through the
@@ -71,6 +78,23 @@ class WindowJob:
 class ScanJob:
     frame: int
     part: ScanPart
+
+
+@dataclass(frozen=True)
+class _WindowInputs:
+    """What a round's first pass starts from, per window job: the frame → template matrices
+    (N, 2, 3), each region's frame rectangle (N, 4) and its patch at the finer of its two levels
+    (:meth:`WindowDetector._levels`), on the device; the coarser level's patches and blend
+    weights for the jobs that mix one in (``mixed``: their indices, as a list and on the
+    device)."""
+
+    matrices: Any
+    regions: Any
+    fine: list
+    coarse: list
+    weights: Any  # (M,) or None
+    mixed: list[int]
+    mixed_index: Any  # (M,) or None
 
 
 @dataclass(frozen=True)
@@ -253,6 +277,35 @@ class WindowDetector:
         """``region`` of ``frame`` as :meth:`_as_float` gives it."""
         return self._as_float(self._pixels(frame, region))
 
+    def _patches(self, frame: np.ndarray, region: tuple[int, int, int, int], level: int,
+                 coarse: bool) -> list:
+        """``region`` of ``frame`` (its sides multiples of ``2**level``, or of twice that with
+        ``coarse``) halved ``level`` times on the host, as :meth:`_as_float` gives it, and with
+        ``coarse`` halved once more. A halving is OpenCV's area filter at a factor of two: each
+        pixel the mean of a 2×2 block, rounded half up; pixel ``j`` of a patch ``f`` times
+        smaller covers frame pixels ``x0 + f·j … x0 + f·j + f − 1`` (likewise rows)."""
+        import cv2
+
+        def halved(image: np.ndarray) -> np.ndarray:
+            h, w = image.shape[:2]
+            return cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+
+        def whole(image: np.ndarray) -> tuple[int, int, int, int]:
+            return 0, 0, image.shape[1], image.shape[0]
+
+        if level == 0 and not coarse:
+            return [self._to_device(frame, region)]  # the frame's own memory, no copy
+        x0, y0, x1, y1 = region
+        pixels = frame[y0:y1, x0:x1] if frame.ndim == 2 else frame[y0:y1, x0:x1, :3]
+        for _ in range(level):
+            pixels = halved(pixels)
+        out = [self._to_device(frame, region) if level == 0 else
+               self._to_device(pixels, whole(pixels))]
+        if coarse:
+            pixels = halved(pixels)
+            out.append(self._to_device(pixels, whole(pixels)))
+        return out
+
     def _scan_image(self, frame: np.ndarray, region: tuple[int, int, int, int],
                     size: tuple[int, int]):
         """``region`` of ``frame`` resized to ``size`` (w, h) — bilinear, antialiased — as
@@ -276,12 +329,32 @@ class WindowDetector:
         return F.interpolate(self._to_device(frame, region), size=(h, w), mode="bilinear",
                              antialias=True, align_corners=False)
 
-    def _window_region(self, frame_shape: tuple[int, ...], matrix: np.ndarray
-                       ) -> tuple[int, int, int, int]:
+    def _levels(self, matrix: np.ndarray) -> tuple[int, float]:
+        """The levels a face's windows are sampled from, for a frame → template ``matrix``:
+        with ``s`` the widest pass's window pixels per frame pixel and ``λ = log2(1/s)``, level
+        ``L = ⌊λ⌋`` (the region halved ``L`` times) blended with level ``L + 1`` at weight
+        ``λ − L``, as trilinear mip-mapping does; a face no larger than its windows (``λ ≤ 0``)
+        is read from the frame's own pixels. A single level per face, switching at powers of
+        two, made the windows jump where a face's size crossed one (B1's jerky clip at 269 px
+        between the eyes zooms across a crossing: 1.06× full detection's error, 0.89× blended;
+        RESULTS.md, "Tracked detection: window sizes")."""
+        zoom = math.hypot(float(matrix[0, 0]), float(matrix[1, 0])) * max(self._scales) / \
+            self.scale
+        if not zoom > 0.0 or zoom >= 1.0:
+            return 0, 0.0
+        lam = min(-math.log2(zoom), 10.0)
+        level = int(math.floor(lam))
+        return level, lam - level
+
+    def _window_region(self, frame_shape: tuple[int, ...], matrix: np.ndarray, factor: int = 1
+                       ) -> tuple[tuple[int, int, int, int], int]:
         """The frame rectangle a window's passes sample (:meth:`_pass_reach` around the
-        template's centre, plus the interpolation kernel's pixel), clipped to the frame. Every
-        pass samples real pixels: a later window that reached past this rectangle would read
-        reflected ones (a mirrored half face after a large first-pass correction)."""
+        template's centre, plus the interpolation kernel's pixel), clipped to the frame, made of
+        whole ``factor × factor`` blocks (a power of two) on a grid laid from the frame's origin —
+        blocks the frame cuts off are dropped, and ``factor`` is halved while a side would hold
+        none — and the factor used. Every pass samples real pixels: a later window that reached
+        past this rectangle would read reflected ones (a mirrored half face after a large
+        first-pass correction)."""
         h, w = frame_shape[:2]
         lo_t, hi_t = self._centre - self._reach, self._centre + self._reach
         corners = np.array([[lo_t, lo_t], [hi_t, lo_t], [lo_t, hi_t], [hi_t, hi_t]])
@@ -292,11 +365,31 @@ class WindowDetector:
         x1, y1 = np.ceil(hi).astype(int) + 1
         x0, y0 = min(max(0, x0), w - 1), min(max(0, y0), h - 1)
         x1, y1 = max(min(w, x1), x0 + 1), max(min(h, y1), y0 + 1)
-        return int(x0), int(y0), int(x1), int(y1)
+        while factor > 1:
+            bx0, by0 = x0 // factor * factor, y0 // factor * factor
+            nx = min(-(-(x1 - bx0) // factor), (w - bx0) // factor)
+            ny = min(-(-(y1 - by0) // factor), (h - by0) // factor)
+            if nx >= 1 and ny >= 1:
+                return (int(bx0), int(by0), int(bx0 + nx * factor), int(by0 + ny * factor)), factor
+            factor //= 2
+        return (int(x0), int(y0), int(x1), int(y1)), 1
+
+    def _windows(self, inputs: _WindowInputs, inverse, size: int):
+        """The ``size``² windows of a pass (``inverse``: window → frame pixels, (N, 2, 3)), each
+        blended from its two levels where it has two."""
+        import torch
+
+        batch = self._sample(inputs.fine, inputs.regions, inverse, size)
+        if inputs.mixed:
+            at = inputs.mixed_index
+            coarse = self._sample(inputs.coarse, inputs.regions[at], inverse[at], size)
+            batch[at] = torch.lerp(batch[at], coarse, inputs.weights[:, None, None, None])
+        return batch
 
     def _sample(self, patches: list, regions, inverse, size: int):
         """The ``size``² windows, BGR minus the detector's means: ``inverse`` (N, 2, 3) maps
-        window → frame pixels, ``regions`` (N, 4) float holds each patch's frame rectangle.
+        window → frame pixels, ``regions`` (N, 4) float holds each patch's frame rectangle
+        (a patch may be a whole number of times smaller than its rectangle: :meth:`_patches`).
 
         Bilinear, reflected at the patch's edge. On the CPU OpenCV warps each window
         (:meth:`_sample_host`: a quarter faster per round than ``grid_sample`` there, the same
@@ -312,7 +405,11 @@ class WindowDetector:
         import torch
 
         maps = inverse.numpy().astype(np.float64)
-        maps[:, :, 2] -= regions.numpy()[:, :2]  # window → patch pixels
+        rects = regions.numpy().astype(np.float64)
+        factor = (rects[:, 2] - rects[:, 0]) / np.array([p.shape[-1] for p in patches])
+        maps[:, :, 2] -= rects[:, :2]  # window → patch pixels (:meth:`_patches`)
+        maps /= factor[:, None, None]
+        maps[:, :, 2] -= ((factor - 1.0) / (2.0 * factor))[:, None]
         rgb = np.empty((len(patches), size, size, 3), np.float32)
         for n, patch in enumerate(patches):
             cv2.warpAffine(patch[0].permute(1, 2, 0).numpy(), maps[n], (size, size), dst=rgb[n],
@@ -328,7 +425,8 @@ class WindowDetector:
 
     def _sample_grid(self, patches: list, regions, inverse, size: int):
         """:meth:`_sample` with ``grid_sample`` on the detector's device (reflection about the
-        patch's outer pixel edges, as ``cv2.BORDER_REFLECT``)."""
+        patch's outer pixel edges, as ``cv2.BORDER_REFLECT``; a smaller patch spans its
+        rectangle's outer edges as the rectangle's own pixels do)."""
         import torch
         import torch.nn.functional as F
 
@@ -369,18 +467,41 @@ class WindowDetector:
         box = priors.take(at[:, None]).boxes(loc[rows, at][:, None])[:, 0]
         return ok[rows, best], box, top[rows, best], points[rows, best]
 
+    def _inputs(self, frames: Sequence[np.ndarray], jobs: Sequence[WindowJob],
+                matrices: Sequence[np.ndarray]) -> _WindowInputs:
+        """Regions, patches and blend weights for jobs whose frame → template matrices are
+        ``matrices``."""
+        fine, coarse, weights, mixed, regions = [], [], [], [], []
+        for n, (job, matrix) in enumerate(zip(jobs, matrices)):
+            level, weight = self._levels(matrix)
+            blend = weight > 0.0
+            region, factor = self._window_region(frames[job.frame].shape, matrix,
+                                                 1 << (level + blend))
+            if factor < 1 << (level + blend):  # cut by the frame's edge to less than a block
+                level, blend = factor.bit_length() - 1, False
+            patches = self._patches(frames[job.frame], region, level, blend)
+            regions.append(region)
+            fine.append(patches[0])
+            if blend:
+                coarse.append(patches[1])
+                weights.append(weight)
+                mixed.append(n)
+        to_device = self.detector.to_device
+        return _WindowInputs(
+            to_device(np.stack(matrices).astype(np.float32)),
+            to_device(np.array(regions, dtype=np.float32)), fine, coarse,
+            to_device(np.array(weights, dtype=np.float32)) if mixed else None, mixed,
+            to_device(np.array(mixed, dtype=np.int64)) if mixed else None)
+
     def _run_windows(self, frames: Sequence[np.ndarray], jobs: Sequence[WindowJob]):
         """All passes of all windows; returns one packed (N, 16) tensor on the device: found,
         score, box (4), landmarks (10), in frame pixels."""
         import torch
 
-        matrices = [snap_window(similarity_to_template(job.landmarks, self.scale), self._centre)
-                    for job in jobs]
-        regions = [self._window_region(frames[job.frame].shape, m) for job, m in
-                   zip(jobs, matrices)]
-        patches = [self._to_device(frames[job.frame], r) for job, r in zip(jobs, regions)]
-        matrix = self.detector.to_device(np.stack(matrices).astype(np.float32))
-        rects = self.detector.to_device(np.array(regions, dtype=np.float32))
+        inputs = self._inputs(frames, jobs, [
+            snap_window(similarity_to_template(job.landmarks, self.scale), self._centre)
+            for job in jobs])
+        matrix = inputs.matrices
         n = len(jobs)
         found = torch.zeros(n, dtype=torch.bool, device=self.device)
         score = torch.zeros(n, device=self.device)
@@ -392,7 +513,7 @@ class WindowDetector:
             window = matrix * k
             window[:, :, 2] += offset
             inverse = _invert_batch(window)
-            ok, bx, sc, pt = self._pick(*self._forward(self._sample(patches, rects, inverse, size)),
+            ok, bx, sc, pt = self._pick(*self._forward(self._windows(inputs, inverse, size)),
                                         self._template * k + offset,
                                         gate * TEMPLATE_IOD_512 * scale / 512.0)
             pt_frame = torch_apply(inverse, pt)
