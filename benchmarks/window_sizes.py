@@ -3,13 +3,14 @@
     PYTHONPATH=. python benchmarks/window_sizes.py 640x360 0.07 150    # B1's own clip size
     PYTHONPATH=. python benchmarks/window_sizes.py 1920x1080 0.1 80    # a 192 px IOD close-up
     PYTHONPATH=. python benchmarks/window_sizes.py --cost              # ms per face and round
-    PYTHONPATH=. python benchmarks/window_sizes.py --sweep OUT.json    # the default over face sizes
+    PYTHONPATH=. python benchmarks/window_sizes.py --sweep OUT.json [0.05,0.1]  # over face sizes
 
 Prints, per scenario, the full-frame default's RMSE and per variant (tracked RMSE px, ratio to
 the default, jitter px, seconds). Numbers: RESULTS.md, "Tracked detection: window sizes".
 """
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,17 +81,18 @@ def round_cost(threads: int = 2) -> None:
 SWEEP_IODS = (0.035, 0.05, 0.07, 0.08, 0.1, 0.12, 0.14, 0.17, 0.2)  # × 1920: 67–384 px
 
 
-def sweep(out: Path, frames: int = 80) -> None:
+def sweep(out: Path, iods: Sequence[float] = SWEEP_IODS, frames: int = 80) -> None:
     """The default (tracked, 224+2×192) against full detection on B1's three clips at 1920×1080
     for faces of 67–384 px between the eyes: RMSE ratio, jitter and median per-frame error
-    (512-crop px) per clip, as JSON (run it on two checkouts to compare them)."""
+    (512-crop px) per clip, as JSON (run it on two checkouts to compare them). ``iods``:
+    fractions of the frame's width."""
     import json
 
     import numpy as np
 
     photos = [B.load_photo(td / p) for p in B.PHOTOS]
     rows = {}
-    for iod in SWEEP_IODS:
+    for iod in iods:
         for name in ("smooth", "jerky", "cut"):
             clip = B.make_clip(name, (1920, 1080), frames, 25.0, iod * 1920, True, photos)
             plain, dets = B.detector_landmarks(clip, td / B.WEIGHTS)
@@ -110,7 +112,7 @@ def main(argv: list[str]) -> None:
         round_cost()
         return
     if argv[:1] == ["--sweep"]:
-        sweep(Path(argv[1]))
+        sweep(Path(argv[1]), *([[float(x) for x in argv[2].split(",")]] if argv[2:] else []))
         return
     size = tuple(int(x) for x in argv[0].split("x"))
     iod, frames = float(argv[1]), int(argv[2])

@@ -582,7 +582,7 @@ def test_host_window_sampling_matches_the_grid_sample_reference(testdata, one_th
         windows.host_windows = False
         grid = windows._windows(inputs, inverse, 224)
         windows.host_windows = True
-    assert inputs.mixed  # these faces' windows blend in the coarser level a little
+    assert any(inputs.blends)  # these faces' windows blend in the coarser level a little
     diff = (host - grid).abs()
     assert host.shape == grid.shape == (4, 3, 224, 224)
     assert float(diff.mean()) < 1e-3 and float(diff.max()) < 0.05  # of 0-255 levels

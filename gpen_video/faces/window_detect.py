@@ -83,18 +83,14 @@ class ScanJob:
 @dataclass(frozen=True)
 class _WindowInputs:
     """What a round's first pass starts from, per window job: the frame → template matrices
-    (N, 2, 3), each region's frame rectangle (N, 4) and its patch at the finer of its two levels
-    (:meth:`WindowDetector._levels`), on the device; the coarser level's patches and blend
-    weights for the jobs that mix one in (``mixed``: their indices, as a list and on the
-    device)."""
+    (N, 2, 3) and each region's frame rectangle (N, 4) on the device, its patch at the finer of
+    its two levels (:meth:`WindowDetector._levels`), and the coarser level's patch with its
+    weight in the blend, or ``None``."""
 
     matrices: Any
     regions: Any
     fine: list
-    coarse: list
-    weights: Any  # (M,) or None
-    mixed: list[int]
-    mixed_index: Any  # (M,) or None
+    blends: list
 
 
 @dataclass(frozen=True)
@@ -377,44 +373,57 @@ class WindowDetector:
     def _windows(self, inputs: _WindowInputs, inverse, size: int):
         """The ``size``² windows of a pass (``inverse``: window → frame pixels, (N, 2, 3)), each
         blended from its two levels where it has two."""
-        import torch
+        return self._sample(inputs.fine, inputs.regions, inverse, size, inputs.blends)
 
-        batch = self._sample(inputs.fine, inputs.regions, inverse, size)
-        if inputs.mixed:
-            at = inputs.mixed_index
-            coarse = self._sample(inputs.coarse, inputs.regions[at], inverse[at], size)
-            batch[at] = torch.lerp(batch[at], coarse, inputs.weights[:, None, None, None])
-        return batch
-
-    def _sample(self, patches: list, regions, inverse, size: int):
+    def _sample(self, patches: list, regions, inverse, size: int, blends: list | None = None):
         """The ``size``² windows, BGR minus the detector's means: ``inverse`` (N, 2, 3) maps
         window → frame pixels, ``regions`` (N, 4) float holds each patch's frame rectangle
-        (a patch may be a whole number of times smaller than its rectangle: :meth:`_patches`).
+        (a patch may be a whole number of times smaller than its rectangle: :meth:`_patches`);
+        ``blends[n]``, where given, is another patch of window ``n``'s rectangle and its weight:
+        the window is the two samples mixed.
 
         Bilinear, reflected at the patch's edge. On the CPU OpenCV warps each window
         (:meth:`_sample_host`: a quarter faster per round than ``grid_sample`` there, the same
         images to 0.01 levels); on a GPU, and as the reference, :meth:`_sample_grid`."""
+        blends = blends or [None] * len(patches)
         if self.host_windows:
-            return self._sample_host(patches, regions, inverse, size)
-        return self._sample_grid(patches, regions, inverse, size)
+            return self._sample_host(patches, regions, inverse, size, blends)
+        return self._sample_grid(patches, regions, inverse, size, blends)
 
-    def _sample_host(self, patches: list, regions, inverse, size: int):
+    @staticmethod
+    def _patch_map(inverse: np.ndarray, rect: np.ndarray, patch) -> np.ndarray:
+        """Window → patch pixels (2×3) from window → frame pixels, for a patch of ``rect``
+        (:meth:`_patches`: pixel ``j`` covers frame pixels ``x0 + f·j … x0 + f·j + f − 1``)."""
+        factor = (rect[2] - rect[0]) / patch.shape[-1]
+        out = inverse.copy()
+        out[:, 2] -= rect[:2]
+        out /= factor
+        out[:, 2] -= (factor - 1.0) / (2.0 * factor)
+        return out
+
+    def _sample_host(self, patches: list, regions, inverse, size: int, blends: list):
         """:meth:`_sample` with ``cv2.warpAffine`` on host tensors (patches are channels-last
         memory: :meth:`_to_device`, so each is a plain H×W×3 array to OpenCV)."""
         import cv2
         import torch
 
-        maps = inverse.numpy().astype(np.float64)
+        inverse = inverse.numpy().astype(np.float64)
         rects = regions.numpy().astype(np.float64)
-        factor = (rects[:, 2] - rects[:, 0]) / np.array([p.shape[-1] for p in patches])
-        maps[:, :, 2] -= rects[:, :2]  # window → patch pixels (:meth:`_patches`)
-        maps /= factor[:, None, None]
-        maps[:, :, 2] -= ((factor - 1.0) / (2.0 * factor))[:, None]
         rgb = np.empty((len(patches), size, size, 3), np.float32)
-        for n, patch in enumerate(patches):
-            cv2.warpAffine(patch[0].permute(1, 2, 0).numpy(), maps[n], (size, size), dst=rgb[n],
+        other = np.empty((size, size, 3), np.float32)
+
+        def warp(patch, n, dst):
+            cv2.warpAffine(patch[0].permute(1, 2, 0).numpy(),
+                           self._patch_map(inverse[n], rects[n], patch), (size, size), dst=dst,
                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_REFLECT)
+
+        for n, patch in enumerate(patches):
+            warp(patch, n, rgb[n])
+            if blends[n] is not None:
+                coarse, weight = blends[n]
+                warp(coarse, n, other)
+                cv2.addWeighted(rgb[n], 1.0 - weight, other, weight, 0.0, dst=rgb[n])
         # planar BGR minus the means, one channel at a time (a flip and a broadcast on the
         # channels-last tensor cost six times as much)
         bgr = np.empty((len(patches), 3, size, size), np.float32)
@@ -423,7 +432,7 @@ class WindowDetector:
             np.subtract(rgb[..., 2 - c], np.float32(means[c]), out=bgr[:, c])
         return torch.from_numpy(bgr)
 
-    def _sample_grid(self, patches: list, regions, inverse, size: int):
+    def _sample_grid(self, patches: list, regions, inverse, size: int, blends: list):
         """:meth:`_sample` with ``grid_sample`` on the detector's device (reflection about the
         patch's outer pixel edges, as ``cv2.BORDER_REFLECT``; a smaller patch spans its
         rectangle's outer edges as the rectangle's own pixels do)."""
@@ -434,8 +443,12 @@ class WindowDetector:
         x0, y0, x1, y1 = (regions[:, i, None, None] for i in range(4))
         grids = torch.stack([(2.0 * (xy[..., 0] - x0) + 1.0) / (x1 - x0) - 1.0,
                              (2.0 * (xy[..., 1] - y0) + 1.0) / (y1 - y0) - 1.0], dim=-1)
-        crops = [F.grid_sample(patch, grids[n:n + 1], mode="bilinear",
-                               padding_mode="reflection", align_corners=False)
+        def sample(patch, n):
+            return F.grid_sample(patch, grids[n:n + 1], mode="bilinear",
+                                 padding_mode="reflection", align_corners=False)
+
+        crops = [sample(patch, n) if blends[n] is None else
+                 torch.lerp(sample(patch, n), sample(blends[n][0], n), blends[n][1])
                  for n, patch in enumerate(patches)]
         return torch.cat(crops).flip(1) - self.detector._mean
 
@@ -471,8 +484,8 @@ class WindowDetector:
                 matrices: Sequence[np.ndarray]) -> _WindowInputs:
         """Regions, patches and blend weights for jobs whose frame → template matrices are
         ``matrices``."""
-        fine, coarse, weights, mixed, regions = [], [], [], [], []
-        for n, (job, matrix) in enumerate(zip(jobs, matrices)):
+        fine, blends, regions = [], [], []
+        for job, matrix in zip(jobs, matrices):
             level, weight = self._levels(matrix)
             blend = weight > 0.0
             region, factor = self._window_region(frames[job.frame].shape, matrix,
@@ -482,16 +495,10 @@ class WindowDetector:
             patches = self._patches(frames[job.frame], region, level, blend)
             regions.append(region)
             fine.append(patches[0])
-            if blend:
-                coarse.append(patches[1])
-                weights.append(weight)
-                mixed.append(n)
+            blends.append((patches[1], weight) if blend else None)
         to_device = self.detector.to_device
-        return _WindowInputs(
-            to_device(np.stack(matrices).astype(np.float32)),
-            to_device(np.array(regions, dtype=np.float32)), fine, coarse,
-            to_device(np.array(weights, dtype=np.float32)) if mixed else None, mixed,
-            to_device(np.array(mixed, dtype=np.int64)) if mixed else None)
+        return _WindowInputs(to_device(np.stack(matrices).astype(np.float32)),
+                             to_device(np.array(regions, dtype=np.float32)), fine, blends)
 
     def _run_windows(self, frames: Sequence[np.ndarray], jobs: Sequence[WindowJob]):
         """All passes of all windows; returns one packed (N, 16) tensor on the device: found,
