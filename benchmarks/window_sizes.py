@@ -98,12 +98,12 @@ def sweep(out: Path, iods: Sequence[float] = SWEEP_IODS, frames: int = 80) -> No
             plain, dets = B.detector_landmarks(clip, td / B.WEIGHTS)
             full = B.errors(clip, B.method_matrices(clip, plain, dets, "default"))
             e = B.errors(clip, B.tracked_matrices(clip, td / B.WEIGHTS))
+            ratio = e["rmse_px"] / full["rmse_px"]
             rows[f"{iod * 1920:.0f}px:{name}"] = {
-                "full_rmse": full["rmse_px"], "rmse": e["rmse_px"],
-                "ratio": e["rmse_px"] / full["rmse_px"], "jitter": e["jitter_px"],
-                "median": float(np.nanmedian(e["per_frame"]))}
-            print(f"{iod * 1920:.0f} px {name}: ratio {rows[f'{iod * 1920:.0f}px:{name}']['ratio']:.2f}"
-                  f" jitter {e['jitter_px']:.3f}", flush=True)
+                "full_rmse": full["rmse_px"], "rmse": e["rmse_px"], "ratio": ratio,
+                "jitter": e["jitter_px"], "median": float(np.nanmedian(e["per_frame"]))}
+            print(f"{iod * 1920:.0f} px {name}: ratio {ratio:.2f} jitter {e['jitter_px']:.3f}",
+                  flush=True)
     out.write_text(json.dumps({"frames": frames, "size": [1920, 1080], "rows": rows}, indent=1))
 
 

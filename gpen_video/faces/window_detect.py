@@ -289,14 +289,16 @@ class WindowDetector:
         def whole(image: np.ndarray) -> tuple[int, int, int, int]:
             return 0, 0, image.shape[1], image.shape[0]
 
-        if level == 0 and not coarse:
-            return [self._to_device(frame, region)]  # the frame's own memory, no copy
+        if level == 0:
+            out = [self._to_device(frame, region)]  # the frame's own memory, no copy
+            if not coarse:
+                return out
         x0, y0, x1, y1 = region
         pixels = frame[y0:y1, x0:x1] if frame.ndim == 2 else frame[y0:y1, x0:x1, :3]
         for _ in range(level):
             pixels = halved(pixels)
-        out = [self._to_device(frame, region) if level == 0 else
-               self._to_device(pixels, whole(pixels))]
+        if level > 0:
+            out = [self._to_device(pixels, whole(pixels))]
         if coarse:
             pixels = halved(pixels)
             out.append(self._to_device(pixels, whole(pixels)))
@@ -488,9 +490,9 @@ class WindowDetector:
         for job, matrix in zip(jobs, matrices):
             level, weight = self._levels(matrix)
             blend = weight > 0.0
-            region, factor = self._window_region(frames[job.frame].shape, matrix,
-                                                 1 << (level + blend))
-            if factor < 1 << (level + blend):  # cut by the frame's edge to less than a block
+            wanted = 1 << (level + blend)  # the coarsest level's block
+            region, factor = self._window_region(frames[job.frame].shape, matrix, wanted)
+            if factor < wanted:  # cut by the frame's edge to less than a block
                 level, blend = factor.bit_length() - 1, False
             patches = self._patches(frames[job.frame], region, level, blend)
             regions.append(region)
