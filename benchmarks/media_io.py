@@ -21,7 +21,10 @@ What is timed is the product's own path, not bare FFmpeg:
 
 Every fps figure is the median of ``--repeats`` timed runs after a warm-up run. The machine is
 shared (the 1-minute load average is recorded next to every figure), so the fps are lower
-bounds of what the code does on an idle machine of this kind.
+bounds of what the code does on an idle machine of this kind. Next to each fps is the CPU time
+the step used per frame (user + system of the whole process, the codec's own threads included):
+what the step costs on any number of cores, so ``1000 / (CPU ms per frame)`` frames per second per
+core is the most a CPU-bound run can get from each core it has for that step.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import dataclasses
 import datetime as dt
 import os
 import platform
+import resource
 import shlex
 import statistics
 import subprocess
@@ -104,24 +108,33 @@ def synthesise(path: Path, seconds: float, frames: list[np.ndarray], preset: str
     return path
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far, all its threads (the codecs') included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def bench_decode(clip: Path, frames: int, repeats: int) -> dict:
-    def run() -> float:
-        start = time.perf_counter()
+    def run() -> tuple[float, float]:  # (fps, CPU ms per frame)
+        start, cpu = time.perf_counter(), cpu_seconds()
         count = 0
         with VideoSource(clip) as source:
             for _ in source:
                 count += 1
                 if count >= frames:
                     break
-        return count / (time.perf_counter() - start)
+        return count / (time.perf_counter() - start), 1000 * (cpu_seconds() - cpu) / count
 
     run()  # warm-up (page cache, libraries)
-    loads, rates = [], []
+    loads, rates, cpu_ms = [], [], []
     for _ in range(repeats):
         loads.append(load_average(None))
-        rates.append(run())
+        fps, ms = run()
+        rates.append(fps)
+        cpu_ms.append(ms)
     return {"frames": frames, "fps_runs": rates, "fps_median": statistics.median(rates),
-            "load_1min": loads}
+            "cpu_ms_per_frame_runs": cpu_ms,
+            "cpu_ms_per_frame_median": statistics.median(cpu_ms), "load_1min": loads}
 
 
 def bench_encode(clip: Path, name: str, options: EncodeOptions, suffix: str, frames: int,
@@ -133,28 +146,32 @@ def bench_encode(clip: Path, name: str, options: EncodeOptions, suffix: str, fra
             if len(pool) >= 24:
                 break
 
-        def run(count: int) -> float:
+        def run(count: int) -> tuple[float, float]:  # (fps, CPU ms per frame)
             out = workdir / f"enc_{name}{suffix}"
             step = pool[0].duration
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), cpu_seconds()
             with VideoSink(out, source, options, overwrite=True, audio=False) as sink:
                 for i in range(count):
                     base = pool[i % len(pool)]
                     sink.write(dataclasses.replace(base, index=i, pts=i * step))
-            elapsed = time.perf_counter() - start
+            elapsed, used = time.perf_counter() - start, cpu_seconds() - cpu
             size = out.stat().st_size
             out.unlink()
             run.size = size  # type: ignore[attr-defined]
-            return count / elapsed
+            return count / elapsed, 1000 * used / count
 
         run(min(frames, 12))  # warm-up
-        loads, rates = [], []
+        loads, rates, cpu_ms = [], [], []
         for _ in range(repeats):
             loads.append(load_average(None))
-            rates.append(run(frames))
+            fps, ms = run(frames)
+            rates.append(fps)
+            cpu_ms.append(ms)
     bits = run.size * 8 / (frames / FPS)  # type: ignore[attr-defined]
     return {"codec": name, "options": dataclasses.asdict(options), "frames": frames,
             "fps_runs": rates, "fps_median": statistics.median(rates),
+            "cpu_ms_per_frame_runs": cpu_ms,
+            "cpu_ms_per_frame_median": statistics.median(cpu_ms),
             "mbit_per_s_at_24fps": round(bits / 1e6, 1), "load_1min": loads}
 
 
@@ -202,16 +219,27 @@ def markdown(result: dict) -> str:
         "median of the timed runs after a warm-up. The machine is shared with other jobs: the "
         "1-minute load average at each run is in the JSON, so read these as lower bounds.",
         "",
-        "| step | codec / preset | frames | median fps | output Mbit/s (24 fps) | load |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "CPU ms/frame: user + system time of the process per frame, the codec's threads "
+        "included (medians); fps per core = 1000 / that, the most each core gives a CPU-bound "
+        "run of the step.",
+        "",
+        "| step | codec / preset | frames | median fps | CPU ms/frame | fps per core "
+        "| output Mbit/s (24 fps) | load |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+
+    def cpu_cells(row: dict) -> str:
+        ms = row.get("cpu_ms_per_frame_median")  # absent in runs before it was measured
+        return "– | –" if ms is None else f"{ms:.1f} | {1000 / ms:.1f}"
+
     d = result["decode"]
     lines.append(f"| decode → RGB | H.264 High 8-bit 4:2:0 (x264 medium) | {d['frames']} | "
-                 f"{d['fps_median']:.1f} "
+                 f"{d['fps_median']:.1f} | {cpu_cells(d)} "
                  f"| | {statistics.mean(d['load_1min']):.1f} |")
     for e in result["encode"]:
         lines.append(f"| RGB → encode | {e['codec']} | {e['frames']} | {e['fps_median']:.1f} | "
-                     f"{e['mbit_per_s_at_24fps']} | {statistics.mean(e['load_1min']):.1f} |")
+                     f"{cpu_cells(e)} | {e['mbit_per_s_at_24fps']} "
+                     f"| {statistics.mean(e['load_1min']):.1f} |")
     if result.get("rss"):
         lines += ["", "Peak memory of `copy_video` (decode → encode, AAC packet-copied) in a fresh "
                   "process, libx264 preset " + result["rss"][0]["preset"] + " (the default medium "

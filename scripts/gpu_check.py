@@ -3,6 +3,7 @@ one JSON file (``$OUT/checks.json``).
 
     python scripts/gpu_check.py capture   # CUDA-graph capture vs other threads' CUDA work
     python scripts/gpu_check.py gate      # fp16/bf16/TF32 vs strict fp32, and the torch gate
+    python scripts/gpu_check.py profile   # where GPEN-BFR-512 fp16 batch 8 spends device time
     python scripts/gpu_check.py compile   # torch.compile vs eager, GPEN-BFR-512 fp16 batch 8
     python scripts/gpu_check.py prepare   # (CPU side) copy the test data the run needs
 
@@ -170,6 +171,71 @@ def gate() -> dict:
     return out
 
 
+# ------------------------------------------------------------------ profile
+def profile_forward(net, batch: int, size: int, device: str, dtype, repeats: int = 3,
+                    rows: int = 25) -> tuple[str, dict]:
+    """torch.profiler over ``repeats`` forwards of ``net`` (already on ``device`` in ``dtype``,
+    channels_last, eager) at ``batch`` faces: the op table by self time on the device (the
+    CPU when ``device`` is ``cpu``), and a summary — time per face, the ops with their shares,
+    and the share of convolutions (cuDNN/GEMM kernels) against everything around them."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    on_cuda = device.startswith("cuda")
+    x = torch.rand(batch, 3, size, size, device=device, dtype=dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
+    with torch.inference_mode():
+        net(x)  # warm-up: cuDNN's algorithm choice, allocations
+        if on_cuda:
+            torch.cuda.synchronize()
+        with profile(activities=activities, record_shapes=True) as prof:
+            for _ in range(repeats):
+                net(x)
+            if on_cuda:
+                torch.cuda.synchronize()
+    key = "self_device_time_total" if on_cuda else "self_cpu_time_total"
+    if on_cuda and not hasattr(prof.key_averages()[0], key):  # older torch
+        key = "self_cuda_time_total"
+    averages = [a for a in prof.key_averages() if getattr(a, key) > 0]
+    total_us = sum(getattr(a, key) for a in averages)
+    ops = sorted(averages, key=lambda a: getattr(a, key), reverse=True)
+
+    def is_conv(name: str) -> bool:
+        return any(word in name for word in ("conv", "cudnn", "mm", "gemm"))
+
+    by_shape = sorted((a for a in prof.key_averages(group_by_input_shape=True)
+                       if getattr(a, key) > 0), key=lambda a: getattr(a, key), reverse=True)
+    summary = {
+        "device": device, "dtype": str(dtype).replace("torch.", ""), "batch": batch,
+        "size": size, "repeats": repeats, "time_key": key,
+        "ms_per_face": round(total_us / 1000 / repeats / batch, 3),
+        "conv_share": round(sum(getattr(a, key) for a in ops if is_conv(a.key)) / total_us, 3),
+        "ops": [{"op": a.key, "share": round(getattr(a, key) / total_us, 3), "calls": a.count}
+                for a in ops[:15]],
+        "ops_by_shape": [{"op": a.key, "shapes": str(a.input_shapes)[:160],
+                          "share": round(getattr(a, key) / total_us, 3), "calls": a.count}
+                         for a in by_shape[:12]],
+    }
+    table = prof.key_averages().table(sort_by=key, row_limit=rows)
+    shapes = prof.key_averages(group_by_input_shape=True).table(sort_by=key, row_limit=rows)
+    return f"{table}\n\nby input shape:\n{shapes}\n", summary
+
+
+def profile_() -> dict:
+    """Where GPEN-BFR-512's fp16 forward at batch 8 spends device time (eager, channels_last,
+    the kernels a CUDA-graph replay runs); the tables go to ``$OUT/profile.txt``."""
+    import torch
+
+    from gpen_video.backends.torch_backend import to_channels_last
+
+    net = to_channels_last(_net(512).to("cuda", torch.float16).eval())
+    text, summary = profile_forward(net, batch=8, size=512, device="cuda", dtype=torch.float16)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "profile.txt").write_text(text)
+    return summary
+
+
 # ------------------------------------------------------------------ compile
 def compile_() -> dict:
     """torch.compile (inductor) of GPEN-BFR-512 fp16 channels_last at batch 8 against eager."""
@@ -224,7 +290,7 @@ def prepare() -> dict:
     return {"bytes": copied}
 
 
-PARTS = {"capture": capture, "gate": gate, "compile": compile_}
+PARTS = {"capture": capture, "gate": gate, "profile": profile_, "compile": compile_}
 
 if __name__ == "__main__":
     part = sys.argv[1] if len(sys.argv) > 1 else ""

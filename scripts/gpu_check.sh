@@ -12,16 +12,19 @@
 #   capture         CUDA-graph capture vs other threads' CUDA work (scripts/gpu_check.py)
 #   gate            fp16/bf16/TF32 vs strict fp32 on the gate crops, the torch gate's choice
 #   throughput      GPEN-256/512 x fp32/tf32/fp16/bf16 x batch 1/8/32, CUDA graphs on/off
+#   profile         where GPEN-512's fp16 forward spends device time (op table, by input shape)
+#   encode          the machine's CPUs: 1080p decode and x264 medium/veryfast/ultrafast, fps and
+#                   CPU ms per frame (the encoder's ceiling on end-to-end fps there)
 #   bench-w1/-w4    gpen-video bench at 1080p, --workers 1 (1 and 4 faces) and 4 (1 face)
 #   compile         torch.compile of GPEN-512 fp16 (only with time to spare)
-# Results under $OUT (at most 8 files): log.txt, steps.txt, checks.json,
-# restorer_throughput.json, bench_w1.json, bench_w4.json.
+# Results under $OUT (at most 8 files): log.txt, steps.txt, checks.json, profile.txt,
+# restorer_throughput.json, media_io.json, bench_w1.json, bench_w4.json.
 # Without a CUDA GPU it says which steps it skipped and why, and how to run it; exit status 0.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 REPO=$PWD
 WHEELS=(av==18.1.0 facexlib==0.3.0 filterpy==2.0.0)  # the rest of their needs is on the image
-STEPS=(pytest-gpu capture gate throughput bench-w1 bench-w4 compile)
+STEPS=(pytest-gpu capture gate throughput profile encode bench-w1 bench-w4 compile)
 
 how_to_run() {
   cat <<'EOF'
@@ -106,6 +109,7 @@ step throughput 160 python3 benchmarks/restorer_throughput.py --backends torch \
   --cpu-gflop-cap 0
 R=benchmarks/results/restorer_throughput.json  # the tracked CPU file unless rewritten now
 [ "$R" -nt /tmp/gpen-gpu-check.t0 ] && cp "$R" "$OUT/"
+step profile 60 python3 scripts/gpu_check.py profile
 bench() {  # bench WORKERS SECONDS SCENE...
   local n=$1 cap=$2 workers=() scenes=(); shift 2
   for scene in "$@"; do scenes+=(--scene "$scene"); done
@@ -121,10 +125,15 @@ bench() {  # bench WORKERS SECONDS SCENE...
     --frames 48 --repeats 1 --mode overlap "${workers[@]}" --json "$OUT/bench_w$n.json"
 }
 if [ "$E2E" = 1 ]; then
+  step encode 60 python3 benchmarks/media_io.py --skip-rss --repeats 1 --decode-frames 240 \
+    --encode medium=96 veryfast=240 ultrafast=240
+  M=benchmarks/results/media_io.json
+  [ "$M" -nt /tmp/gpen-gpu-check.t0 ] && cp "$M" "$OUT/"
   # --workers 4 timed out at 100 s with both scenes on the H200 (2026-11-28: four processes each
   # build the network and run the fp16 gate per scene): one scene, and the time compile had
   bench 1 100 1080p:1 1080p:4; bench 4 170 1080p:1
 else
+  note "encode: SKIPPED (av missing: run --prepare and carry .whl)"
   note "bench-w1: SKIPPED (av, facexlib or filterpy missing: run --prepare and carry .whl)"
   note "bench-w4: SKIPPED (av, facexlib or filterpy missing: run --prepare and carry .whl)"
 fi

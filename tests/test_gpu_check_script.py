@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ("pytest-gpu", "capture", "gate", "throughput", "bench-w1", "bench-w4", "compile")
+STEPS = ("pytest-gpu", "capture", "gate", "throughput", "profile", "encode", "bench-w1",
+         "bench-w4", "compile")
 
 
 def test_without_a_gpu_every_step_is_skipped_and_the_way_to_run_it_printed(tmp_path):
@@ -37,3 +38,31 @@ def test_the_data_it_carries_exists_in_the_shared_test_data(testdata):
     for folder, names in module.NEEDED.items():
         for name in names:
             assert (testdata / folder / name).is_file(), (folder, name)
+
+
+def test_the_profile_part_attributes_a_forwards_time_to_its_ops_on_the_cpu():
+    """The ``profile`` part's table and summary, on the CPU with a small GPEN of the real layer
+    types (the check runs it on CUDA with GPEN-BFR-512): its shares add up, convolutions are
+    recognised, and the biggest op by input shape is one the network runs."""
+    import importlib.util
+
+    import torch
+
+    from gpen_video.backends.torch_backend import to_channels_last
+    from gpen_video.models.config import GpenConfig
+    from gpen_video.models.load import build_gpen
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    net = to_channels_last(build_gpen(GpenConfig(64, channel_multiplier=1, narrow=0.25), seed=0))
+    text, summary = module.profile_forward(net, batch=2, size=64, device="cpu",
+                                           dtype=torch.float32, repeats=2)
+    assert summary["time_key"] == "self_cpu_time_total" and summary["ms_per_face"] > 0
+    shares = [op["share"] for op in summary["ops"]]
+    assert shares == sorted(shares, reverse=True) and 0.5 < sum(shares) <= 1.001
+    assert any("convolution" in op["op"] for op in summary["ops"][:5])
+    assert 0.0 < summary["conv_share"] < 1.0
+    top = summary["ops_by_shape"][0]
+    assert top["op"] in {op["op"] for op in summary["ops"]} and top["calls"] >= 2
+    assert "Self CPU" in text and "by input shape" in text
