@@ -97,6 +97,17 @@ def test_bench_cli_prints_the_table_and_json_holds_the_same_numbers(cli_run):
     assert 0 < lat[0] <= lat[1] < 1000 * max(r["seconds"] for r in ov["runs"])
     assert ov["peak_rss_mib"]["median"] > 50
     assert report["versions"]["torch"] and report["machine"]["logical_cpus"] >= 1
+    # host CPU: the process's threads used CPU time, no more than all its CPUs for the run
+    cpus = report["machine"]["logical_cpus"]
+    for mode in (ov, se):
+        for run in mode["runs"]:
+            assert run["cpu_seconds"] > 0
+            assert run["cpu_ms_per_frame"] == pytest.approx(1000 * run["cpu_seconds"] / 8)
+            assert 0 < run["cpu_cores_busy"] <= cpus * 1.05, run
+    line = next(x for x in text.splitlines() if x.strip().startswith("host CPU"))
+    assert (f"overlap {ov['cpu_ms_per_frame']['median']:.0f} ms per frame, "
+            f"{ov['cpu_cores_busy']['median']:.2f} CPUs busy") in line
+    assert f"serial {se['cpu_ms_per_frame']['median']:.0f} ms per frame" in line
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # --quality: gpen-video measure's numbers of the last timed output, printed as in the JSON
     quality = worker["quality"]

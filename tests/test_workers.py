@@ -323,6 +323,19 @@ def test_bench_times_the_same_job_it_was_given(tmp_path: Path) -> None:
         parse_counts("0,2")
 
 
+def test_bench_workers_counts_the_cpu_time_of_the_command_and_of_its_workers() -> None:
+    """``bench --workers`` divides the CPU time of the finished command, its worker processes
+    included, by the wall time: a grandchild's busy loop is counted."""
+    from gpen_video.bench.workers import _children_cpu_seconds
+
+    worker = ("import time\nt = time.process_time()\n"
+              "while time.process_time() - t < 0.3:\n    pass\n")
+    command = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {worker!r}])\n"
+    before = _children_cpu_seconds()
+    subprocess.run([sys.executable, "-c", command], check=True)
+    assert _children_cpu_seconds() - before >= 0.29
+
+
 def test_onnxruntime_takes_its_threads_from_the_restore_options() -> None:
     """Workers give onnxruntime their share of the cores (it ignores OMP_NUM_THREADS)."""
     pytest.importorskip("onnxruntime")

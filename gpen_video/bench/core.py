@@ -182,11 +182,13 @@ class Worker:
         load = load_average()
         with PeakMemory(self.device) as peak:
             synchronize(self.device)
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             summary = pipeline.run(job, restorer=self.restorer, detector=self.detector,
                                    clock=clock, serial=serial)
             synchronize(self.device)
             outer = time.perf_counter() - t0
+            # every thread of the process: the codecs', the runtimes' pools, the stages'
+            cpu = time.process_time() - cpu0
         stages = dict(clock.seconds)
         wall = summary.seconds
         lat = clock.frame_latencies(summary.frames)
@@ -195,6 +197,9 @@ class Worker:
                "setup_seconds": summary.setup_seconds, "call_seconds": outer,
                "fps": summary.frames / wall if wall > 0 else 0.0,
                "faces_per_s": summary.faces / wall if wall > 0 else 0.0,
+               "cpu_seconds": cpu,
+               "cpu_ms_per_frame": 1000 * cpu / summary.frames if summary.frames else None,
+               "cpu_cores_busy": cpu / outer if outer > 0 else None,
                "stage_seconds": stages, "stage_sum": sum(stages.values()),
                "idle_seconds": max(0.0, wall - clock.busy_union()),
                "latency_p50_ms": None if not lat else 1000 * percentile(lat, 50),
@@ -277,7 +282,8 @@ def aggregate(runs: list[dict]) -> dict[str, Any]:
     for key in ("seconds", "fps", "faces_per_s", "setup_seconds", "stage_sum", "idle_seconds",
                 "other_seconds", "latency_p50_ms", "latency_p95_ms", "peak_rss_mib",
                 "peak_gpu_mib", "gflop_s", "restore_gflop_s", "load_avg_1min",
-                "host_syncs_per_frame", "detect_syncs_per_frame", "device_busy"):
+                "host_syncs_per_frame", "detect_syncs_per_frame", "device_busy",
+                "cpu_ms_per_frame", "cpu_cores_busy"):
         out[key] = summarize(col(key))
     out["stage_seconds"] = {s: summarize([r["stage_seconds"][s] for r in runs]) for s in STAGES}
     out["device_stage_seconds"] = {s: summarize([r["device_stage_seconds"][s] for r in runs

@@ -95,7 +95,21 @@ def format_worker(scene: dict, w: dict, config: dict) -> list[str]:
     else:
         lines.append("  compute floor: — (no network: identity restorer)")
     lines.append("")
-    return lines + _stage_table(ov, se)
+    return lines + _stage_table(ov, se) + _cpu_lines(ov, se)
+
+
+def _cpu_lines(ov: dict | None, se: dict | None) -> list[str]:
+    """Host CPU time per frame and the CPUs it kept busy, per mode (runs that measured it): on
+    a GPU, how close the host comes to being the limit."""
+    parts = []
+    for label, mode in (("overlap", ov), ("serial", se)):
+        ms = ((mode or {}).get("cpu_ms_per_frame") or {}).get("median")
+        busy = ((mode or {}).get("cpu_cores_busy") or {}).get("median")
+        if ms is not None and busy is not None:
+            parts.append(f"{label} {ms:.0f} ms per frame, {busy:.2f} CPUs busy on average")
+    if not parts:
+        return []
+    return [f"  host CPU (every thread of the process, setup included): {'; '.join(parts)}"]
 
 
 def _stage_table(ov: dict | None, se: dict | None) -> list[str]:

@@ -97,11 +97,12 @@ def _time_command(args: list[str], workers: int, device: str) -> dict[str, Any]:
     env = dict(os.environ)
     repo = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    t0 = time.perf_counter()
+    t0, children0 = time.perf_counter(), _children_cpu_seconds()
     start()
     done = subprocess.run([sys.executable, "-m", "gpen_video", *args, "--workers",
                            str(workers)], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    cpu = _children_cpu_seconds() - children0
     busy = finish()
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
@@ -109,10 +110,17 @@ def _time_command(args: list[str], workers: int, device: str) -> dict[str, Any]:
                          f"{tail}")
     summary = _summary_event(done.stdout)
     # the same keys whether the command ran one process or several (pipeline.Summary's)
-    return {"seconds": seconds, "gpu_busy_fraction": busy,
+    return {"seconds": seconds, "gpu_busy_fraction": busy, "cpu_seconds": cpu,
             "host_syncs": summary.get("host_syncs"),
             "host_syncs_per_frame": summary.get("host_syncs_per_frame"),
             "detect_syncs_per_frame": summary.get("detect_syncs_per_frame")}
+
+
+def _children_cpu_seconds() -> float:
+    """User + system CPU time of the finished child processes (and of the children they waited
+    for: the command's workers)."""
+    t = os.times()
+    return t.children_user + t.children_system
 
 
 def _summary_event(stdout: str) -> dict[str, Any]:
@@ -158,6 +166,8 @@ def bench_workers(options: BenchOptions, counts: list[int], workdir: Path,
                          "seconds_min": round(min(seconds), 3),
                          "seconds_max": round(max(seconds), 3),
                          "total_fps": round(frames / median, 3),
+                         "cpu_cores_busy": round(statistics.median(
+                             r["cpu_seconds"] / r["seconds"] for r in runs[n]), 2),
                          "gpu_busy_fraction": round(statistics.median(busy), 3) if busy
                          else None,
                          "host_syncs_per_frame": runs[n][-1].get("host_syncs_per_frame"),
@@ -178,7 +188,7 @@ def format_workers(report: dict[str, Any]) -> str:
     for scene in report["scenes"]:
         lines.append(f"  {scene['description']}, {scene['frames']} frames:")
         lines.append("    workers   wall s (min–max)        total fps   vs first   GPU busy"
-                     "   host syncs/frame (restore+compose, detect)")
+                     "   CPUs busy ¹   host syncs/frame (restore+compose, detect)")
         for r in scene["rows"]:
             busy = "—" if r["gpu_busy_fraction"] is None else f"{r['gpu_busy_fraction']:.0%}"
             syncs = (r.get("host_syncs_per_frame"), r.get("detect_syncs_per_frame"))
@@ -186,5 +196,11 @@ def format_workers(report: dict[str, Any]) -> str:
             lines.append(f"    {r['workers']:>7}   {r['seconds_median']:>7.1f} "
                          f"({r['seconds_min']:.1f}–{r['seconds_max']:.1f})"
                          f"{r['total_fps']:>14.3f}   {r['speedup_vs_first']:>7.2f}×   {busy:>8}"
-                         f"   {sync_text}")
+                         f"   {_f(r.get('cpu_cores_busy')):>11}   {sync_text}")
+    lines.append("  ¹ CPU time of the command and its workers ÷ wall time (process start and "
+                 "model loading included)")
     return "\n".join(lines)
+
+
+def _f(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
