@@ -234,10 +234,15 @@ def markdown(result: dict) -> str:
                      f"{cpu_cells(e)} | {e['mbit_per_s_at_24fps']} "
                      f"| {statistics.mean(e['load_1min']):.1f} |")
     if result.get("rss"):
+        medium = next((e["fps_median"] for e in result["encode"]
+                       if e["codec"] == "libx264 medium CRF 18"), None)
+        longest = max(r["frames"] for r in result["rss"])
+        took = ("" if medium is None else
+                f"the default medium, at the fps above, would take ≈ {longest / medium / 60:.0f} "
+                f"min for the {longest}-frame clip here; ")
         lines += ["", "Peak memory of `copy_video` (decode → encode, AAC packet-copied) in a fresh "
-                  "process, libx264 preset " + result["rss"][0]["preset"] + " (the default medium "
-                  "would take ≈ 25 min for the 4-minute clip here; memory does not depend on the "
-                  "preset beyond x264's lookahead):", "",
+                  "process, libx264 preset " + result["rss"][0]["preset"] + " (" + took +
+                  "memory does not depend on the preset beyond x264's lookahead):", "",
                   "| clip | frames | peak RSS (MiB) | wall (s) | fps | load |",
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for r in result["rss"]:
