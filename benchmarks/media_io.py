@@ -3,6 +3,8 @@
     python benchmarks/media_io.py                    # everything (≈ 15 min on 2 shared cores)
     python benchmarks/media_io.py --skip-rss         # fps only
     python benchmarks/media_io.py --rss-minutes 1 4 --rss-preset ultrafast
+    python benchmarks/media_io.py --scene 1080p:1 --skip-rss --encode medium=48 ultrafast=48
+                                                     # on gpen-video bench's synthesised scene
 
 (with the package installed, ``pip install -e .``, or ``PYTHONPATH=.`` from the checkout)
 
@@ -15,6 +17,9 @@ What is timed is the product's own path, not bare FFmpeg:
   numpy per frame, for an 8-bit 1080p H.264 clip;
 * encode: ``VideoSink.write`` + ``close``, i.e. RGB → YUV + encode + mux (+ the rename), from
   frames already in memory, per libx264 preset (CRF 18) and ProRes 422 HQ (10-bit);
+* ``--scene SIZE:FACES``: decode and encode run on ``gpen-video bench``'s synthesised clip of that
+  scene instead (its moving faces over a still background are easier for x264 than the grain
+  here); such a run writes ``results/media_io_scene_<scene>.json`` and leaves RESULTS.md alone;
 * memory: ``copy_video`` (decode → encode, audio packet-copied) of a synthesised 1-minute and a
   4-minute 1080p24 clip with AAC audio, each in a fresh process; peak RSS is the process's
   high-water mark (``VmHWM``). It must not grow with the clip's length (streaming, nothing held back).
@@ -131,12 +136,12 @@ def bench_decode(clip: Path, frames: int, repeats: int) -> dict:
 
 
 def bench_encode(clip: Path, name: str, options: EncodeOptions, suffix: str, frames: int,
-                 repeats: int, workdir: Path) -> dict:
+                 repeats: int, workdir: Path, pool_size: int = 24) -> dict:
     with VideoSource(clip) as source:
         pool = []
         for frame in source:
             pool.append(frame)
-            if len(pool) >= 24:
+            if len(pool) >= pool_size:
                 break
 
         def run(count: int) -> tuple[float, float]:  # (fps, CPU ms per frame)
@@ -226,7 +231,9 @@ def markdown(result: dict) -> str:
         return "– | –" if ms is None else f"{ms:.1f} | {1000 / ms:.1f}"
 
     d = result["decode"]
-    lines.append(f"| decode → RGB | H.264 High 8-bit 4:2:0 (x264 medium) | {d['frames']} | "
+    source = ("H.264 8-bit 4:2:0 (x264 veryfast, bench scene " + result["scene"] + ")"
+              if result.get("scene") else "H.264 High 8-bit 4:2:0 (x264 medium)")
+    lines.append(f"| decode → RGB | {source} | {d['frames']} | "
                  f"{d['fps_median']:.1f} | {cpu_cells(d)} "
                  f"| | {statistics.mean(d['load_1min']):.1f} |")
     for e in result["encode"]:
@@ -267,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-preset", default="ultrafast")
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--scene", default=None, metavar="SIZE:FACES",
+                        help="time gpen-video bench's synthesised scene (e.g. 1080p:1) instead")
     args = parser.parse_args(argv)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="media_io_"))
@@ -285,9 +294,19 @@ def main(argv: list[str] | None = None) -> int:
         "size": [WIDTH, HEIGHT], "fps": FPS,
     }
     print(f"workdir {workdir}", flush=True)
-    # decode is timed on a typical delivery stream (High profile, CABAC, B-frames: x264
-    # medium); the long clips for the memory runs are made with ultrafast to save time
-    clip = synthesise(workdir / "bench_10s.mp4", 10, frames, "medium")
+    pool_size = 24
+    if args.scene:
+        from gpen_video.bench.synth import default_face_image, parse_scene, synthesize_clip
+
+        scene = parse_scene(args.scene)
+        result["scene"], result["size"] = args.scene, [scene.width, scene.height]
+        clip = synthesize_clip(default_face_image(), scene, args.decode_frames,
+                               workdir / "scene.mp4")
+        pool_size = 48  # the face keeps moving through the encoded frames
+    else:
+        # decode is timed on a typical delivery stream (High profile, CABAC, B-frames: x264
+        # medium); the long clips for the memory runs are made with ultrafast to save time
+        clip = synthesise(workdir / "bench_10s.mp4", 10, frames, "medium")
     result["decode"] = bench_decode(clip, args.decode_frames, args.repeats)
     print("decode", result["decode"]["fps_median"], flush=True)
     result["encode"] = []
@@ -298,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             options, suffix, label = EncodeOptions(codec="h264", preset=name), ".mp4", \
                 f"libx264 {name} CRF 18"
-        entry = bench_encode(clip, name, options, suffix, int(count), args.repeats, workdir)
+        entry = bench_encode(clip, name, options, suffix, int(count), args.repeats, workdir,
+                             pool_size)
         entry["codec"] = label
         result["encode"].append(entry)
         print("encode", label, entry["fps_median"], flush=True)
@@ -312,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
             result["rss"].append(entry)
             long_clip.unlink()
             print("rss", entry, flush=True)
+    if args.scene:
+        name = args.scene.replace(":", "_")
+        records.write_json(RESULTS_JSON.with_name(f"media_io_scene_{name}.json"), result,
+                           indent=2)
+        print(markdown(result))
+        return 0
     records.write_json(RESULTS_JSON, result, indent=2)
     write_section(markdown(result))
     print(markdown(result))

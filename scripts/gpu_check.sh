@@ -13,12 +13,12 @@
 #   gate            fp16/bf16/TF32 vs strict fp32 on the gate crops, the torch gate's choice
 #   throughput      GPEN-256/512 x fp32/tf32/fp16/bf16 x batch 1/8/32, CUDA graphs on/off
 #   profile         where GPEN-512's fp16 forward spends device time (op table, by input shape)
-#   encode          the machine's CPUs: 1080p decode and x264 medium/veryfast/ultrafast, fps and
-#                   CPU ms per frame (the encoder's ceiling on end-to-end fps there)
+#   encode          the machine's CPUs on the bench's 1080p:1 clip: decode and x264 medium/
+#                   veryfast/ultrafast, fps and CPU ms per frame (the encoder's ceiling there)
 #   bench-w1/-w4    gpen-video bench at 1080p, --workers 1 (1 and 4 faces) and 4 (1 face)
 #   compile         torch.compile of GPEN-512 fp16 (only with time to spare)
 # Results under $OUT (at most 8 files): log.txt, steps.txt, checks.json, profile.txt,
-# restorer_throughput.json, media_io.json, bench_w1.json, bench_w4.json.
+# restorer_throughput.json, media_io_scene_1080p_1.json, bench_w1.json, bench_w4.json.
 # Without a CUDA GPU it says which steps it skipped and why, and how to run it; exit status 0.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -125,9 +125,9 @@ bench() {  # bench WORKERS SECONDS SCENE...
     --frames 48 --repeats 1 --mode overlap "${workers[@]}" --json "$OUT/bench_w$n.json"
 }
 if [ "$E2E" = 1 ]; then
-  step encode 60 python3 benchmarks/media_io.py --skip-rss --repeats 1 --decode-frames 240 \
-    --encode medium=96 veryfast=240 ultrafast=240
-  M=benchmarks/results/media_io.json
+  step encode 60 python3 benchmarks/media_io.py --scene 1080p:1 --skip-rss --repeats 1 \
+    --decode-frames 240 --encode medium=240 veryfast=240 ultrafast=240
+  M=benchmarks/results/media_io_scene_1080p_1.json
   [ "$M" -nt /tmp/gpen-gpu-check.t0 ] && cp "$M" "$OUT/"
   # --workers 4 timed out at 100 s with both scenes on the H200 (2026-11-28: four processes each
   # build the network and run the fp16 gate per scene): one scene, and the time compile had
