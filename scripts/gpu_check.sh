@@ -126,7 +126,7 @@ bench() {  # bench WORKERS SECONDS SCENE...
 }
 if [ "$E2E" = 1 ]; then
   step encode 60 python3 benchmarks/media_io.py --scene 1080p:1 --skip-rss --repeats 1 \
-    --decode-frames 240 --encode medium=240 veryfast=240 ultrafast=240
+    --decode-frames 120 --encode medium=120 veryfast=120 ultrafast=120
   M=benchmarks/results/media_io_scene_1080p_1.json
   [ "$M" -nt /tmp/gpen-gpu-check.t0 ] && cp "$M" "$OUT/"
   # --workers 4 timed out at 100 s with both scenes on the H200 (2026-11-28: four processes each
