@@ -225,7 +225,8 @@ def test_ctrl_c_stops_every_worker_exits_130_and_leaves_nothing(testdata, tmp_pa
 def test_workers_run_reports_the_chunks_host_syncs(testdata, tmp_path: Path) -> None:
     """``--workers 2 --progress json``: the closing summary sums the chunks' host syncs (what
     ``bench --workers`` reads back): one finished-frame download per frame each chunk composed
-    (its warm-up frames included) and the detection rounds."""
+    (its warm-up frames included) and the detection rounds; and the busiest worker's rendering
+    time (``bench --workers``' fps after load)."""
     from gpen_video.bench.workers import _summary_event
 
     output = tmp_path / "out.mkv"
@@ -244,6 +245,11 @@ def test_workers_run_reports_the_chunks_host_syncs(testdata, tmp_path: Path) -> 
     # the keys a single run's summary has (pipeline.Summary.as_dict)
     assert summary["host_syncs_per_frame"] == pytest.approx(paste / 24, abs=1e-3)
     assert summary["detect_syncs_per_frame"] > 0
+    # fps once the workers were up: the busiest worker's chunk time, inside the render time
+    assert 0 < summary["busiest_worker_seconds"] < summary["render_seconds"]
+    assert summary["fps_after_load"] == pytest.approx(24 / summary["busiest_worker_seconds"],
+                                                      rel=1e-3)
+    assert summary["fps_after_load"] > summary["fps"]
 
 
 def test_a_worker_error_exits_as_a_single_run_does(testdata, tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ loading in every worker, rendering, the stitch. That is what ``--workers`` chang
 breakdown of one process is ``gpen-video bench`` without ``--workers``. Worker counts are
 interleaved repeat by repeat so that they share the machine's conditions (load is recorded).
 
-Reported per count: median wall seconds (min–max), total fps (frames ÷ wall), and the GPU busy
-fraction when the job runs on CUDA. GPU busy fraction: :func:`gpu_busy_sampler` samples NVML's
+Reported per count: median wall seconds (min–max), total fps (frames ÷ wall), fps after load
+(frames ÷ the time the busiest worker spent rendering, from the command's closing summary: on a
+short clip process start and model loading dominate the wall, and a long clip approaches this
+rate), the CPUs kept busy, and the GPU busy fraction when the job runs on CUDA. GPU busy fraction: :func:`gpu_busy_sampler` samples NVML's
 utilisation (``torch.cuda.utilization``, needs ``pynvml``) during the run — the fraction of
 sampling periods in which a kernel ran, an upper bound of the true busy time. A CUDA-event
 measurement of the pipeline's own device time can replace it there (one function).
@@ -110,10 +112,20 @@ def _time_command(args: list[str], workers: int, device: str) -> dict[str, Any]:
                          f"{tail}")
     summary = _summary_event(done.stdout)
     # the same keys whether the command ran one process or several (pipeline.Summary's)
+    # one process: its frames' wall time; several: the busiest worker's chunks (both without
+    # process start and model loading)
+    rendering = summary.get("busiest_worker_seconds", summary.get("seconds"))
     return {"seconds": seconds, "gpu_busy_fraction": busy, "cpu_seconds": cpu,
+            "rendering_seconds": rendering,
             "host_syncs": summary.get("host_syncs"),
             "host_syncs_per_frame": summary.get("host_syncs_per_frame"),
             "detect_syncs_per_frame": summary.get("detect_syncs_per_frame")}
+
+
+def _after_load(frames: int, runs: list[dict[str, Any]]) -> float | None:
+    """Frames ÷ the median rendering seconds (None when the command did not report them)."""
+    seconds = [r["rendering_seconds"] for r in runs if r.get("rendering_seconds")]
+    return round(frames / statistics.median(seconds), 3) if seconds else None
 
 
 def _children_cpu_seconds() -> float:
@@ -166,6 +178,7 @@ def bench_workers(options: BenchOptions, counts: list[int], workdir: Path,
                          "seconds_min": round(min(seconds), 3),
                          "seconds_max": round(max(seconds), 3),
                          "total_fps": round(frames / median, 3),
+                         "fps_after_load": _after_load(frames, runs[n]),
                          "cpu_cores_busy": round(statistics.median(
                              r["cpu_seconds"] / r["seconds"] for r in runs[n]), 2),
                          "gpu_busy_fraction": round(statistics.median(busy), 3) if busy
@@ -187,18 +200,23 @@ def format_workers(report: dict[str, Any]) -> str:
              f"load (1 min) before/after: {report['load_avg_1min']}"]
     for scene in report["scenes"]:
         lines.append(f"  {scene['description']}, {scene['frames']} frames:")
-        lines.append("    workers   wall s (min–max)        total fps   vs first   GPU busy"
-                     "   CPUs busy ¹   host syncs/frame (restore+compose, detect)")
+        lines.append("    workers   wall s (min–max)        total fps   fps after load ²   "
+                     "vs first   GPU busy   CPUs busy ¹   host syncs/frame (restore+compose, "
+                     "detect)")
         for r in scene["rows"]:
             busy = "—" if r["gpu_busy_fraction"] is None else f"{r['gpu_busy_fraction']:.0%}"
             syncs = (r.get("host_syncs_per_frame"), r.get("detect_syncs_per_frame"))
             sync_text = ("—" if None in syncs else f"{syncs[0]:.2f}, {syncs[1]:.2f}")
             lines.append(f"    {r['workers']:>7}   {r['seconds_median']:>7.1f} "
                          f"({r['seconds_min']:.1f}–{r['seconds_max']:.1f})"
-                         f"{r['total_fps']:>14.3f}   {r['speedup_vs_first']:>7.2f}×   {busy:>8}"
+                         f"{r['total_fps']:>14.3f}   {_f(r.get('fps_after_load')):>16}   "
+                         f"{r['speedup_vs_first']:>7.2f}×   {busy:>8}"
                          f"   {_f(r.get('cpu_cores_busy')):>11}   {sync_text}")
     lines.append("  ¹ CPU time of the command and its workers ÷ wall time (process start and "
                  "model loading included)")
+    lines.append("  ² frames ÷ the time the busiest worker spent rendering its chunks (one "
+                 "process: its frames' wall time); process start, model loading and the stitch "
+                 "left out — the rate a long clip approaches, where total fps is this clip's")
     return "\n".join(lines)
 
 

@@ -78,12 +78,22 @@ class WorkersReport:
     render_seconds: float
     stitch_seconds: float
     seconds: float
+    # the longest any worker spent in its chunks' pipeline runs (opening them included; process
+    # start and loading the models not): with the stitch left out, what a long clip approaches
+    busiest_worker_seconds: float = 0.0
     # the chunks' host syncs summed, {stage: {kind: n}} (warm-up frames included)
     host_syncs: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def fps_after_load(self) -> float:
+        """Frames per second of the busiest worker's rendering: the job's rate once the workers
+        are up (process start, model loading and the stitch left out)."""
+        return (self.frames / self.busiest_worker_seconds if self.busiest_worker_seconds > 0
+                else 0.0)
 
     def syncs_per_frame(self, detection: bool = False) -> float:
         """Host syncs per output frame of the restore/composite path, or of detection (as
@@ -98,6 +108,8 @@ class WorkersReport:
                 "render_seconds": round(self.render_seconds, 3),
                 "stitch_seconds": round(self.stitch_seconds, 3),
                 "seconds": round(self.seconds, 3), "fps": round(self.fps, 3),
+                "busiest_worker_seconds": round(self.busiest_worker_seconds, 3),
+                "fps_after_load": round(self.fps_after_load, 3),
                 "host_syncs": self.host_syncs,
                 "host_syncs_per_frame": round(self.syncs_per_frame(), 3),
                 "detect_syncs_per_frame": round(self.syncs_per_frame(detection=True), 3)}
@@ -106,7 +118,8 @@ class WorkersReport:
         return (f"gpen-video: wrote {self.output}: {self.frames} frames, {self.faces} faces, "
                 f"{self.fps:.2f} fps with {self.workers} workers × {self.threads} thread(s) "
                 f"({self.chunks} chunks; render {self.render_seconds:.1f}s, stitch "
-                f"{self.stitch_seconds:.1f}s)")
+                f"{self.stitch_seconds:.1f}s; {self.fps_after_load:.2f} fps once the workers "
+                f"were up)")
 
 
 # ------------------------------------------------------------------------------ planning
@@ -329,6 +342,7 @@ def run_workers(run: RunOptions, workers: WorkersOptions = WorkersOptions(), *,
                                chunks=len(chunks), workers=count, threads=threads,
                                render_seconds=render_seconds, stitch_seconds=stitch_seconds,
                                seconds=time.perf_counter() - t0,
+                               busiest_worker_seconds=_busiest_worker(chunk_summaries),
                                host_syncs=_summed_syncs(chunk_summaries))
         summary = report.as_dict()
         progress.close(summary, report.text())
@@ -383,7 +397,7 @@ def _render(jobs: list, count: int, threads: int, gpus: list[str], run: RunOptio
             if kind == "frames":
                 frames[chunk] = payload
             elif kind == "done":
-                done[chunk] = payload
+                done[chunk] = {**payload, "worker": worker}
                 frames[chunk] = payload["frames"]
             elif kind == "error":
                 where = f"worker {worker}" + ("" if chunk is None else
@@ -395,6 +409,16 @@ def _render(jobs: list, count: int, threads: int, gpus: list[str], run: RunOptio
         _stop(procs)
         tasks.cancel_join_thread()
         events.cancel_join_thread()
+
+
+def _busiest_worker(summaries: list[dict]) -> float:
+    """The most seconds one worker spent in its chunks' pipeline runs (setup + frames)."""
+    per_worker: dict[int, float] = {}
+    for summary in summaries:
+        worker = summary["worker"]
+        per_worker[worker] = (per_worker.get(worker, 0.0) + summary["seconds"]
+                              + summary["setup_seconds"])
+    return max(per_worker.values(), default=0.0)
 
 
 def _summed_syncs(summaries: list[dict]) -> dict[str, dict[str, int]]:
