@@ -15,7 +15,8 @@
 #   profile         where GPEN-512's fp16 forward spends device time (op table, by input shape)
 #   encode          the machine's CPUs on the bench's 1080p:1 clip: decode and x264 medium/
 #                   veryfast/ultrafast, fps and CPU ms per frame (the encoder's ceiling there)
-#   bench-w1/-w4    gpen-video bench at 1080p, --workers 1 (1 and 4 faces) and 4 (1 face)
+#   bench-w1/-w4    gpen-video bench at 1080p: in one process (1 and 4 faces: stages, GPU
+#                   busy, host syncs and CPU) and as `--workers 4` (1 face: fps after load)
 #   compile         torch.compile of GPEN-512 fp16 (only with time to spare)
 # Results under $OUT (at most 8 files): log.txt, steps.txt, checks.json, profile.txt,
 # restorer_throughput.json, media_io_scene_1080p_1.json, bench_w1.json, bench_w4.json.
@@ -110,13 +111,15 @@ step throughput 160 python3 benchmarks/restorer_throughput.py --backends torch \
 R=benchmarks/results/restorer_throughput.json  # the tracked CPU file unless rewritten now
 [ "$R" -nt /tmp/gpen-gpu-check.t0 ] && cp "$R" "$OUT/"
 step profile 60 python3 scripts/gpu_check.py profile
-bench() {  # bench WORKERS SECONDS SCENE...
+bench() {  # bench WORKERS SECONDS SCENE...: 1 in this process (per-stage CUDA-event times,
+  # host syncs, host CPU), N > 1 as the user's command (total fps and fps after load)
   local n=$1 cap=$2 workers=() scenes=(); shift 2
   for scene in "$@"; do scenes+=(--scene "$scene"); done
-  if python3 -m gpen_video bench --help 2>/dev/null | grep -q -- '--workers'; then
+  if [ "$n" != 1 ]; then
+    if ! python3 -m gpen_video bench --help 2>/dev/null | grep -q -- '--workers'; then
+      note "bench-w$n: MISSING (this build's gpen-video bench has no --workers)"; return
+    fi
     workers=(--workers "$n")
-  elif [ "$n" != 1 ]; then
-    note "bench-w$n: MISSING (this build's gpen-video bench has no --workers)"; return
   fi
   step "bench-w$n" "$cap" python3 -m gpen_video bench --random-weights --model GPEN-BFR-512 \
     --device cuda --precision fp16 --batch 8 --detector mobile0.25 \
