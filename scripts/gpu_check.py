@@ -4,6 +4,7 @@ one JSON file (``$OUT/checks.json``).
     python scripts/gpu_check.py capture   # CUDA-graph capture vs other threads' CUDA work
     python scripts/gpu_check.py gate      # fp16/bf16/TF32 vs strict fp32, and the torch gate
     python scripts/gpu_check.py profile   # where GPEN-BFR-512 fp16 batch 8 spends device time
+    python scripts/gpu_check.py nvenc     # can PyAV's h264_nvenc encode here (a GPU encoder)?
     python scripts/gpu_check.py compile   # torch.compile vs eager, GPEN-BFR-512 fp16 batch 8
     python scripts/gpu_check.py prepare   # (CPU side) copy the test data the run needs
 
@@ -236,6 +237,38 @@ def profile_() -> dict:
     return summary
 
 
+# ------------------------------------------------------------------ nvenc
+def nvenc(frames: int = 48) -> dict:
+    """Whether PyAV's FFmpeg can encode 1080p H.264 on this GPU (``h264_nvenc``), and how fast:
+    x264 stays on the CPU, a GPU's encoder engines would not. The error is the answer where the
+    GPU has none."""
+    import fractions
+    import io
+
+    import av
+    import numpy as np
+
+    out = {"listed": "h264_nvenc" in av.codecs_available}
+    image = (np.arange(1080 * 1920 * 3, dtype=np.uint32) % 251).astype(np.uint8)
+    image = image.reshape(1080, 1920, 3)
+    buffer = io.BytesIO()
+    try:
+        with av.open(buffer, "w", format="mp4") as container:
+            stream = container.add_stream("h264_nvenc", rate=25)
+            stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+            start, cpu = time.perf_counter(), time.process_time()
+            for i in range(frames):
+                frame = av.VideoFrame.from_ndarray(np.roll(image, 8 * i, axis=1), format="rgb24")
+                frame.pts, frame.time_base = i, fractions.Fraction(1, 25)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    except (av.error.FFmpegError, OSError, ValueError) as exc:  # no engine, driver or codec
+        return {**out, "works": False, "why": f"{type(exc).__name__}: {exc}"[:300]}
+    return {**out, "works": True, "frames": frames, "fps": round(frames / seconds, 1),
+            "cpu_ms_per_frame": round(1000 * cpu / frames, 1), "bytes": buffer.tell()}
+
+
 # ------------------------------------------------------------------ compile
 def compile_() -> dict:
     """torch.compile (inductor) of GPEN-BFR-512 fp16 channels_last at batch 8 against eager."""
@@ -290,7 +323,8 @@ def prepare() -> dict:
     return {"bytes": copied}
 
 
-PARTS = {"capture": capture, "gate": gate, "profile": profile_, "compile": compile_}
+PARTS = {"capture": capture, "gate": gate, "profile": profile_, "nvenc": nvenc,
+         "compile": compile_}
 
 if __name__ == "__main__":
     part = sys.argv[1] if len(sys.argv) > 1 else ""

@@ -15,6 +15,7 @@
 #   profile         where GPEN-512's fp16 forward spends device time (op table, by input shape)
 #   encode          the machine's CPUs on the bench's 1080p:1 clip: decode and x264 medium/
 #                   veryfast/ultrafast, fps and CPU ms per frame (the encoder's ceiling there)
+#   nvenc           whether PyAV's h264_nvenc encodes 1080p on this GPU, and how fast
 #   bench-w1/-w4    gpen-video bench at 1080p: in one process (1 and 4 faces: stages, GPU
 #                   busy, host syncs and CPU) and as `--workers 4` (1 face: fps after load)
 #   compile         torch.compile of GPEN-512 fp16 (only with time to spare)
@@ -25,7 +26,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 REPO=$PWD
 WHEELS=(av==18.1.0 facexlib==0.3.0 filterpy==2.0.0)  # the rest of their needs is on the image
-STEPS=(pytest-gpu capture gate throughput profile encode bench-w1 bench-w4 compile)
+STEPS=(pytest-gpu capture gate throughput profile encode nvenc bench-w1 bench-w4 compile)
 
 how_to_run() {
   cat <<'EOF'
@@ -132,11 +133,13 @@ if [ "$E2E" = 1 ]; then
     --decode-frames 120 --encode medium=120 veryfast=120 ultrafast=120
   M=benchmarks/results/media_io_scene_1080p_1.json
   [ "$M" -nt /tmp/gpen-gpu-check.t0 ] && cp "$M" "$OUT/"
+  step nvenc 20 python3 scripts/gpu_check.py nvenc
   # --workers 4 timed out at 100 s with both scenes on the H200 (2026-11-28: four processes each
   # build the network and run the fp16 gate per scene): one scene, and the time compile had
   bench 1 100 1080p:1 1080p:4; bench 4 170 1080p:1
 else
   note "encode: SKIPPED (av missing: run --prepare and carry .whl)"
+  note "nvenc: SKIPPED (av missing: run --prepare and carry .whl)"
   note "bench-w1: SKIPPED (av, facexlib or filterpy missing: run --prepare and carry .whl)"
   note "bench-w4: SKIPPED (av, facexlib or filterpy missing: run --prepare and carry .whl)"
 fi

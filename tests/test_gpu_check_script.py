@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ("pytest-gpu", "capture", "gate", "throughput", "profile", "encode", "bench-w1",
-         "bench-w4", "compile")
+STEPS = ("pytest-gpu", "capture", "gate", "throughput", "profile", "encode", "nvenc",
+         "bench-w1", "bench-w4", "compile")
 
 
 def test_without_a_gpu_every_step_is_skipped_and_the_way_to_run_it_printed(tmp_path):
@@ -66,3 +66,20 @@ def test_the_profile_part_attributes_a_forwards_time_to_its_ops_on_the_cpu():
     top = summary["ops_by_shape"][0]
     assert top["op"] in {op["op"] for op in summary["ops"]} and top["calls"] >= 2
     assert "Self CPU" in text and "by input shape" in text
+
+
+def test_the_nvenc_part_answers_no_where_there_is_no_gpu_encoder():
+    """``nvenc`` reports a machine without NVIDIA's encoder as an answer (works: False, and
+    FFmpeg's reason), not as a failed check."""
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: its encoder may work")
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.nvenc(frames=2)
+    assert result["works"] is False and result["why"]
+    assert isinstance(result["listed"], bool)
