@@ -195,10 +195,13 @@ def profile_forward(net, batch: int, size: int, device: str, dtype, repeats: int
                 net(x)
             if on_cuda:
                 torch.cuda.synchronize()
-    key = "self_device_time_total" if on_cuda else "self_cpu_time_total"
-    if on_cuda and not hasattr(prof.key_averages()[0], key):  # older torch
-        key = "self_cuda_time_total"
+    key, note = ("self_device_time_total" if on_cuda else "self_cpu_time_total"), None
+    if on_cuda and not hasattr(torch.autograd.profiler_util.FunctionEventAvg(), key):
+        key = "self_cuda_time_total"  # older torch
     averages = [a for a in prof.key_averages() if getattr(a, key) > 0]
+    if not averages:  # the profiler saw no device time (no CUPTI): the host's view, said so
+        key, note = "self_cpu_time_total", "no device times recorded: host (CPU) times instead"
+        averages = [a for a in prof.key_averages() if getattr(a, key) > 0]
     total_us = sum(getattr(a, key) for a in averages)
     ops = sorted(averages, key=lambda a: getattr(a, key), reverse=True)
 
@@ -209,7 +212,7 @@ def profile_forward(net, batch: int, size: int, device: str, dtype, repeats: int
                        if getattr(a, key) > 0), key=lambda a: getattr(a, key), reverse=True)
     summary = {
         "device": device, "dtype": str(dtype).replace("torch.", ""), "batch": batch,
-        "size": size, "repeats": repeats, "time_key": key,
+        "size": size, "repeats": repeats, "time_key": key, "note": note,
         "ms_per_face": round(total_us / 1000 / repeats / batch, 3),
         "conv_share": round(sum(getattr(a, key) for a in ops if is_conv(a.key)) / total_us, 3),
         "ops": [{"op": a.key, "share": round(getattr(a, key) / total_us, 3), "calls": a.count}
