@@ -12,15 +12,16 @@
 #   capture         CUDA-graph capture vs other threads' CUDA work (scripts/gpu_check.py)
 #   gate            fp16/bf16/TF32 vs strict fp32 on the gate crops, the torch gate's choice
 #   throughput      GPEN-256/512 x fp32/tf32/fp16/bf16 x batch 1/8/32, CUDA graphs on/off
-#   profile         where GPEN-512's fp16 forward spends device time (op table, by input shape)
+#   profile         where GPEN-512's fp16 forward spends device time (op tables in the log)
 #   encode          the machine's CPUs on the bench's 1080p:1 clip: decode and x264 medium/
 #                   veryfast/ultrafast, fps and CPU ms per frame (the encoder's ceiling there)
 #   nvenc           whether PyAV's h264_nvenc encodes 1080p on this GPU, and how fast
 #   bench-w1/-w4    gpen-video bench at 1080p: in one process (1 and 4 faces: stages, GPU
 #                   busy, host syncs and CPU) and as `--workers 4` (1 face: fps after load)
 #   compile         torch.compile of GPEN-512 fp16 (only with time to spare)
-# Results under $OUT (at most 8 files): log.txt, steps.txt, checks.json, profile.txt,
-# restorer_throughput.json, media_io_scene_1080p_1.json, bench_w1.json, bench_w4.json.
+# Results under $OUT (7 files; the device tool brings back at most 8): log.txt (the profile's
+# op tables too), steps.txt, checks.json, restorer_throughput.json,
+# media_io_scene_1080p_1.json, bench_w1.json, bench_w4.json.
 # Without a CUDA GPU it says which steps it skipped and why, and how to run it; exit status 0.
 set -u
 cd "$(dirname "$0")/.." || exit 1
