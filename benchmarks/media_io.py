@@ -124,13 +124,19 @@ def bench_decode(clip: Path, frames: int, repeats: int) -> dict:
         return count / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / count
 
     run()  # warm-up (page cache, libraries)
+    return {"frames": frames, **_repeat(run, repeats)}
+
+
+def _repeat(run, repeats: int) -> dict:
+    """``repeats`` timed calls of ``run() -> (fps, CPU ms per frame)``, with the load before
+    each: the runs and their medians."""
     loads, rates, cpu_ms = [], [], []
     for _ in range(repeats):
         loads.append(load_average(None))
         fps, ms = run()
         rates.append(fps)
         cpu_ms.append(ms)
-    return {"frames": frames, "fps_runs": rates, "fps_median": statistics.median(rates),
+    return {"fps_runs": rates, "fps_median": statistics.median(rates),
             "cpu_ms_per_frame_runs": cpu_ms,
             "cpu_ms_per_frame_median": statistics.median(cpu_ms), "load_1min": loads}
 
@@ -159,18 +165,10 @@ def bench_encode(clip: Path, name: str, options: EncodeOptions, suffix: str, fra
             return count / elapsed, 1000 * used / count
 
         run(min(frames, 12))  # warm-up
-        loads, rates, cpu_ms = [], [], []
-        for _ in range(repeats):
-            loads.append(load_average(None))
-            fps, ms = run(frames)
-            rates.append(fps)
-            cpu_ms.append(ms)
+        timed = _repeat(lambda: run(frames), repeats)
     bits = run.size * 8 / (frames / FPS)  # type: ignore[attr-defined]
-    return {"codec": name, "options": dataclasses.asdict(options), "frames": frames,
-            "fps_runs": rates, "fps_median": statistics.median(rates),
-            "cpu_ms_per_frame_runs": cpu_ms,
-            "cpu_ms_per_frame_median": statistics.median(cpu_ms),
-            "mbit_per_s_at_24fps": round(bits / 1e6, 1), "load_1min": loads}
+    return {"codec": name, "options": dataclasses.asdict(options), "frames": frames, **timed,
+            "mbit_per_s_at_24fps": round(bits / 1e6, 1)}
 
 
 RSS_CHILD = """

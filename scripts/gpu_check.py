@@ -195,21 +195,20 @@ def profile_forward(net, batch: int, size: int, device: str, dtype, repeats: int
                 net(x)
             if on_cuda:
                 torch.cuda.synchronize()
+    per_op, per_shape = prof.key_averages(), prof.key_averages(group_by_input_shape=True)
     key, note = ("self_device_time_total" if on_cuda else "self_cpu_time_total"), None
-    if on_cuda and not hasattr(torch.autograd.profiler_util.FunctionEventAvg(), key):
-        key = "self_cuda_time_total"  # older torch
-    averages = [a for a in prof.key_averages() if getattr(a, key) > 0]
-    if not averages:  # the profiler saw no device time (no CUPTI): the host's view, said so
+    if not any(getattr(a, key) > 0 for a in per_op):  # no device times (no CUPTI): say so
         key, note = "self_cpu_time_total", "no device times recorded: host (CPU) times instead"
-        averages = [a for a in prof.key_averages() if getattr(a, key) > 0]
-    total_us = sum(getattr(a, key) for a in averages)
-    ops = sorted(averages, key=lambda a: getattr(a, key), reverse=True)
+
+    def ranked(averages) -> list:
+        return sorted((a for a in averages if getattr(a, key) > 0),
+                      key=lambda a: getattr(a, key), reverse=True)
 
     def is_conv(name: str) -> bool:
         return any(word in name for word in ("conv", "cudnn", "mm", "gemm"))
 
-    by_shape = sorted((a for a in prof.key_averages(group_by_input_shape=True)
-                       if getattr(a, key) > 0), key=lambda a: getattr(a, key), reverse=True)
+    ops, by_shape = ranked(per_op), ranked(per_shape)
+    total_us = sum(getattr(a, key) for a in ops)
     summary = {
         "device": device, "dtype": str(dtype).replace("torch.", ""), "batch": batch,
         "size": size, "repeats": repeats, "time_key": key, "note": note,
@@ -221,8 +220,8 @@ def profile_forward(net, batch: int, size: int, device: str, dtype, repeats: int
                           "share": round(getattr(a, key) / total_us, 3), "calls": a.count}
                          for a in by_shape[:12]],
     }
-    table = prof.key_averages().table(sort_by=key, row_limit=rows)
-    shapes = prof.key_averages(group_by_input_shape=True).table(sort_by=key, row_limit=rows)
+    table = per_op.table(sort_by=key, row_limit=rows)
+    shapes = per_shape.table(sort_by=key, row_limit=rows)
     return f"{table}\n\nby input shape:\n{shapes}\n", summary
 
 

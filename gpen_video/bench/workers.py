@@ -9,8 +9,10 @@ interleaved repeat by repeat so that they share the machine's conditions (load i
 Reported per count: median wall seconds (min–max), total fps (frames ÷ wall), fps after load
 (frames ÷ the time the busiest worker spent rendering, from the command's closing summary: on a
 short clip process start and model loading dominate the wall, and a long clip approaches this
-rate), the CPUs kept busy, and the GPU busy fraction when the job runs on CUDA. GPU busy fraction: :func:`gpu_busy_sampler` samples NVML's
-utilisation (``torch.cuda.utilization``, needs ``pynvml``) during the run — the fraction of
+rate), the CPUs kept busy, and the GPU busy fraction when the job runs on CUDA.
+
+GPU busy fraction: :func:`gpu_busy_sampler` samples NVML's utilisation
+(``torch.cuda.utilization``, needs ``pynvml``) during the run — the fraction of
 sampling periods in which a kernel ran, an upper bound of the true busy time. A CUDA-event
 measurement of the pipeline's own device time can replace it there (one function).
 """
@@ -196,6 +198,7 @@ def bench_workers(options: BenchOptions, counts: list[int], workdir: Path,
 
 def format_workers(report: dict[str, Any]) -> str:
     """The report as a short table."""
+    from gpen_video.bench.report import _f
     lines = [f"gpen-video bench --workers: {report['config']}",
              f"load (1 min) before/after: {report['load_avg_1min']}"]
     for scene in report["scenes"]:
@@ -209,16 +212,12 @@ def format_workers(report: dict[str, Any]) -> str:
             sync_text = ("—" if None in syncs else f"{syncs[0]:.2f}, {syncs[1]:.2f}")
             lines.append(f"    {r['workers']:>7}   {r['seconds_median']:>7.1f} "
                          f"({r['seconds_min']:.1f}–{r['seconds_max']:.1f})"
-                         f"{r['total_fps']:>14.3f}   {_f(r.get('fps_after_load')):>16}   "
+                         f"{r['total_fps']:>14.3f}   {_f(r.get('fps_after_load'), '.2f'):>16}   "
                          f"{r['speedup_vs_first']:>7.2f}×   {busy:>8}"
-                         f"   {_f(r.get('cpu_cores_busy')):>11}   {sync_text}")
+                         f"   {_f(r.get('cpu_cores_busy'), '.2f'):>11}   {sync_text}")
     lines.append("  ¹ CPU time of the command and its workers ÷ wall time (process start and "
                  "model loading included)")
     lines.append("  ² frames ÷ the time the busiest worker spent rendering its chunks (one "
                  "process: its frames' wall time); process start, model loading and the stitch "
                  "left out — the rate a long clip approaches, where total fps is this clip's")
     return "\n".join(lines)
-
-
-def _f(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
