@@ -3,6 +3,7 @@ skipped with the reason, and how to run it on a lent machine."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -12,6 +13,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ("pytest-gpu", "capture", "gate", "throughput", "profile", "encode", "nvenc",
          "bench-w1", "bench-w4", "compile")
+
+
+def _gpu_check():
+    """``scripts/gpu_check.py`` as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_without_a_gpu_every_step_is_skipped_and_the_way_to_run_it_printed(tmp_path):
@@ -30,11 +39,7 @@ def test_without_a_gpu_every_step_is_skipped_and_the_way_to_run_it_printed(tmp_p
 
 
 def test_the_data_it_carries_exists_in_the_shared_test_data(testdata):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _gpu_check()
     for folder, names in module.NEEDED.items():
         for name in names:
             assert (testdata / folder / name).is_file(), (folder, name)
@@ -44,17 +49,13 @@ def test_the_profile_part_attributes_a_forwards_time_to_its_ops_on_the_cpu():
     """The ``profile`` part's table and summary, on the CPU with a small GPEN of the real layer
     types (the check runs it on CUDA with GPEN-BFR-512): its shares add up, convolutions are
     recognised, and the biggest op by input shape is one the network runs."""
-    import importlib.util
-
     import torch
 
     from gpen_video.backends.torch_backend import to_channels_last
     from gpen_video.models.config import GpenConfig
     from gpen_video.models.load import build_gpen
 
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _gpu_check()
     net = to_channels_last(build_gpen(GpenConfig(64, channel_multiplier=1, narrow=0.25), seed=0))
     text, summary = module.profile_forward(net, batch=2, size=64, device="cpu",
                                            dtype=torch.float32, repeats=2)
@@ -72,15 +73,11 @@ def test_the_profile_part_attributes_a_forwards_time_to_its_ops_on_the_cpu():
 def test_the_nvenc_part_answers_no_where_there_is_no_gpu_encoder():
     """``nvenc`` reports a machine without NVIDIA's encoder as an answer (works: False, and
     FFmpeg's reason), not as a failed check."""
-    import importlib.util
-
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is here: its encoder may work")
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _gpu_check()
     result = module.nvenc(frames=2)
     assert result["works"] is False and result["why"]
     assert isinstance(result["listed"], bool)
