@@ -16,7 +16,9 @@ STAGE_LABELS = {"decode": "decode", "detect": "detect", "track": "track/smooth",
                 "paste": "paste", "encode": "encode"}
 
 
-def _f(value: Any, fmt: str = ".3f", none: str = "—") -> str:
+def number(value: Any, fmt: str = ".3f", none: str = "—") -> str:
+    """``value`` in ``fmt``, or ``none`` where it was not measured (the reports' one number
+    format)."""
     return none if value is None else format(value, fmt)
 
 
@@ -73,23 +75,23 @@ def format_worker(scene: dict, w: dict, config: dict) -> list[str]:
     lines.append("")
     if ov:
         rows = [["end-to-end (overlap: the product's threads)", "median", "min–max"],
-                ["fps", _f(ov["fps"]["median"]), _spread(ov["fps"])],
-                ["faces/s", _f(ov["faces_per_s"]["median"]), _spread(ov["faces_per_s"])],
-                ["frame latency p50 (ms)", _f(ov["latency_p50_ms"]["median"], ".0f"),
+                ["fps", number(ov["fps"]["median"]), _spread(ov["fps"])],
+                ["faces/s", number(ov["faces_per_s"]["median"]), _spread(ov["faces_per_s"])],
+                ["frame latency p50 (ms)", number(ov["latency_p50_ms"]["median"], ".0f"),
                  _spread(ov["latency_p50_ms"], ".0f")],
-                ["frame latency p95 (ms)", _f(ov["latency_p95_ms"]["median"], ".0f"),
+                ["frame latency p95 (ms)", number(ov["latency_p95_ms"]["median"], ".0f"),
                  _spread(ov["latency_p95_ms"], ".0f")],
-                ["peak RSS (MiB)", _f(ov["peak_rss_mib"]["median"], ".0f"),
+                ["peak RSS (MiB)", number(ov["peak_rss_mib"]["median"], ".0f"),
                  _spread(ov["peak_rss_mib"], ".0f")],
-                ["peak GPU memory (MiB)", _f(ov["peak_gpu_mib"]["median"], ".0f"),
+                ["peak GPU memory (MiB)", number(ov["peak_gpu_mib"]["median"], ".0f"),
                  _spread(ov["peak_gpu_mib"], ".0f")],
-                ["setup per run, not in fps (s)", _f(ov["setup_seconds"]["median"]),
+                ["setup per run, not in fps (s)", number(ov["setup_seconds"]["median"]),
                  _spread(ov["setup_seconds"])]] + _device_rows(ov)
         lines += _table(rows, {1, 2})
     peak = w.get("peak_gflop_s")
     if w.get("gflop_per_face") is not None:
         lines.append(f"  compute floor: {w['gflop_per_face']:.1f} GFLOP/face at "
-                     f"{_f(peak, '.1f')} GFLOP/s ({w['peak_method']}) → end-to-end "
+                     f"{number(peak, '.1f')} GFLOP/s ({w['peak_method']}) → end-to-end "
                      f"{_floor(w, 'gflop_s')}, restore stage {_floor(w, 'restore_gflop_s')} "
                      "of the floor")
     else:
@@ -125,10 +127,10 @@ def _stage_table(ov: dict | None, se: dict | None) -> list[str]:
         row = [STAGE_LABELS[stage]]
         if ov:
             v = ov["stage_seconds"][stage]["median"]
-            row += [_f(v), _pct(v, ov["seconds"]["median"])]
+            row += [number(v), _pct(v, ov["seconds"]["median"])]
         if se:
             s = se["stage_seconds"][stage]
-            row += [_f(s["median"]), _pct(s["median"], se["seconds"]["median"]), _spread(s)]
+            row += [number(s["median"]), _pct(s["median"], se["seconds"]["median"]), _spread(s)]
         rows.append(row)
     tail = [("idle ¹ / other ²", "idle_seconds", "other_seconds"),
             ("Σ stages", "stage_sum", "stage_sum"),
@@ -137,10 +139,10 @@ def _stage_table(ov: dict | None, se: dict | None) -> list[str]:
         row = [label]
         if ov:
             v = ov[okey]["median"]
-            row += [_f(v), _pct(v, ov["seconds"]["median"])]
+            row += [number(v), _pct(v, ov["seconds"]["median"])]
         if se:
             s = se[skey]
-            row += [_f(s["median"]), _pct(s["median"], se["seconds"]["median"]), _spread(s)]
+            row += [number(s["median"]), _pct(s["median"], se["seconds"]["median"]), _spread(s)]
         rows.append(row)
     _device_column(rows, ov)
     right = set(range(1, len(rows[0])))
@@ -155,9 +157,9 @@ def _stage_table(ov: dict | None, se: dict | None) -> list[str]:
     notes.append("³ first frame decoded → output file closed (opening the files: setup)")
     lines += ["  " + n for n in notes]
     if se:
-        lines.append(f"  serial: Σ stages / wall = {_f(se['sum_over_wall']['median'], '.3f')} "
+        lines.append(f"  serial: Σ stages / wall = {number(se['sum_over_wall']['median'], '.3f')} "
                      f"(min–max {_spread(se['sum_over_wall'])}); serial fps "
-                     f"{_f(se['fps']['median'])} (stages one at a time, for the breakdown)")
+                     f"{number(se['fps']['median'])} (stages one at a time, for the breakdown)")
     return lines
 
 
@@ -169,7 +171,7 @@ def _device_rows(ov: dict) -> list[list[str]]:
                             ("host syncs per frame (detection)", "detect_syncs_per_frame", ".2f"),
                             ("GPU busy fraction (CUDA events)", "device_busy", ".3f")):
         if (ov.get(key) or {}).get("median") is not None:
-            rows.append([label, _f(ov[key]["median"], fmt), _spread(ov[key], fmt)])
+            rows.append([label, number(ov[key]["median"], fmt), _spread(ov[key], fmt)])
     return rows
 
 
@@ -183,7 +185,7 @@ def _device_column(rows: list[list[str]], ov: dict | None) -> None:
     for i, row in enumerate(rows[1:]):
         stage = STAGES[i] if i < len(STAGES) else None
         value = (device.get(stage) or {}).get("median") if stage else None
-        row.append(_f(value) if value is not None else "")
+        row.append(number(value) if value is not None else "")
 
 
 def format_report(report: dict) -> str:
@@ -206,13 +208,13 @@ def format_report(report: dict) -> str:
         if len(scene["workers"]) > 1:
             rows = [["fps per worker", "overlap", "serial"]]
             for w in scene["workers"]:
-                rows.append([w["device"], _f((w.get("overlap") or {}).get("fps", {})
+                rows.append([w["device"], number((w.get("overlap") or {}).get("fps", {})
                                              .get("median")),
-                             _f((w.get("serial") or {}).get("fps", {}).get("median"))])
+                             number((w.get("serial") or {}).get("fps", {}).get("median"))])
             tot = scene["total_fps"]
             rows.append(["total (all frames ÷ slowest wall)",
-                         _f(tot.get("overlap", {}).get("median")),
-                         _f(tot.get("serial", {}).get("median"))])
+                         number(tot.get("overlap", {}).get("median")),
+                         number(tot.get("serial", {}).get("median"))])
             lines += [""] + _table(rows, {1, 2})
     lines += ["", f"bench took {report['total_seconds']:.1f} s in all"]
     return "\n".join(lines)
@@ -222,9 +224,11 @@ def format_quality(q: dict) -> str:
     """One line of ``gpen-video measure``'s clip numbers (ratios are output / clip)."""
     clip = q["clip"]
     return (f"  quality (gpen-video measure, output / clip): warping error "
-            f"{_f(clip.get('warp_ratio'))}, face-core sharpness {_f(clip.get('sharpness_ratio'))}"
-            f", landmark jitter {_f(clip.get('jitter_ratio'))}; mean |Δ| (0–255) inside faces "
-            f"{_f(q.get('change_inside'), '.2f')}, outside {_f(q.get('change_outside'), '.2f')}")
+            f"{number(clip.get('warp_ratio'))}, face-core sharpness "
+            f"{number(clip.get('sharpness_ratio'))}, landmark jitter "
+            f"{number(clip.get('jitter_ratio'))}; mean |Δ| (0–255) inside faces "
+            f"{number(q.get('change_inside'), '.2f')}, outside "
+            f"{number(q.get('change_outside'), '.2f')}")
 
 
 def median_run(runs: list[dict]) -> dict:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gpen_video.bench.report import number
 from gpen_video.errors import UsageError
 from gpen_video.options import BenchOptions, RunOptions
 
@@ -198,7 +199,6 @@ def bench_workers(options: BenchOptions, counts: list[int], workdir: Path,
 
 def format_workers(report: dict[str, Any]) -> str:
     """The report as a short table."""
-    from gpen_video.bench.report import _f
     lines = [f"gpen-video bench --workers: {report['config']}",
              f"load (1 min) before/after: {report['load_avg_1min']}"]
     for scene in report["scenes"]:
@@ -207,14 +207,15 @@ def format_workers(report: dict[str, Any]) -> str:
                      "vs first   GPU busy   CPUs busy ¹   host syncs/frame (restore+compose, "
                      "detect)")
         for r in scene["rows"]:
-            busy = "—" if r["gpu_busy_fraction"] is None else f"{r['gpu_busy_fraction']:.0%}"
+            busy = number(r["gpu_busy_fraction"], ".0%")
             syncs = (r.get("host_syncs_per_frame"), r.get("detect_syncs_per_frame"))
             sync_text = ("—" if None in syncs else f"{syncs[0]:.2f}, {syncs[1]:.2f}")
             lines.append(f"    {r['workers']:>7}   {r['seconds_median']:>7.1f} "
                          f"({r['seconds_min']:.1f}–{r['seconds_max']:.1f})"
-                         f"{r['total_fps']:>14.3f}   {_f(r.get('fps_after_load'), '.2f'):>16}   "
+                         f"{r['total_fps']:>14.3f}"
+                         f"   {number(r.get('fps_after_load'), '.2f'):>16}   "
                          f"{r['speedup_vs_first']:>7.2f}×   {busy:>8}"
-                         f"   {_f(r.get('cpu_cores_busy'), '.2f'):>11}   {sync_text}")
+                         f"   {number(r.get('cpu_cores_busy'), '.2f'):>11}   {sync_text}")
     lines.append("  ¹ CPU time of the command and its workers ÷ wall time (process start and "
                  "model loading included)")
     lines.append("  ² frames ÷ the time the busiest worker spent rendering its chunks (one "
