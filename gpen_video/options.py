@@ -18,6 +18,8 @@ from gpen_video.errors import UsageError
 # the fixed choices of the fields below (argparse choices and library checks use these)
 BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt", "identity")  # RestoreOptions.backend
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # RestoreOptions.precision
+COMPILE_MODES = ("auto", "on", "off")  # RestoreOptions.compile (gpen_video.engine.compiled)
+TACTIC_MODES = ("auto", "timed", "plain")  # RestoreOptions.tactics (gpen_video.engine.tactics)
 ENGINE_PRECISIONS = ("fp32", "fp16", "bf16")  # a built network's precision (auto resolved)
 DETECTORS = ("resnet50", "mobile0.25")  # DetectOptions.network
 DETECTOR_CHOICES = ("auto", *DETECTORS)  # --detector: auto = the network the weights file holds
@@ -68,6 +70,11 @@ class RestoreOptions:
     cuda_graphs: bool = True  # torch on CUDA: replay the forward pass from CUDA graphs
     threads: int | None = None  # CPU threads of onnxruntime (None: its own choice); torch's are
     #                             the process's (torch.set_num_threads)
+    compile: str = "auto"  # torch: on = the Inductor-compiled engine (built once, cached in
+    #                        engine_dir), off = eager; auto = on when --backend auto chose torch
+    tactics: str = "auto"  # torch: timed = each layer's fastest tactic, timed on this device
+    #                        and cached; plain = the reference arithmetic; auto = timed when
+    #                        compiled or on CUDA, plain for eager on the CPU
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,36 @@ cpu_only = pytest.mark.skipif(torch.cuda.is_available() or tensorrt_present(),
                               reason="this machine has CUDA or TensorRT")
 
 
+def _no_compiler(monkeypatch) -> None:
+    import gpen_video.engine.compiled as compiled
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
+
+
 @cpu_only
-def test_auto_on_a_cpu_machine_logs_onnxruntime_on_cpu_and_why(caplog):
+def test_auto_on_a_cpu_with_a_compiler_picks_compiled_torch_and_says_why(caplog, monkeypatch):
+    monkeypatch.setenv("CXX", "sh")  # any program found on PATH stands for a compiler here
+    caplog.set_level(logging.INFO, logger="gpen_video.backends")
+    restorer = create_restorer(ModelOptions(name="GPEN-BFR-256", random_weights=True),
+                               RestoreOptions(backend="auto"))
+    assert isinstance(restorer, TorchRestorer) and restorer._compile
+    lines = [r.getMessage() for r in caplog.records if r.name == "gpen_video.backends"]
+    assert lines == ["backend auto: torch on cpu, compiled with Inductor (the fastest CPU path; "
+                     "TensorRT skipped: not installed, pip install 'gpen-video[tensorrt]'; CUDA "
+                     "skipped: torch sees no CUDA GPU)"]
+    # --compile off is kept: auto chose torch, the user chose eager
+    eager = create_restorer(ModelOptions(name="GPEN-BFR-256", random_weights=True),
+                            RestoreOptions(backend="auto", compile="off"))
+    assert isinstance(eager, TorchRestorer) and not eager._compile
+
+
+@cpu_only
+def test_auto_on_a_cpu_without_a_compiler_logs_onnxruntime_and_why(caplog, monkeypatch):
     pytest.importorskip("onnxruntime")
     from gpen_video.backends.onnxruntime_backend import OnnxRuntimeRestorer
 
+    _no_compiler(monkeypatch)
     caplog.set_level(logging.INFO, logger="gpen_video.backends")
     restorer = create_restorer(ModelOptions(name="GPEN-BFR-256", random_weights=True),
                                RestoreOptions(backend="auto"))
@@ -29,13 +54,15 @@ def test_auto_on_a_cpu_machine_logs_onnxruntime_on_cpu_and_why(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "gpen_video.backends"]
     assert lines == ["backend auto: onnxruntime on cpu (faster than torch on CPUs; TensorRT "
                      "skipped: not installed, pip install 'gpen-video[tensorrt]'; CUDA skipped: "
-                     "torch sees no CUDA GPU)"]
+                     "torch sees no CUDA GPU; compiled torch skipped: no C++ compiler found "
+                     "(install g++ or clang++, or set CXX))"]
 
 
 @cpu_only
-def test_auto_without_onnxruntime_falls_back_to_torch_and_says_how_to_speed_up(monkeypatch):
+def test_auto_without_a_compiler_or_onnxruntime_falls_back_to_eager_torch(monkeypatch):
     import gpen_video.backends as backends
 
+    _no_compiler(monkeypatch)
     real = backends._present
     monkeypatch.setattr(backends, "_present", lambda m: m != "onnxruntime" and real(m))
     name, why = auto_choice("auto")
@@ -45,13 +72,16 @@ def test_auto_without_onnxruntime_falls_back_to_torch_and_says_how_to_speed_up(m
     restorer = create_restorer(ModelOptions(name="GPEN-BFR-256", random_weights=True),
                                RestoreOptions(backend="auto"))
     assert isinstance(restorer, TorchRestorer) and restorer.device == "cpu"
+    assert not restorer._compile
 
 
-def test_explicit_cpu_device_skips_the_gpu_backends():
+def test_explicit_cpu_device_skips_the_gpu_backends(monkeypatch):
     pytest.importorskip("onnxruntime")
-    assert auto_choice("cpu") == ("onnxruntime", "backend auto: onnxruntime on cpu (faster than "
-                                                 "torch on CPUs; --device cpu: TensorRT and CUDA "
-                                                 "not tried)")
+    _no_compiler(monkeypatch)
+    name, why = auto_choice("cpu")
+    assert name == "onnxruntime" and why.startswith("backend auto: onnxruntime on cpu (faster "
+                                                    "than torch on CPUs; --device cpu: TensorRT "
+                                                    "and CUDA not tried")
 
 
 @cpu_only
@@ -66,6 +96,14 @@ def test_choice_follows_what_is_there():
     if torch.cuda.is_available() and tensorrt_present():
         assert name == "tensorrt" and "on cuda" in why
     elif torch.cuda.is_available():
-        assert name == "torch" and why.startswith("backend auto: torch on cuda (TensorRT skipped")
+        assert name == "torch" and why.startswith("backend auto: torch on cuda, ")
+        assert "(TensorRT skipped" in why
     else:
-        assert name in ("onnxruntime", "torch") and why.startswith(f"backend auto: {name} on cpu (")
+        from gpen_video.engine.compiled import compiler_missing
+
+        if compiler_missing("cpu") is None:
+            assert (name, why.split(" (")[0]) == ("torch", "backend auto: torch on cpu, "
+                                                           "compiled with Inductor")
+        else:
+            assert name in ("onnxruntime", "torch")
+            assert why.startswith(f"backend auto: {name} on cpu (")

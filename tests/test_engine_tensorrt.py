@@ -50,12 +50,23 @@ def test_ensure_engine_stops_at_the_tensorrt_import(tmp_path):
 
 @no_tensorrt
 def test_engine_build_command_exits_2_with_the_line():
-    proc = subprocess.run([sys.executable, "-m", "gpen_video", "engine", "build", "--model",
-                           "GPEN-BFR-256", "--random-weights", "--precision", "fp16",
-                           "--max-batch", "16"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "gpen_video", "engine", "build", "--backend",
+                           "tensorrt", "--model", "GPEN-BFR-256", "--random-weights",
+                           "--precision", "fp16", "--max-batch", "16"],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == EXIT_USAGE
     assert proc.stderr.strip() == f"gpen-video: error: {MISSING}"
     assert proc.stdout == ""
+
+
+@no_tensorrt
+def test_engine_build_without_tensorrt_builds_the_compiled_torch_engine_and_checks_first():
+    """Without TensorRT ``engine build`` means the compiled torch engine; fp16 on the CPU is
+    refused before any weights load."""
+    from gpen_video.cli import main
+
+    assert main(["engine", "build", "--model", "GPEN-BFR-256", "--random-weights", "--device",
+                 "cpu", "--precision", "fp16"]) == EXIT_USAGE
 
 
 def test_engine_command_usage_errors(capsys):

@@ -22,14 +22,17 @@ A new backend is a ``gpen_video/backends/<name>_backend.py`` with a ``Restorer``
 ``(model, restore)``, an entry in :data:`BACKENDS` and its name in
 :data:`gpen_video.options.BACKEND_NAMES` (the CLI's choices).
 
-``auto`` picks, in order: ``tensorrt`` (CUDA and TensorRT present), then ``torch`` on CUDA, then
-on the CPU ``onnxruntime`` when it is installed (faster than torch per face on CPUs:
-``benchmarks/RESULTS.md``, "Numbers behind design choices"), else ``torch``; and logs which and why
-(:func:`auto_choice`).
+``auto`` picks, in order: ``tensorrt`` (CUDA and TensorRT present), then ``torch`` on CUDA,
+compiled (Triton present); on the CPU, ``torch`` compiled when a C++ compiler is present (its
+Inductor engine is the fastest CPU path: ``benchmarks/RESULTS.md``, "Network speed"), else
+``onnxruntime`` when it is installed (faster than eager torch), else eager ``torch``; and logs which
+and why (:func:`auto_choice`). When ``auto`` chooses torch it sets ``RestoreOptions.compile`` to
+``on`` (unless ``off`` was asked for) and Triton or the compiler is there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import logging
@@ -110,13 +113,24 @@ def auto_choice(device: str) -> tuple[str, str]:
     if has_cuda and has_trt:
         return "tensorrt", "backend auto: tensorrt on cuda (TensorRT installed and a CUDA GPU)"
     if has_cuda:
-        return "torch", f"backend auto: torch on cuda ({trt_why})"
+        from gpen_video.engine.compiled import compiler_missing
+
+        missing = compiler_missing("cuda")
+        how = f"eager: {missing}" if missing else "compiled with Inductor"
+        return "torch", f"backend auto: torch on cuda, {how} ({trt_why})"
     if text != "auto":  # an explicit CUDA device that is not there: torch will say so
         return "torch", f"backend auto: torch on {text} ({trt_why}; torch sees no CUDA GPU)"
     return _cpu_choice(f"{trt_why}; CUDA skipped: torch sees no CUDA GPU")
 
 
 def _cpu_choice(why: str) -> tuple[str, str]:
+    from gpen_video.engine.compiled import compiler_missing
+
+    missing = compiler_missing("cpu")
+    if missing is None:
+        return "torch", (f"backend auto: torch on cpu, compiled with Inductor (the fastest CPU "
+                         f"path; {why})")
+    why = f"{why}; compiled torch skipped: {missing}"
     if all(_present(m) for m in BACKENDS["onnxruntime"][2]):
         return "onnxruntime", (f"backend auto: onnxruntime on cpu (faster than torch on CPUs; "
                                f"{why})")
@@ -134,4 +148,6 @@ def create_restorer(model: "ModelOptions", restore: "RestoreOptions") -> Restore
     if name == "auto":
         name, why = auto_choice(restore.device)
         logging.getLogger("gpen_video.backends").info(why)
+        if name == "torch" and restore.compile == "auto" and ", compiled with Inductor" in why:
+            restore = dataclasses.replace(restore, compile="on")
     return backend_class(name)(model, restore)

@@ -10,6 +10,15 @@ pass is replayed from CUDA graphs captured in ``load()`` for a fixed set of batc
 pipeline thread runs CUDA work (:mod:`gpen_video.backends.cuda_graphs`; ``cuda_graphs=False``
 runs it eagerly).
 
+The network runs in its inference form (:mod:`gpen_video.models.inference`: weight-only math done
+once, constant gains folded, epilogues in place), the same function as the plain module to
+rounding. ``RestoreOptions.tactics`` picks how each resampling and modulated layer is computed:
+timed on this device and cached (:mod:`gpen_video.engine.tactics`), or the plain arithmetic.
+``RestoreOptions.compile`` runs it as an Inductor-compiled engine built once per weights, device,
+precision, batch profile and torch version and cached in the engine folder
+(:mod:`gpen_video.engine.compiled`); a missing compiler or a failed build falls back to the eager
+form with one warning.
+
 Model I/O: the network takes RGB in ``[-1, 1]`` and returns raw RGB; the batch and the output
 are mapped by :mod:`gpen_video.models.io` (``x·2 − 1`` in, ``clip(y·0.5 + 0.5, 0, 1)`` out, in
 float32; the official inference does the same, then truncates to uint8; we round later, once,
@@ -23,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from gpen_video.backends.base import InputSpec, ModelSource, Restorer, load_network, \
-    model_crop_size
+    model_crop_size, model_label
 from gpen_video.errors import BackendUnavailable, UsageError
 from gpen_video.models.io import model_to_unit, unit_to_model
-from gpen_video.options import PRECISIONS, ModelOptions, RestoreOptions, check_choice
+from gpen_video.options import COMPILE_MODES, PRECISIONS, TACTIC_MODES, ModelOptions, \
+    RestoreOptions, check_choice
 
 log = logging.getLogger("gpen_video.backends")
 
@@ -124,6 +134,10 @@ class TorchRestorer(Restorer):
         self._engine_dir = restore.engine_dir
         self._gate_images = gate_images
         self.gate = None  # the torch_gate.GateChoice of load(), when a gate was consulted
+        self._compile = check_choice("--compile", restore.compile, COMPILE_MODES) == "on"
+        self._tactics = check_choice("--tactics", restore.tactics, TACTIC_MODES)
+        self.tactics = None  # the engine.tactics.TimedPlan of load(), when tactics were timed
+        self.engine = None  # the engine.compiled.CompiledEngine of load(), when compiled
         max_batch: int | None = restore.batch
         if self._device == "cpu":
             # one face per forward pass on the CPU: bigger batches are slower per face there
@@ -134,7 +148,8 @@ class TorchRestorer(Restorer):
         super().__init__(InputSpec(size=size or 0, max_batch=max_batch))
 
     def describe(self) -> str:
-        return f"torch ({self._device}, {self._precision}, {self.spec.size}px)"
+        how = "compiled" if self.engine is not None else "eager"
+        return f"torch ({self._device}, {self._precision}, {how}, {self.spec.size}px)"
 
     def _torch_dtype(self):
         import torch
@@ -160,10 +175,71 @@ class TorchRestorer(Restorer):
         if gated:
             self._precision = self._gated_precision(net, size)
             net = to_channels_last(net.to(dtype=self._torch_dtype()))
-        self._net = net
-        self._forward = _first_output(net)
+        self._net = self._fast_form(net)
+        self._forward = _first_output(self._net) if self.engine is None else self.engine
         if self._cuda_graphs:
-            self._forward = self._graphed(self._forward, size, self._torch_dtype())
+            try:
+                self._forward = self._graphed(self._forward, size, self._torch_dtype())
+            except Exception as exc:  # noqa: BLE001 — a compiled engine that cannot be captured
+                if self.engine is None:
+                    raise
+                log.warning("the compiled engine cannot be captured in CUDA graphs (%s); "
+                            "running it without them", exc)
+                self._forward = self.engine
+
+    def _fast_form(self, net: Any) -> Any:
+        """``net``'s inference form with its tactics, and its compiled engine when asked for
+        (``self.engine``); the plain ``net`` goes."""
+        from gpen_video.models.inference import inference_form
+
+        folder = None
+        timed = self._tactics == "timed" or (self._tactics == "auto" and (
+            self._compile or self._device.startswith("cuda")))
+        if timed or self._compile:
+            folder = self._cache_folder()
+        form = to_channels_last(inference_form(net))
+        if timed:
+            from gpen_video.engine.tactics import choose_tactics
+
+            batch = 1 if self._device == "cpu" else (self.spec.max_batch or GRAPH_BATCH)
+            self.tactics = choose_tactics(form, self._device, self._precision, batch, folder)
+            to_channels_last(form)
+        if self._compile:
+            self.engine = self._compiled(net, form, folder)
+        return form
+
+    def _cache_folder(self) -> Path | None:
+        from gpen_video.engine.paths import engine_dir
+        from gpen_video.errors import OutputError
+
+        try:
+            return engine_dir(self._engine_dir)
+        except OutputError as exc:
+            log.warning("%s; tactics are timed but not cached, and the network is not compiled",
+                        exc)
+            self._compile = False
+            return None
+
+    def _compiled(self, net: Any, form: Any, folder: Path | None) -> Any:
+        """The compiled engine of ``form``, or None (eager) with one warning saying why."""
+        from gpen_video.engine.compiled import compiled_engine, compiler_missing
+        from gpen_video.engine.onnx_cache import weights_digest
+
+        if folder is None:
+            return None
+        missing = compiler_missing(self._device)
+        if missing:
+            log.warning("--compile: %s; GPEN runs eagerly (slower)", missing)
+            return None
+        max_batch = 1 if self._device == "cpu" else (self.spec.max_batch or GRAPH_BATCH)
+        try:
+            return compiled_engine(form, weights_digest(net), self._device, self._precision,
+                                   max_batch, folder, label=model_label(self._source),
+                                   notice=_build_notice)
+        except Exception as exc:  # noqa: BLE001 — any build failure: eager, said once
+            log.warning("--compile: the Inductor build failed (%s: %s); GPEN runs eagerly",
+                        type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            return None
 
     def _gated_precision(self, net: Any, size: int) -> str:
         """The requested precision if the quality gate passes it (now or cached), else the
@@ -235,6 +311,11 @@ class TorchRestorer(Restorer):
         with torch.inference_mode():
             y = self._forward(x)
         return model_to_unit(y).contiguous()
+
+
+def _build_notice(line: str) -> None:
+    # WARNING so it shows by default: the first run pauses for the build (a minute or more)
+    log.warning(f"{line} (once; later runs reuse it)")
 
 
 def to_channels_last(net: Any) -> Any:

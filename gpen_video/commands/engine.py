@@ -1,5 +1,9 @@
-"""``gpen-video engine build|list|clean``: build TensorRT engines ahead of time, list the cache,
-delete what no longer applies.
+"""``gpen-video engine build|list|clean``: build TensorRT engines or compiled torch engines ahead
+of time, list the cache, delete what no longer applies.
+
+``build --backend torch`` (the default without TensorRT) times the network's tactics on this
+device and compiles its inference form with Inductor (:mod:`gpen_video.engine.tactics`,
+:mod:`gpen_video.engine.compiled`), as a run with ``--compile on`` does on first use.
 
 ``build`` does what the ``tensorrt`` backend does on first use, without a video: export the
 dynamic-batch ONNX (cached), build the engine for this GPU, precision and batch profile, run the
@@ -23,19 +27,27 @@ from gpen_video.options import ENGINE_PRECISIONS
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
-    build = sub.add_parser("build", help="build (and gate) a TensorRT engine for this GPU")
+    build = sub.add_parser("build", help="build a TensorRT engine (gated) or a compiled torch "
+                                         "engine for this device")
+    build.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "torch"),
+                       help="tensorrt: a TensorRT plan (CUDA); torch: tactics timed and the "
+                            "network compiled with Inductor (CPU or CUDA); auto (default): "
+                            "tensorrt when installed, else torch")
     build.add_argument("--model", default="GPEN-BFR-512",
                        help="GPEN-BFR-256|512|1024|2048 or the path of a GPEN .pth file")
     build.add_argument("--random-weights", action="store_true",
                        help="the architecture with random weights (plumbing and speed only)")
     build.add_argument("--seed", type=int, default=0, help="seed of --random-weights")
-    build.add_argument("--precision", default="fp16", choices=ENGINE_PRECISIONS,
-                       help="fp16 is accepted only if it passes the quality gate")
+    build.add_argument("--precision", default="auto", choices=("auto", *ENGINE_PRECISIONS),
+                       help="fp16 is accepted only if it passes the quality gate; auto "
+                            "(default): fp16 on CUDA, fp32 on the CPU")
     build.add_argument("--batch", type=int, default=None,
                        help="batch the engine is tuned for (profile opt; default 8)")
     build.add_argument("--max-batch", type=int, default=None,
                        help="largest batch the engine takes (profile max; default 32)")
-    build.add_argument("--device", default="cuda:0", help="the GPU to build for (cuda:N)")
+    build.add_argument("--device", default="auto",
+                       help="the device to build for: cuda:N, or cpu (torch only); auto "
+                            "(default): the first GPU, else the CPU")
     build.add_argument("--engine-dir", type=Path, default=None,
                        help="engine cache folder (default: engines/ of a checkout, else the "
                             "user cache; $GPEN_VIDEO_ENGINES overrides)")
@@ -98,9 +110,16 @@ def _clean(args: argparse.Namespace, env: Environment | None) -> int:
 
 
 def _build(args: argparse.Namespace, env: Environment | None) -> int:
-    from gpen_video.engine.trt import import_tensorrt
+    from gpen_video.engine.trt import import_tensorrt, tensorrt_present
 
+    backend = args.backend
+    if backend == "auto":
+        backend = "tensorrt" if tensorrt_present() else "torch"
+    if backend == "torch":
+        return _build_torch(args, env)
     import_tensorrt()  # exit 2 with the one line, before loading any weights
+    if args.precision == "auto":
+        args.precision = "fp16"
     from gpen_video.backends.tensorrt_backend import gate_runners
     from gpen_video.backends.torch_backend import resolve_device
     from gpen_video.engine.build import EngineRequest, ensure_engine
@@ -131,11 +150,52 @@ def _build(args: argparse.Namespace, env: Environment | None) -> int:
     return 0
 
 
-def _list(args: argparse.Namespace, env: Environment | None) -> int:
+def _build_torch(args: argparse.Namespace, env: Environment | None) -> int:
+    """Time the tactics and compile the network for ``--device`` (what ``--compile on`` does on
+    a run's first use); print what was built or found, with the times."""
+    import time
+
+    from gpen_video.backends.torch_backend import TorchRestorer
     from gpen_video.engine.paths import default_engine_dir
+    from gpen_video.errors import BackendUnavailable
+    from gpen_video.models.weights import default_cache_dir
+    from gpen_video.options import ModelOptions, RestoreOptions
+
+    model_path = Path(args.model) if str(args.model).endswith((".pth", ".pt")) else None
+    model = ModelOptions(name=model_path.stem if model_path else args.model,
+                         checkpoint_path=model_path,
+                         cache_dir=args.cache_dir or default_cache_dir(env),
+                         download=not args.no_download, random_weights=args.random_weights)
+    restore = RestoreOptions(backend="torch", device=args.device, precision=args.precision,
+                             batch=args.batch or 8, max_batch=args.max_batch,
+                             engine_dir=args.engine_dir or default_engine_dir(env),
+                             compile="on", tactics="timed")
+    restorer = TorchRestorer(model, restore, seed=args.seed, gate_images=args.gate_images)
+    start = time.perf_counter()
+    restorer.load()
+    seconds = time.perf_counter() - start
+    tactics, engine = restorer.tactics, restorer.engine
+    if tactics is not None:
+        how = (f"timed in {tactics.seconds:.1f} s" if tactics.timed else "from the cache")
+        print(f"tactics ({how}): {tactics.path}")
+    if engine is None:
+        raise BackendUnavailable("the network could not be compiled here (the warning above "
+                                 "says why); runs use the eager network")
+    state = (f"built in {engine.build_seconds:.1f} s" if engine.built else
+             f"already cached (built in {engine.build_seconds:.1f} s), loaded in "
+             f"{engine.load_seconds:.2f} s")
+    print(f"{engine.path} ({state}; {restorer.describe()}; max diff vs eager "
+          f"{engine.max_abs_diff:.2g}; {seconds:.1f} s in all)")
+    return 0
+
+
+def _list(args: argparse.Namespace, env: Environment | None) -> int:
+    from gpen_video.engine.compiled import describe_compiled
+    from gpen_video.engine.paths import default_engine_dir
+    from gpen_video.engine.tactics import describe_tactics
 
     folder = Path(args.engine_dir) if args.engine_dir is not None else default_engine_dir(env)
-    rows = describe_engines(folder)
+    rows = describe_engines(folder) + describe_compiled(folder) + describe_tactics(folder)
     if not rows:
         print(f"no engines in {folder}")
         return 0

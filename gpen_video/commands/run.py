@@ -15,6 +15,7 @@ from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
 from gpen_video.options import (
     BACKEND_NAMES,
+    COMPILE_MODES,
     DETECT_MODES,
     DETECTOR_CHOICES,
     FACE_SELECTIONS,
@@ -23,6 +24,7 @@ from gpen_video.options import (
     PRECISIONS,
     PROGRESS_MODES,
     SMOOTH_METHODS,
+    TACTIC_MODES,
     TEMPORAL_MODES,
     BlendOptions,
     DetectOptions,
@@ -82,6 +84,14 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
     restore.add_argument("--engine-dir", type=Path, default=None, metavar="DIR",
                          help="cache of exported ONNX files and TensorRT engines (default: "
                               "engines/ in a checkout, else the user cache)")
+    restore.add_argument("--compile", default="auto", choices=COMPILE_MODES,
+                         help="torch: run GPEN as an Inductor-compiled engine, built once (a "
+                              "minute or more) and cached in the engine folder; auto (default): "
+                              "compiled when --backend auto chose torch")
+    restore.add_argument("--tactics", default="auto", choices=TACTIC_MODES,
+                         help="torch: timed = each layer computed the way that is fastest on "
+                              "this device (timed once, cached); plain = the reference "
+                              "arithmetic; auto (default): timed when compiled or on CUDA")
 
     faces = parser.add_argument_group("faces")
     faces.add_argument("--detector", default="auto", choices=DETECTOR_CHOICES,
@@ -229,7 +239,8 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
         restore=RestoreOptions(backend=args.backend, device=args.device,
                                precision=args.precision, batch=args.batch,
                                max_batch=args.max_batch, engine_dir=engine_dir,
-                               cuda_graphs=not args.no_cuda_graphs),
+                               cuda_graphs=not args.no_cuda_graphs,
+                               compile=args.compile, tactics=args.tactics),
         detect=DetectOptions(network=args.detector, weights=args.detector_weights,
                              mode=args.detect_mode, scan_min_iod=args.min_face,
                              device=args.device, cache_dir=cache_dir,

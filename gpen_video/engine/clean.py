@@ -94,7 +94,40 @@ def stale_files(folder: Path, tensorrt_version: str | None = None,
         why = _torch_gate_staleness(p, torch_version)
         if why is not None:
             stale[p] = why
+    for p in files:
+        for item, why in _torch_engine_staleness(p, torch_version):
+            stale[item] = why
     return [Stale(p, why) for p, why in sorted(stale.items())]
+
+
+def _torch_engine_staleness(path: Path, torch_version: str | None) -> list[tuple[Path, str]]:
+    """A tactic plan (``tactics-….json``) or a compiled engine (``.pt2`` and its record) made
+    by an earlier recipe or another torch version, or a package without its record."""
+    from gpen_video.engine.compiled import COMPILE_RECIPE
+    from gpen_video.engine.tactics import TACTICS_RECIPE
+
+    if path.name.startswith("tactics-") and path.suffix == ".json":
+        record = _read_json(path) or {}
+        torch_of = str(record.get("key", {}).get("torch", ""))
+        if record.get("recipe") != TACTICS_RECIPE:
+            return [(path, f"tactic plan of recipe {record.get('recipe')} (now {TACTICS_RECIPE})")]
+        if torch_version and torch_of != torch_version.split("+")[0]:
+            return [(path, f"tactic plan timed with torch {torch_of} (installed: "
+                           f"{torch_version})")]
+        return []
+    if path.suffix != ".pt2":
+        return []
+    record_path = path.with_suffix(".json")
+    record = _read_json(record_path)
+    if record is None:
+        return [(path, "compiled engine without its record")]
+    torch_of = str(record.get("key", {}).get("torch", ""))
+    why = None
+    if record.get("recipe") != COMPILE_RECIPE:
+        why = f"compiled engine of recipe {record.get('recipe')} (now {COMPILE_RECIPE})"
+    elif torch_version and torch_of != torch_version:
+        why = f"compiled engine of torch {torch_of} (installed: {torch_version})"
+    return [(path, why), (record_path, why)] if why else []
 
 
 def _torch_gate_staleness(path: Path, torch_version: str | None) -> str | None:
