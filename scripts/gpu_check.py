@@ -5,7 +5,8 @@ one JSON file (``$OUT/checks.json``).
     python scripts/gpu_check.py gate      # fp16/bf16/TF32 vs strict fp32, and the torch gate
     python scripts/gpu_check.py profile   # where GPEN-BFR-512 fp16 batch 8 spends device time
     python scripts/gpu_check.py nvenc     # can PyAV's h264_nvenc encode here (a GPU encoder)?
-    python scripts/gpu_check.py compile   # torch.compile vs eager, GPEN-BFR-512 fp16 batch 8
+    python scripts/gpu_check.py engines   # plain vs inference form (timed tactics) vs compiled
+                                          # engine, ms/face beside the roofline's floor
     python scripts/gpu_check.py prepare   # (CPU side) copy the test data the run needs
 
 Every check is a result, also when it fails: the exception is recorded and the next one runs.
@@ -272,39 +273,81 @@ def nvenc(frames: int = 48) -> dict:
 
 
 # ------------------------------------------------------------------ compile
-def compile_() -> dict:
-    """torch.compile (inductor) of GPEN-BFR-512 fp16 channels_last at batch 8 against eager."""
+def engines(device: str = "cuda", cases=((512, 8), (512, 32), (256, 32)),
+            precision: str = "fp16", compile_: bool = True, repeats: int = 10) -> dict:
+    """GPEN's forms on this GPU: the plain module eagerly (the torch backend before the inference
+    form), the inference form with tactics timed here, and its Inductor-compiled engine (the
+    path ``--backend auto`` takes without TensorRT), each in ms per face, beside the roofline's
+    modeled floor (gpen_video.bench.roofline) and measured ÷ modeled. The compiled engines are
+    built into the default engine folder, so the bench steps after this one reuse them."""
     import torch
 
-    from gpen_video.backends.torch_backend import to_channels_last
+    from gpen_video.backends.torch_backend import TorchRestorer, to_channels_last
+    from gpen_video.bench.roofline import MODELED_GPUS, modeled_seconds, trace_forward
+    from gpen_video.options import ModelOptions, RestoreOptions
 
-    net = to_channels_last(_net(512).to("cuda", torch.float16).eval())
-    x = torch.rand(8, 3, 512, 512, device="cuda", dtype=torch.float16)
-    x = x.contiguous(memory_format=torch.channels_last)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    cuda = device.startswith("cuda")
+    name = torch.cuda.get_device_name(device) if cuda else "cpu"
+    gpu = MODELED_GPUS["H200" if "H200" in name else "H100"]
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
 
-    def timed(fn, n: int = 10) -> float:
+    def timed(fn, x) -> float:
+        fn(x)
+        sync()
         times = []
-        for _ in range(n):
-            torch.cuda.synchronize()
-            t = time.perf_counter()
+        for _ in range(repeats):
+            start = time.perf_counter()
             fn(x)
-            torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
-        return round(1000 * statistics.median(times) / 8, 3)
+            sync()
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times) / x.shape[0]
 
-    with torch.inference_mode():
-        net(x)
-        eager = timed(net)
-        y0 = net(x)[0].float()
-        compiled = torch.compile(net)
-        t = time.time()
-        compiled(x)
-        torch.cuda.synchronize()
-        seconds = round(time.time() - t, 1)
-        fast = timed(compiled)
-        y1 = compiled(x)[0].float()
-    return {"eager_ms_per_face": eager, "compiled_ms_per_face": fast,
-            "compile_seconds": seconds, "max_abs_diff": float((y0 - y1).abs().max())}
+    rows = []
+    for size, batch in cases:
+        plain = to_channels_last(_net(size).to(device, dtype).eval())
+        x = torch.rand(batch, 3, size, size, device=device)
+        xm = (x * 2 - 1).to(dtype).contiguous(memory_format=torch.channels_last)
+        row = {"size": size, "batch": batch, "precision": precision}
+        with torch.inference_mode():
+            row["plain_eager_ms"] = timed(plain, xm)
+        for label, compiled in (("form_eager", False), ("compiled", True)):
+            if compiled and not compile_:
+                continue
+            options = RestoreOptions(backend="torch", device=device, precision=precision,
+                                     batch=batch, max_batch=batch, cuda_graphs=cuda,
+                                     compile="on" if compiled else "off", tactics="timed")
+            start = time.perf_counter()
+            restorer = TorchRestorer(ModelOptions(name=f"GPEN-BFR-{size}", random_weights=True),
+                                     options, quality_gate=False).load()
+            row[f"{label}_load_seconds"] = round(time.perf_counter() - start, 1)
+            row[f"{label}_ms"] = timed(lambda b: restorer.restore(b, trusted_range=True), x)
+            row[f"{label}_describe"] = restorer.describe()
+            if restorer.tactics is not None:
+                row["tactics"] = restorer.tactics.plan.as_dict()
+            if compiled and restorer.engine is not None:
+                row["build_seconds"] = round(restorer.engine.build_seconds, 1)
+        meta_plain = copy.deepcopy(plain).to("meta")
+        trace = trace_forward(meta_plain, torch.empty(batch, 3, size, size, device="meta",
+                                                      dtype=dtype))
+        peak = gpu.peak(precision)
+        for model, fused in (("eager", False), ("compiled", True)):
+            row[f"modeled_{model}_ms"] = 1000 * modeled_seconds(trace, peak, gpu.bandwidth,
+                                                                fused) / batch
+        row["measured_over_modeled"] = {
+            "plain_eager": row["plain_eager_ms"] / row["modeled_eager_ms"],
+            **({"compiled": row["compiled_ms"] / row["modeled_compiled_ms"]}
+               if "compiled_ms" in row else {})}
+        row["faces_per_s_best"] = 1000 / min(v for k, v in row.items()
+                                             if k.endswith("_ms") and not k.startswith("modeled"))
+        rows.append(row)
+        print(f"GPEN-{size} {precision} b{batch}: plain {row['plain_eager_ms']:.3f}, form "
+              f"{row.get('form_eager_ms', float('nan')):.3f}, compiled "
+              f"{row.get('compiled_ms', float('nan')):.3f} ms/face; modeled {gpu.name} eager "
+              f"{row['modeled_eager_ms']:.3f} compiled {row['modeled_compiled_ms']:.3f}; "
+              f"measured/modeled {row['measured_over_modeled']}", flush=True)
+        del plain
+    return {"device": name, "modeled_as": gpu.name, "rows": rows}
 
 
 # ------------------------------------------------------------------ prepare (CPU side)
@@ -326,7 +369,7 @@ def prepare() -> dict:
 
 
 PARTS = {"capture": capture, "gate": gate, "profile": profile_, "nvenc": nvenc,
-         "compile": compile_}
+         "engines": engines}
 
 if __name__ == "__main__":
     part = sys.argv[1] if len(sys.argv) > 1 else ""

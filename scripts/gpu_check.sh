@@ -11,6 +11,10 @@
 #   pytest-gpu      the project's tests marked gpu
 #   capture         CUDA-graph capture vs other threads' CUDA work (scripts/gpu_check.py)
 #   gate            fp16/bf16/TF32 vs strict fp32 on the gate crops, the torch gate's choice
+#   engines         GPEN-512 b8/b32 and -256 b32 fp16: plain eager vs the inference form with
+#                   tactics timed here vs its Inductor-compiled engine, ms/face beside the
+#                   roofline's modeled floor (measured / modeled); the engines stay cached for
+#                   the bench steps
 #   throughput      GPEN-256/512 x fp32/tf32/fp16/bf16 x batch 1/8/32, CUDA graphs on/off
 #   profile         where GPEN-512's fp16 forward spends device time (op tables in the log)
 #   encode          the machine's CPUs on the bench's 1080p:1 clip: decode and x264 medium/
@@ -18,7 +22,6 @@
 #   nvenc           whether PyAV's h264_nvenc encodes 1080p on this GPU, and how fast
 #   bench-w1/-w4    gpen-video bench at 1080p: in one process (1 and 4 faces: stages, GPU
 #                   busy, host syncs and CPU) and as `--workers 4` (1 face: fps after load)
-#   compile         torch.compile of GPEN-512 fp16 (only with time to spare)
 # Results under $OUT (7 files; the device tool brings back at most 8): log.txt (the profile's
 # op tables too), steps.txt, checks.json, restorer_throughput.json,
 # media_io_scene_1080p_1.json, bench_w1.json, bench_w4.json.
@@ -27,7 +30,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 REPO=$PWD
 WHEELS=(av==18.1.0 facexlib==0.3.0 filterpy==2.0.0)  # the rest of their needs is on the image
-STEPS=(pytest-gpu capture gate throughput profile encode nvenc bench-w1 bench-w4 compile)
+STEPS=(pytest-gpu capture gate engines throughput profile encode nvenc bench-w1 bench-w4)
 
 how_to_run() {
   cat <<'EOF'
@@ -107,6 +110,7 @@ step pytest-gpu 150 python3 -m pytest -q -rA -p no:cacheprovider --continue-on-c
   -m gpu
 step capture 60 python3 scripts/gpu_check.py capture
 step gate 90 python3 scripts/gpu_check.py gate
+step engines 240 python3 scripts/gpu_check.py engines
 step throughput 160 python3 benchmarks/restorer_throughput.py --backends torch \
   --precisions fp32 tf32 fp16 bf16 --batches 1 8 32 --graphs on off --repeats 5 --warmup 1 \
   --cpu-gflop-cap 0
@@ -144,6 +148,5 @@ else
   note "bench-w1: SKIPPED (av, facexlib or filterpy missing: run --prepare and carry .whl)"
   note "bench-w4: SKIPPED (av, facexlib or filterpy missing: run --prepare and carry .whl)"
 fi
-step compile 120 python3 scripts/gpu_check.py compile
 log "done"; cat "$OUT/steps.txt"; ls -la "$OUT"
 exit 0

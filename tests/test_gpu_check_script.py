@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ("pytest-gpu", "capture", "gate", "throughput", "profile", "encode", "nvenc",
-         "bench-w1", "bench-w4", "compile")
+STEPS = ("pytest-gpu", "capture", "gate", "engines", "throughput", "profile", "encode", "nvenc",
+         "bench-w1", "bench-w4")
 
 
 def _gpu_check():
@@ -81,3 +81,17 @@ def test_the_nvenc_part_answers_no_where_there_is_no_gpu_encoder():
     result = module.nvenc(frames=2)
     assert result["works"] is False and result["why"]
     assert isinstance(result["listed"], bool)
+
+
+def test_the_engines_part_times_each_form_beside_the_roofline_on_the_cpu():
+    """The GPU step's code path on the CPU (GPEN-256 fp32, batch 1, eager forms only: the
+    compiled engine is tested in tests/test_engine_compiled.py): ms per face of the plain module
+    and of the inference form with timed tactics, the modeled floor, and their ratio."""
+    result = _gpu_check().engines(device="cpu", cases=((256, 1),), precision="fp32",
+                                  compile_=False, repeats=1)
+    (row,) = result["rows"]
+    assert row["plain_eager_ms"] > 0 and row["form_eager_ms"] > 0
+    assert "eager" in row["form_eager_describe"] and len(row["tactics"]) == 26
+    assert 0 < row["modeled_compiled_ms"] < row["modeled_eager_ms"]
+    ratio = row["measured_over_modeled"]["plain_eager"]
+    assert ratio == pytest.approx(row["plain_eager_ms"] / row["modeled_eager_ms"])
