@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 from gpen_video.environment import Environment
@@ -28,6 +29,8 @@ from gpen_video.options import (
     DetectOptions,
     EncodeOptions,
     ModelOptions,
+    PassOptions,
+    PlateOptions,
     RangeOptions,
     RestoreOptions,
     RunOptions,
@@ -148,12 +151,16 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
                       help="frames decoded before the range to warm the tracker; auto: as many "
                            "before and after it as a chunk needs to render what a single run of "
                            "the whole clip renders (farm chunks)")
-    span.add_argument("--on-damage", default="conceal", choices=ON_DAMAGE,
+    span.add_argument("--on-damage", default=None, choices=ON_DAMAGE,
                       help="a damaged input packet: conceal it (repeat the previous frame, warn, "
-                           "keep every later frame) or fail (exit 2, nothing written)")
+                           "keep every later frame) or fail (exit 2, nothing written); default "
+                           "conceal. Files missing from an image sequence fail (listed in one "
+                           "error) unless --on-damage conceal is given")
     span.add_argument("--segment", action="store_true",
                       help="a render-farm chunk: lossless FFV1 .mkv without audio, joined later "
                            "by `gpen-video stitch` (templates in scripts/)")
+
+    configure_plates(parser)
 
     report = parser.add_argument_group("reporting")
     report.add_argument("--progress", default="bar",
@@ -216,7 +223,7 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
         output=args.output,
         overwrite=args.overwrite,
         faces=args.faces,
-        on_damage=args.on_damage,
+        on_damage=args.on_damage or "conceal",
         progress="none" if args.quiet else args.progress,
         compare=args.compare,
         model=ModelOptions(
@@ -240,9 +247,55 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
                            geometry=args.geometry),
         temporal=TemporalOptions(mode=args.temporal),
         encode=EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset,
-                             pix_fmt=args.pix_fmt),
+                             pix_fmt=args.pix_fmt, start_number=args.start_number),
         range=RangeOptions(start=start, end=end, overlap=_overlap(args.overlap)),
+        plate=plate_options_from_args(args),
+        passes=PassOptions(matte=args.matte, patch=args.patch),
     )
+
+
+def configure_plates(parser: argparse.ArgumentParser) -> None:
+    """Image sequences, stills, EXR plates and comp passes (docs/plates.md)."""
+    plates = parser.add_argument_group(
+        "plates and passes (INPUT may be shot.%04d.exr, shot.####.exr, shot.@.png, a folder "
+        "of frames or one image; --frames then takes the files' own numbers, e.g. 1001-1100)")
+    plates.add_argument("--fps", default=None, metavar="RATE",
+                        help="image sequences: frame rate, e.g. 24 or 24000/1001 (default: the "
+                             "files' headers, e.g. EXR framesPerSecond, else 24)")
+    plates.add_argument("--colorspace", default=None, metavar="NAME",
+                        help="EXR plates: their OpenColorIO colour space, e.g. ACEScg (default: "
+                             "from the EXR's chromaticities, else the config's scene_linear "
+                             "role; config: $OCIO, else the built-in ocio://default)")
+    plates.add_argument("--start-number", type=int, default=None, metavar="N",
+                        help="image-sequence output: number of the first file (default: the "
+                             "input's own frame numbers; a movie's first output frame index)")
+    plates.add_argument("--matte", type=Path, default=None, metavar="PATH",
+                        help="also write the paste alpha of every output frame: matte.####.exr "
+                             "(float), matte.####.png/.tif (16-bit grey) or matte.mkv (FFV1); "
+                             "default: none")
+    plates.add_argument("--patch", type=Path, default=None, metavar="PATH",
+                        help="also write the restored faces only, premultiplied RGBA: "
+                             "patch.####.exr, patch.####.png/.tif (16-bit) or patch.mov "
+                             "(ProRes 4444); default: none")
+
+
+def plate_options_from_args(args: argparse.Namespace) -> PlateOptions:
+    """``--fps``, ``--colorspace`` and the missing-frames policy.
+
+    Raises:
+        UsageError: a frame rate that is not a positive number or fraction.
+    """
+    fps = None
+    if args.fps is not None:
+        try:
+            fps = Fraction(args.fps)
+        except (ValueError, ZeroDivisionError):
+            fps = None
+        if fps is None or fps <= 0:
+            raise UsageError(f"--fps {args.fps!r}: give a positive rate, e.g. 24, 25 or "
+                             "24000/1001")
+    return PlateOptions(fps=fps, colorspace=args.colorspace,
+                        missing="conceal" if args.on_damage == "conceal" else "fail")
 
 
 def _folders(args: argparse.Namespace, env: Environment | None) -> tuple[Path | None,

@@ -186,7 +186,8 @@ class VideoSink:
                 window = (source.range.start_time, source.range.end_time)
                 if source.range.start == 0:
                     window = (Fraction(-10**9), window[1])  # keep priming before frame 0
-            if (audio or subtitles) and self.options.tracks:  # farm segments have none
+            if (audio or subtitles) and self.options.tracks and source.other_streams:
+                # (farm segments have none; an image sequence has no other streams)
                 self._copier = StreamCopier(source, self._out, spec.container, window, audio,
                                              subtitles)
                 self.notes.extend(self._copier.notes)

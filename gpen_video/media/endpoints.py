@@ -1,0 +1,102 @@
+"""Which source and sink a job's paths need — the one place that knows there are two of each.
+
+* Source: an image pattern (``%04d``, ``####``, ``@``), a folder or one image file →
+  :class:`~gpen_video.media.sequence.ImageSequenceSource`; anything else →
+  :class:`~gpen_video.media.source.VideoSource`. Both keep one contract (frames with index,
+  pts and duration; a resolved range; fps, size, depth, colour tags, timecode), so the stages
+  never learn which they read.
+* Sink: an image-sequence source written to an image pattern or a still file →
+  :class:`~gpen_video.media.sequence_sink.ImageSequenceSink` (alpha, depth, EXR attributes
+  kept); every other case → :class:`~gpen_video.media.sink.VideoSink` (a movie, or a movie's
+  frames as ``out_%06d.png``). With ``--matte``/``--patch`` the sink is wrapped in a
+  :class:`~gpen_video.media.passes.LayeredSink`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpen_video.errors import UsageError
+from gpen_video.options import RunOptions
+
+
+def open_source(options: RunOptions) -> Any:
+    """The job's input, opened (see the module docstring for which class).
+
+    Raises: see :class:`VideoSource` and :class:`ImageSequenceSource`.
+    """
+    from gpen_video.media.sequence import ImageSequenceSource, is_image_input
+    from gpen_video.media.source import VideoSource
+
+    plate = options.plate
+    if is_image_input(options.input):
+        return ImageSequenceSource(options.input, options.range,
+                                   errors="conceal" if plate.missing == "conceal" else "strict",
+                                   fps=plate.fps, colorspace=plate.colorspace)
+    if plate.fps is not None or plate.colorspace is not None:
+        flag = "--fps" if plate.fps is not None else "--colorspace"
+        raise UsageError(f"{flag} is for image sequences and EXR plates; {options.input.name} "
+                         "is a movie (its own rate and colour tags are used)")
+    return VideoSource(options.input, options.range,
+                       errors="strict" if options.on_damage == "fail" else "conceal")
+
+
+def _sequence_to_images(options: RunOptions, source: Any) -> bool:
+    from gpen_video.media.sequence import ImageSequenceSource
+    from gpen_video.media.sequence_sink import is_image_output
+
+    return isinstance(source, ImageSequenceSource) and is_image_output(options.output)
+
+
+def check_output(options: RunOptions, source: Any) -> None:
+    """Every cheap check of the output and the passes (nothing is created).
+
+    Raises:
+        OutputError, UsageError: see the sinks' checks and :func:`passes.check_pass`.
+    """
+    from gpen_video.media.passes import check_pass
+
+    if _sequence_to_images(options, source):
+        from gpen_video.media.sequence_sink import check_sequence_sink
+
+        check_sequence_sink(options.output, source, options.encode, options.overwrite)
+    else:
+        from gpen_video.media.sink import check_sink
+
+        if getattr(source, "is_float", False):
+            raise UsageError(f"{source.path.name} is a scene-linear EXR plate: write an EXR "
+                             "sequence (out.####.exr) — a movie would clip it")
+        check_sink(options.output, source, options.encode, options.overwrite)
+    for kind, path in options.passes.paths().items():
+        check_pass(kind, path, options.output, options.overwrite)
+    if options.passes.paths() and options.compare != "off":
+        raise UsageError("--matte/--patch describe the restored output: leave --compare off")
+
+
+def open_sink(options: RunOptions, source: Any, size: tuple[int, int] | None = None) -> Any:
+    """The job's output, opened (a temporary file/folder until ``close``)."""
+    from gpen_video.media.passes import LayeredSink, needs_layers
+
+    if _sequence_to_images(options, source):
+        from gpen_video.media.sequence_sink import ImageSequenceSink
+
+        main = ImageSequenceSink(options.output, source, options.encode, options.overwrite)
+    else:
+        from gpen_video.media.sink import VideoSink
+
+        main = VideoSink(options.output, source, options.encode, overwrite=options.overwrite,
+                         size=size)
+    passes = options.passes.paths()
+    if not needs_layers(source, passes):
+        return main
+    return LayeredSink(main, source, passes, options.overwrite)
+
+
+def wants_layers(options: RunOptions, source: Any) -> bool:
+    """True when the compose stage must hand each frame's face layer to the sink."""
+    from gpen_video.media.passes import needs_layers
+
+    return needs_layers(source, options.passes.paths())
+
+
+__all__ = ["check_output", "open_sink", "open_source", "wants_layers"]
