@@ -335,3 +335,34 @@ def test_start_number_renumbers_the_output(testdata, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("o.*")) == [
         "o.000001.png", "o.000002.png", "o.000003.png"]
     assert int(read_picture(tmp_path / "o.000003.png").rgb[0, 0, 0]) == 2
+
+
+# ------------------------------------------------------------------ alpha through a movie
+
+
+def test_prores_4444_alpha_comes_back_bit_identical(testdata, tmp_path):
+    from gpen_video.media.alpha import plane_samples
+
+    rng = np.random.default_rng(3)
+    src = tmp_path / "in.mov"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("prores_ks", rate=25, options={"profile": "4444"})
+        s.width, s.height, s.pix_fmt = 320, 288, "yuva444p10le"
+        for k in range(4):
+            rgba = np.dstack([face_frame(testdata, shift=k).astype(np.uint16) * 257,
+                              rng.integers(0, 65536, (288, 320)).astype(np.uint16)])
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgba), format="rgba64le")
+            frame = frame.reformat(format="yuva444p10le")
+            frame.pts, frame.time_base = k, Fraction(1, 25)
+            c.mux(s.encode(frame))
+        c.mux(s.encode(None))
+    out = tmp_path / "out.mov"
+    summary = pipeline.run(run_options(testdata, src, out, backend="identity"))
+    assert summary.frames == 4 and summary.faces == 4
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        before = [plane_samples(f, 3) for f in a.decode(video=0)]
+        after = [(f.format.name, plane_samples(f, 3)) for f in b.decode(video=0)]
+        assert b.streams.video[0].profile == "4444"
+    assert len(after) == 4 and all(name.startswith("yuva444p") for name, _ in after)
+    assert all(np.array_equal(x, y) for x, (_, y) in zip(before, after))
+    assert len({int(x.std() > 0) for x in before}) == 1 and before[0].std() > 100  # real alpha

@@ -47,7 +47,7 @@ ENCODER_PIX_FMTS: dict[str, tuple[str, ...]] = {
     "libx265": ("yuv420p", "yuv422p", "yuv444p", "gbrp", "yuv420p10le", "yuv422p10le",
                 "yuv444p10le", "gbrp10le", "yuv420p12le", "yuv422p12le", "yuv444p12le",
                 "gbrp12le", "gray", "gray10le", "gray12le"),
-    "prores_ks": ("yuv422p10le", "yuv444p10le"),
+    "prores_ks": ("yuv422p10le", "yuv444p10le", "yuva444p10le"),
     "dnxhd": ("yuv422p", "yuv422p10le", "yuv444p10le", "gbrp10le"),
     "ffv1": ("yuv420p", "yuv422p", "yuv444p", "yuv440p", "yuv411p", "yuv410p",
              "yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv420p12le", "yuv422p12le",
@@ -135,6 +135,7 @@ class SourceVideoInfo:
     # (min, max) luminance in cd/m²; light level = (MaxCLL, MaxFALL) in cd/m².
     mastering_display: tuple[tuple[float, ...], tuple[float, float]] | None = None
     light_level: tuple[int, int] | None = None
+    alpha: bool = False  # the source hands its alpha plane on (gpen_video.media.alpha)
 
 
 @dataclass(frozen=True)
@@ -287,9 +288,9 @@ def choose_encoder(source: SourceVideoInfo, output: str | Path,
                              or source.light_level is not None):
         notes.append("the source's HDR mastering-display / light-level metadata is kept only "
                      "by hevc output")
-    if layout_has_alpha(source.pix_fmt):
+    if layout_has_alpha(source.pix_fmt) and not (source.alpha and layout_has_alpha(pix_fmt)):
         notes.append(f"the source's alpha channel ({source.pix_fmt}) is not processed and is "
-                     "not written")
+                     "not written" + (" (ProRes 4444 in .mov keeps it)" if source.alpha else ""))
     if options.pix_fmt is not None:
         if options.pix_fmt not in ENCODER_PIX_FMTS[encoder]:
             raise UsageError(f"--pix-fmt {options.pix_fmt}: {family} takes "
@@ -360,6 +361,8 @@ def _family_settings(family: str, source: SourceVideoInfo, options: EncodeOption
             name, pix_fmt = "4444", "yuv444p10le"
         else:
             name, pix_fmt = "hq", "yuv422p10le"
+        if source.alpha and name.startswith("4444"):
+            pix_fmt = "yuva444p10le"  # alpha carried bit for bit (gpen_video.media.alpha)
         codec_options["profile"] = name
         codec_options["bits_per_mb"] = str(PRORES_BITS_PER_MB[name])
         codec_options["vendor"] = "apl0"  # what Apple's tools write; some NLEs check it

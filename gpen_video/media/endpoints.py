@@ -37,8 +37,14 @@ def open_source(options: RunOptions) -> Any:
         flag = "--fps" if plate.fps is not None else "--colorspace"
         raise UsageError(f"{flag} is for image sequences and EXR plates; {options.input.name} "
                          "is a movie (its own rate and colour tags are used)")
-    return VideoSource(options.input, options.range,
-                       errors="strict" if options.on_damage == "fail" else "conceal")
+    errors = "strict" if options.on_damage == "fail" else "conceal"
+    source = VideoSource(options.input, options.range, errors=errors)
+    from gpen_video.media.alpha import AlphaVideoSource, needs_alpha_source
+
+    if needs_alpha_source(source):  # ProRes 4444 with alpha: the plane is carried beside RGB
+        source.close()
+        source = AlphaVideoSource(options.input, options.range, errors=errors)
+    return source
 
 
 def _sequence_to_images(options: RunOptions, source: Any) -> bool:

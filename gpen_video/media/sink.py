@@ -236,6 +236,12 @@ class VideoSink:
                              f"after {self._last_pts}")
         self._last_pts = frame.pts
         av_frame = self._to_av_frame(image)
+        alpha = getattr(frame, "alpha", None)  # PlateFrame: put back bit for bit
+        if alpha is not None and av_frame.format.name.startswith(("yuva", "gbrap")):
+            from gpen_video.media.alpha import put_alpha
+
+            put_alpha(av_frame, self.source.orientation.to_coded(alpha[..., None])[..., 0],
+                      self.source.alpha_bits)
         av_frame.pts = frame.pts
         av_frame.time_base = frame.time_base
         self._durations.append(frame.duration)
