@@ -138,7 +138,8 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
         "Part 2, become h264 — the summary says which)")
     encode.add_argument("--codec", default=None,
                         choices=["h264", "hevc", "prores", "dnxhr", "ffv1", "png", "tiff", "exr",
-                                 "dpx"])
+                                 "dpx", "vp9", "av1"],
+                        help="output codec (default: the source's; vp9/av1 in .webm or .mkv)")
     encode.add_argument("--crf", type=int, default=None)
     encode.add_argument("--preset", default=None)
     encode.add_argument("--pix-fmt", default=None)
