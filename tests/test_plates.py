@@ -366,3 +366,33 @@ def test_prores_4444_alpha_comes_back_bit_identical(testdata, tmp_path):
     assert len(after) == 4 and all(name.startswith("yuva444p") for name, _ in after)
     assert all(np.array_equal(x, y) for x, (_, y) in zip(before, after))
     assert len({int(x.std() > 0) for x in before}) == 1 and before[0].std() > 100  # real alpha
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_cli_plates_options_and_refusals(tmp_path, capsys):
+    from gpen_video.cli import main
+    from gpen_video.commands.run import configure, options_from_args
+    from gpen_video.errors import EXIT_USAGE
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(["shot.####.exr", "out.####.exr", "--fps", "24000/1001",
+                              "--colorspace", "ACEScg", "--start-number", "1",
+                              "--matte", "m.####.exr", "--patch", "p.####.exr",
+                              "--frames", "1001-1100"])
+    options = options_from_args(args)
+    assert options.plate == PlateOptions(fps=Fraction(24000, 1001), colorspace="ACEScg",
+                                         missing="fail")
+    assert options.passes.paths() == {"matte": Path("m.####.exr"), "patch": Path("p.####.exr")}
+    assert options.encode.start_number == 1 and options.on_damage == "conceal"
+    assert (options.range.start, options.range.end) == (1001, 1100)
+    conceal = options_from_args(parser.parse_args(["a.####.png", "b.####.png", "--on-damage",
+                                                   "conceal"]))
+    assert conceal.plate.missing == "conceal"
+    for argv, words in ((["--fps", "0"], "--fps"), (["--workers", "2"], "one process")):
+        code = main([str(tmp_path / "s.####.png"), str(tmp_path / "o.####.png"), *argv])
+        err = capsys.readouterr().err
+        assert code == EXIT_USAGE and words in err and err.count("\n") == 1

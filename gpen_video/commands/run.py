@@ -333,7 +333,9 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     workers = _workers(args, env)
     if workers is not None:  # several processes: gpen_video.farm.local
         from gpen_video.farm.local import run_workers
+        from gpen_video.media.endpoints import refuse_chunked
 
+        refuse_chunked(options, "--workers")
         _check_before_workers(options)
         run_workers(options, workers, env=env)
         return 0

@@ -98,6 +98,20 @@ def open_sink(options: RunOptions, source: Any, size: tuple[int, int] | None = N
     return LayeredSink(main, source, passes, options.overwrite)
 
 
+def refuse_chunked(options: RunOptions, how: str) -> None:
+    """Image sequences, stills and comp passes render in one process: chunked rendering
+    (``--workers``, ``gpen-video farm``) stitches movie segments and knows neither.
+
+    Raises:
+        UsageError: the job is one of those.
+    """
+    from gpen_video.media.sequence import is_image_input
+
+    if is_image_input(options.input) or options.passes.paths():
+        what = "--matte/--patch" if options.passes.paths() else "image-sequence input"
+        raise UsageError(f"{what} renders in one process: {how} is for movies; drop it")
+
+
 def wants_layers(options: RunOptions, source: Any) -> bool:
     """True when the compose stage must hand each frame's face layer to the sink."""
     from gpen_video.media.passes import needs_layers
@@ -105,4 +119,4 @@ def wants_layers(options: RunOptions, source: Any) -> bool:
     return needs_layers(source, options.passes.paths())
 
 
-__all__ = ["check_output", "open_sink", "open_source", "wants_layers"]
+__all__ = ["check_output", "open_sink", "open_source", "refuse_chunked", "wants_layers"]

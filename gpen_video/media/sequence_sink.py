@@ -200,7 +200,8 @@ class ImageSequenceSink:
                          f"{self.kept_peak:.4g})")
             else:
                 text += "; nothing clipped"
-        text += f"; fps {float(src.fps):.6g} from {src.fps_source}"
+        if not src.still:
+            text += f"; fps {float(src.fps):.6g} from {src.fps_source}"
         return text
 
     def tracks_report(self) -> str:
