@@ -7,6 +7,7 @@ use the identity restorer and the real MobileNet detector on the CPU.
 
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from gpen_video.errors import InputError, OutputError, UsageError
 from gpen_video.media import VideoSource
 from gpen_video.media.scene_linear import DisplayEncoding, representable
 from gpen_video.media.sequence import ImageSequenceSource, to_printf
-from gpen_video.media.stills import Picture, read_picture, write_picture
+from gpen_video.media.stills import Picture, add_dpx_industry, read_picture, write_picture
 from gpen_video.options import EncodeOptions, PassOptions, PlateOptions, RangeOptions
 from tests.geometry import psnr
 from tests.pipeline_helpers import read_frames, run_options
@@ -151,8 +152,17 @@ def test_16bit_rgba_png_sequence_keeps_alpha_depth_numbers_and_corners(testdata,
 def test_dpx_10bit_sequence_with_a_hole_concealed_keeps_its_packing(testdata, tmp_path):
     pictures = [Picture(face_frame(testdata, shift=k).astype(np.uint16) * 200 + 4096 * k)
                 for k in range(3)]  # each frame a different level
-    write_sequence(tmp_path, "plate.%04d.dpx", pictures, first=1, skip=(2,),
-                   pix_fmt="gbrp10le")
+    written = write_sequence(tmp_path, "plate.%04d.dpx", pictures, first=1, skip=(2,),
+                             pix_fmt="gbrp10le")
+    # a scanner's film/TV headers (FFmpeg writes none): 30 fps, timecode 01:00:00:05
+    industry = bytearray(b"\xff" * 384)
+    struct.pack_into("<f", industry, 1724 - 1664, 30.0)
+    struct.pack_into("<I", industry, 1920 - 1664, 0x01000005)
+    for path in written:
+        add_dpx_industry(path, bytes(industry))
+    probe = ImageSequenceSource(tmp_path / "plate.%04d.dpx", errors="conceal")
+    assert probe.fps == 30 and probe.fps_source == "the files' headers"
+    assert probe.timecode == "01:00:00:05"
     out = tmp_path / "out.%04d.dpx"
     options = run_options(testdata, tmp_path / "plate.%04d.dpx", out, backend="identity",
                           plate=PlateOptions(missing="conceal", fps=Fraction(25)))
@@ -167,6 +177,8 @@ def test_dpx_10bit_sequence_with_a_hole_concealed_keeps_its_packing(testdata, tm
     assert np.array_equal(got[1].rgb[:40], src[0].rgb[:40])
     assert not np.array_equal(got[1].rgb[:40], src[1].rgb[:40])
     assert "fps 25 from --fps" in summary.video
+    for n in (1, 2, 3):  # the film/TV headers written back, byte for byte
+        assert (tmp_path / f"out.000{n}.dpx").read_bytes()[1664:2048] == bytes(industry)
 
 
 def test_a_still_photo_in_and_out(testdata, tmp_path):

@@ -208,7 +208,8 @@ class ImageSequenceSource:
         else:
             self.fps, self.fps_source = DEFAULT_FPS, "default (no rate in the files; --fps sets it)"
         self.time_base = 1 / self.fps
-        self.timecode = _exr_timecode(first.header, self.fps)
+        self.timecode = _exr_timecode(first.header, self.fps) or first.header.get(
+            "dpx_timecode")
         self.range: ResolvedRange | None = None
         if range is not None and (range.start is not None or range.end is not None
                                   or range.overlap or range.tail):

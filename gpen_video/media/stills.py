@@ -20,6 +20,8 @@ and DPX at their full depth with alpha, so OpenEXR's small, exact API covers the
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -56,7 +58,9 @@ class Picture:
 
     @property
     def fps(self) -> Fraction | None:
-        """EXR ``framesPerSecond``, or None."""
+        """EXR ``framesPerSecond`` or the DPX film/TV header's frame rate, or None."""
+        if "dpx_fps" in self.header:
+            return self.header["dpx_fps"]
         rate = self.header.get("framesPerSecond")
         if rate is None:
             return None
@@ -109,7 +113,68 @@ def _read_av(path: Path) -> Picture:
     array = np.ascontiguousarray(frame.to_ndarray(format=target))
     rgb = np.ascontiguousarray(array[..., :3])
     return Picture(rgb=rgb, alpha=np.ascontiguousarray(array[..., 3]) if alpha else None,
-                   codec=codec, pix_fmt=name, bit_depth=depth)
+                   codec=codec, pix_fmt=name, bit_depth=depth,
+                   header=read_dpx_industry(path) if codec == "dpx" else {})
+
+
+# DPX (SMPTE 268M): the file header's offsets, and the film and TV "industry" headers
+_DPX_GENERIC = 1664  # file + image + orientation headers: all FFmpeg writes
+_DPX_INDUSTRY = 384  # film (1664–1919) + TV (1920–2047) headers
+_DPX_FILM_RATE, _DPX_TV_TIMECODE, _DPX_TV_RATE = 1724, 1920, 1940
+
+
+def _dpx_order(head: bytes) -> str | None:
+    return {b"SDPX": ">", b"XPDS": "<"}.get(bytes(head[:4]))
+
+
+def _rate(value: float) -> Fraction | None:
+    if not math.isfinite(value) or not 0 < value < 1000:
+        return None
+    return Fraction(value).limit_denominator(1001)
+
+
+def read_dpx_industry(path: Path) -> dict[str, Any]:
+    """A DPX file's film/TV headers: ``dpx_industry`` (their 384 bytes, written back
+    unchanged), ``dpx_fps`` (film header's frame rate, else the TV header's) and
+    ``dpx_timecode`` (the TV header's SMPTE timecode), each only when the file has it."""
+    with open(path, "rb") as fh:
+        head = fh.read(_DPX_GENERIC + _DPX_INDUSTRY)
+    order = _dpx_order(head)
+    if order is None or len(head) < _DPX_GENERIC + _DPX_INDUSTRY:
+        return {}
+    offset, = struct.unpack(order + "I", head[4:8])
+    industry, = struct.unpack(order + "I", head[28:32])
+    if offset < _DPX_GENERIC + _DPX_INDUSTRY or industry < _DPX_INDUSTRY:
+        return {}
+    out: dict[str, Any] = {"dpx_industry": head[_DPX_GENERIC:_DPX_GENERIC + _DPX_INDUSTRY],
+                           "dpx_order": order}
+    for at in (_DPX_FILM_RATE, _DPX_TV_RATE):
+        rate = _rate(struct.unpack(order + "f", head[at:at + 4])[0])
+        if rate is not None:
+            out["dpx_fps"] = rate
+            break
+    tc, = struct.unpack(order + "I", head[_DPX_TV_TIMECODE:_DPX_TV_TIMECODE + 4])
+    digits = f"{tc:08x}"
+    if tc != 0xFFFFFFFF and digits.isdigit():
+        out["dpx_timecode"] = ":".join(digits[i:i + 2] for i in range(0, 8, 2))
+    return out
+
+
+def add_dpx_industry(path: Path, industry: bytes) -> None:
+    """Put 384 bytes of film/TV headers into a DPX FFmpeg wrote (a 1664-byte header): the
+    image data moves to 2048 and the offsets and sizes that say so are updated."""
+    data = bytearray(Path(path).read_bytes())
+    order = _dpx_order(data)
+    if order is None or struct.unpack(order + "I", data[4:8])[0] != _DPX_GENERIC:
+        return
+    struct.pack_into(order + "I", data, 4, _DPX_GENERIC + _DPX_INDUSTRY)  # image offset
+    struct.pack_into(order + "I", data, 16, len(data) + _DPX_INDUSTRY)  # file size
+    struct.pack_into(order + "I", data, 28, _DPX_INDUSTRY)  # industry header size
+    element, = struct.unpack(order + "I", data[808:812])  # first image element's data offset
+    if element == _DPX_GENERIC:
+        struct.pack_into(order + "I", data, 808, _DPX_GENERIC + _DPX_INDUSTRY)
+    Path(path).write_bytes(bytes(data[:_DPX_GENERIC]) + industry[:_DPX_INDUSTRY]
+                           + bytes(data[_DPX_GENERIC:]))
 
 
 def _openexr() -> Any:
@@ -207,6 +272,8 @@ def write_picture(path: str | Path, picture: Picture, codec: str | None = None,
         converted.pts = 0
         out.mux(stream.encode(converted))
         out.mux(stream.encode(None))
+    if codec == "dpx" and "dpx_industry" in picture.header:
+        add_dpx_industry(path, picture.header["dpx_industry"])
 
 
 def _write_exr(path: Path, picture: Picture) -> None:
