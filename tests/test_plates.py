@@ -408,3 +408,20 @@ def test_cli_plates_options_and_refusals(tmp_path, capsys):
         code = main([str(tmp_path / "s.####.png"), str(tmp_path / "o.####.png"), *argv])
         err = capsys.readouterr().err
         assert code == EXIT_USAGE and words in err and err.count("\n") == 1
+
+
+def test_a_movie_to_a_hash_pattern_and_compare_refusal(tmp_path):
+    from gpen_video.media.endpoints import _movie_output, check_output
+    from gpen_video.options import RunOptions
+    from tests.media_helpers import VideoSpec, make_video
+
+    clip = make_video(tmp_path / "in.mp4", VideoSpec(n=3))
+    options = RunOptions(input=clip, output=tmp_path / "frames.####.png")
+    assert _movie_output(options) == tmp_path / "frames.%04d.png"
+    with VideoSource(clip) as source:
+        check_output(options, source)  # a movie's frames as a #### sequence: accepted
+    write_sequence(tmp_path, "s.%04d.png", [Picture(np.zeros((16, 16, 3), np.uint8))] * 2)
+    seq = ImageSequenceSource(tmp_path / "s.####.png")
+    with pytest.raises(UsageError, match="--compare writes a review movie"):
+        check_output(RunOptions(input=tmp_path / "s.####.png", output=tmp_path / "o.####.png",
+                                compare="split"), seq)

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from gpen_video.errors import UsageError
@@ -65,6 +66,9 @@ def check_output(options: RunOptions, source: Any) -> None:
     if _sequence_to_images(options, source):
         from gpen_video.media.sequence_sink import check_sequence_sink
 
+        if options.compare != "off":
+            raise UsageError("--compare writes a review movie: give a movie output (e.g. "
+                             "review.mov)")
         check_sequence_sink(options.output, source, options.encode, options.overwrite)
     else:
         from gpen_video.media.sink import check_sink
@@ -72,11 +76,20 @@ def check_output(options: RunOptions, source: Any) -> None:
         if getattr(source, "is_float", False):
             raise UsageError(f"{source.path.name} is a scene-linear EXR plate: write an EXR "
                              "sequence (out.####.exr) — a movie would clip it")
-        check_sink(options.output, source, options.encode, options.overwrite)
+        check_sink(_movie_output(options), source, options.encode, options.overwrite)
     for kind, path in options.passes.paths().items():
         check_pass(kind, path, options.output, options.overwrite)
     if options.passes.paths() and options.compare != "off":
         raise UsageError("--matte/--patch describe the restored output: leave --compare off")
+
+
+def _movie_output(options: RunOptions) -> Path:
+    """The output path as :class:`VideoSink` takes it: a ``####``/``@`` pattern (a movie's
+    frames as images) in printf form."""
+    from gpen_video.media.sequence import has_pattern, to_printf
+
+    output = Path(options.output)
+    return Path(to_printf(output)) if has_pattern(output) else output
 
 
 def open_sink(options: RunOptions, source: Any, size: tuple[int, int] | None = None) -> Any:
@@ -90,8 +103,8 @@ def open_sink(options: RunOptions, source: Any, size: tuple[int, int] | None = N
     else:
         from gpen_video.media.sink import VideoSink
 
-        main = VideoSink(options.output, source, options.encode, overwrite=options.overwrite,
-                         size=size)
+        main = VideoSink(_movie_output(options), source, options.encode,
+                         overwrite=options.overwrite, size=size)
     passes = options.passes.paths()
     if not needs_layers(source, passes):
         return main

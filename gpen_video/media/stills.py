@@ -102,6 +102,9 @@ def _read_av(path: Path) -> Picture:
     if frame is None:
         raise InputError(f"input frame {path} holds no image")
     name = frame.format.name
+    if "f32" in name or "f16" in name:
+        raise InputError(f"input frame {path} is floating-point {codec} ({name}): it would be "
+                         "clipped here; convert the plate to EXR, which is read in float")
     layout, depth = pix_fmt_layout(name)
     try:
         depth = max(int(c.bits) for c in frame.format.components)
