@@ -326,6 +326,9 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     options = options_from_args(args, env)
     if str(args.overlap).strip().lower() == "auto":
         from gpen_video.farm.warmup import auto_range
+        from gpen_video.media.endpoints import refuse_chunked
+
+        refuse_chunked(options, "--overlap auto (a farm chunk's warm-up)")
 
         options = replace(options, range=auto_range(options))
     from gpen_video import pipeline
