@@ -425,3 +425,28 @@ def test_a_movie_to_a_hash_pattern_and_compare_refusal(tmp_path):
     with pytest.raises(UsageError, match="--compare writes a review movie"):
         check_output(RunOptions(input=tmp_path / "s.####.png", output=tmp_path / "o.####.png",
                                 compare="split"), seq)
+
+
+def test_passes_are_exact_with_the_torch_geometry_too(testdata, tmp_path):
+    """The layer is computed on the host from the torch path's crops (``to_host``): its matte
+    and patch must describe what the torch paste wrote (run on the CPU here)."""
+    from gpen_video.options import BlendOptions
+
+    write_sequence(tmp_path, "shot.%04d.png", [Picture(face_frame(testdata, shift=k))
+                                                for k in range(3)])
+    pipeline.run(run_options(
+        testdata, tmp_path / "shot.####.png", tmp_path / "out.####.png", backend="identity",
+        blend=BlendOptions(geometry="torch"),
+        passes=PassOptions(matte=tmp_path / "m.####.png", patch=tmp_path / "p.####.png")))
+    touched = 0
+    for n in (1001, 1002, 1003):
+        src = read_picture(tmp_path / f"shot.{n}.png").rgb
+        out = read_picture(tmp_path / f"out.{n}.png").rgb
+        matte = _grey(tmp_path / f"m.{n}.png")
+        differs = np.any(src != out, axis=-1)
+        touched += int(differs.sum())
+        assert np.all(matte[differs] > 0) and np.array_equal(src[matte == 0], out[matte == 0])
+        patch = read_picture(tmp_path / f"p.{n}.png")
+        over = (patch.rgb / 65535.0 + (1 - patch.alpha[..., None] / 65535.0) * src / 255.0)
+        assert np.abs(over * 255.0 - out).max() <= 1.01
+    assert touched > 0
