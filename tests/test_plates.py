@@ -218,12 +218,23 @@ def test_output_refusals_say_what_to_do(testdata, tmp_path):
 # ------------------------------------------------------------------ EXR, scene-linear, OCIO
 
 
-def test_acescg_exr_plate_round_trip_through_ocio(testdata, tmp_path):
-    """Done-when 2 (and the EXR items of 1): half, PIZ, attributes, extra channel, alpha,
-    values > 1 and < 0, the face core within the 8-bit identity test's PSNR, bit-exact
-    outside the masks, matte and patch exact."""
-    plate = acescg_plate(testdata, n=3)
-    write_exr_sequence(tmp_path, plate)
+@pytest.mark.parametrize("half, compression, written", [
+    (True, "PIZ_COMPRESSION", "PIZ_COMPRESSION"),
+    (False, "DWAA_COMPRESSION", "ZIP_COMPRESSION")])  # lossy DWA: written losslessly
+def test_acescg_exr_plate_round_trip_through_ocio(testdata, tmp_path, half, compression,
+                                                  written):
+    """Done-when 2 (and the EXR items of 1): half/float, compression, attributes, extra
+    channel, alpha, values > 1 and < 0, the face core within the 8-bit identity test's PSNR,
+    bit-exact outside the masks, matte and patch exact."""
+    import OpenEXR
+
+    write_exr_sequence(tmp_path, acescg_plate(testdata, n=3, half=half),
+                       compression=compression)
+    # the plate as stored (DWAA is lossy: what the file holds is the input)
+    plate = []
+    for number in (1001, 1002, 1003):
+        _, ch = read_exr(tmp_path / f"shot.{number}.exr")
+        plate.append((np.stack([ch[c] for c in "RGB"], -1), ch["A"]))
     summary = pipeline.run(run_options(
         testdata, tmp_path / "shot.####.exr", tmp_path / "out.####.exr", backend="identity",
         passes=PassOptions(matte=tmp_path / "matte.####.exr",
@@ -231,21 +242,24 @@ def test_acescg_exr_plate_round_trip_through_ocio(testdata, tmp_path):
     assert summary.frames == 3 and summary.faces == 3
     assert "ACEScg (the EXR's chromaticities)" in summary.video
     assert "face pixels kept at their input value" in summary.video  # the 3.0 highlight
+    assert ("written as ZIP" in summary.video) == (written != compression)
     enc = DisplayEncoding.create("ACEScg", {}, env={})
     for k, (rgb, alpha) in enumerate(plate):
         number = 1001 + k
         header_in, channels_in = read_exr(tmp_path / f"shot.{number}.exr")
         header, channels = read_exr(tmp_path / f"out.{number}.exr")
-        for key in ("compression", "owner", "shot_note", "chromaticities"):
+        for key in ("owner", "shot_note", "chromaticities"):
             assert header[key] == header_in[key], key
+        assert header["compression"] == getattr(OpenEXR, written)
         assert list(header["framesPerSecond"]) == [25, 1]
         assert header["timeCode"].frame == k
-        assert all(channels[c].dtype == np.float16 for c in "RGBA")
+        assert all(channels[c].dtype == (np.float16 if half else np.float32) for c in "RGBA")
         assert np.array_equal(channels["A"], alpha) and np.array_equal(
             channels["depth.Z"], channels_in["depth.Z"])
         out = np.stack([channels[c] for c in "RGB"], -1)
         assert np.array_equal(out[:CORNER, :CORNER], rgb[:CORNER, :CORNER])  # 1.672 kept
-        assert out[0, -1, 0] == np.float16(7.5) and out[-1, -1, 0] == np.float16(-0.05)
+        assert out[0, -1, 0] == rgb[0, -1, 0] and out[-1, -1, 0] == rgb[-1, -1, 0]
+        assert out[0, -1, 0] > 7 and out[-1, -1, 0] < -0.04
         assert np.array_equal(out[112:118, 150:170], rgb[112:118, 150:170])  # 3.0 kept
         _, matte_ch = read_exr(tmp_path / f"matte.{number}.exr")
         matte = matte_ch["Y"]

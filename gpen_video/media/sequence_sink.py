@@ -29,7 +29,8 @@ import numpy as np
 from gpen_video.errors import GpenVideoError, OutputError, UsageError
 from gpen_video.media import paths
 from gpen_video.media.sequence import PlateFrame, has_pattern, to_printf
-from gpen_video.media.stills import STILL_SUFFIXES, Picture, suffix_codec, write_picture
+from gpen_video.media.stills import (STILL_SUFFIXES, Picture, exact_exr_header, suffix_codec,
+                                     write_picture)
 from gpen_video.options import EncodeOptions
 
 log = logging.getLogger("gpen_video.media")
@@ -119,6 +120,7 @@ class ImageSequenceSink:
         self.kept_pixels = 0  # EXR: face pixels kept at input value (outside the encoding)
         self.kept_peak = 0.0
         self.written_layer: Any = None  # the last frame's layer as applied (passes use it)
+        self.compression_note: str | None = None  # EXR: DWA written as ZIP (stills.py)
         self._closed = False
         self._temp = paths.temp_dir_for(self.path) if self.pattern else \
             paths.temp_file_for(self.path)
@@ -157,7 +159,10 @@ class ImageSequenceSink:
                              f"{image.shape} {image.dtype}")
         self.written_layer = layer
         rgb = self._plate(frame, layer) if frame.plate is not None else image
-        picture = Picture(rgb=rgb, alpha=frame.alpha, codec=self.codec, header=frame.header,
+        header = frame.header
+        if self.codec == "exr":
+            header, self.compression_note = exact_exr_header(header)
+        picture = Picture(rgb=rgb, alpha=frame.alpha, codec=self.codec, header=header,
                           extra=frame.extra)
         same_kind = self.codec == self.source.codec_name
         pix_fmt = self.source.file_pix_fmt if (same_kind and self.codec == "dpx") else None
@@ -200,6 +205,8 @@ class ImageSequenceSink:
                          f"{self.kept_peak:.4g})")
             else:
                 text += "; nothing clipped"
+            if self.compression_note:
+                text += f"; {self.compression_note}"
         if not src.still:
             text += f"; fps {float(src.fps):.6g} from {src.fps_source}"
         return text

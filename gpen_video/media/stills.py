@@ -279,6 +279,25 @@ def write_picture(path: str | Path, picture: Picture, codec: str | None = None,
         add_dpx_industry(path, picture.header["dpx_industry"])
 
 
+# EXR compressions whose re-encoding changes pixels already decoded from them (measured: DWAA
+# and DWAB move untouched values by up to 0.023 on a second pass; B44 and PXR24 are stable)
+_UNSTABLE_EXR = ("DWAA_COMPRESSION", "DWAB_COMPRESSION")
+
+
+def exact_exr_header(header: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The header to write an EXR plate back with, and a note when it differs: DWAA/DWAB
+    (lossy, not stable under re-encoding) become ZIP so that no untouched pixel changes;
+    every other compression is kept."""
+    compression = header.get("compression")
+    name = getattr(compression, "name", str(compression))
+    if name not in _UNSTABLE_EXR:
+        return header, None
+    OpenEXR = _openexr()
+    return ({**header, "compression": OpenEXR.ZIP_COMPRESSION},
+            f"{name.split('_')[0]} input written as ZIP (lossless): DWA re-compression would "
+            "change pixels no face touched")
+
+
 def _write_exr(path: Path, picture: Picture) -> None:
     OpenEXR = _openexr()
     if not picture.is_float:
