@@ -464,3 +464,28 @@ def test_passes_are_exact_with_the_torch_geometry_too(testdata, tmp_path):
         over = (patch.rgb / 65535.0 + (1 - patch.alpha[..., None] / 65535.0) * src / 255.0)
         assert np.abs(over * 255.0 - out).max() <= 1.01
     assert touched > 0
+
+
+def test_a_sequence_written_as_a_movie_keeps_rate_and_start_timecode(testdata, tmp_path):
+    from gpen_video.media import VideoSink
+
+    write_exr_sequence(tmp_path, acescg_plate(testdata, n=1), fps=(25, 1))
+    exr = ImageSequenceSource(tmp_path / "shot.####.exr")
+    assert exr.timecode == "01:00:00:00" and exr.fps == 25
+    pictures = [Picture(np.full((32, 48, 3), 40 * k, np.uint8)) for k in range(3)]
+    written = write_sequence(tmp_path, "s.%04d.dpx", pictures, first=1001)
+    industry = bytearray(b"\xff" * 384)
+    struct.pack_into("<f", industry, 1724 - 1664, 24.0)
+    struct.pack_into("<I", industry, 1920 - 1664, 0x10203004)
+    for path in written:
+        add_dpx_industry(path, bytes(industry))
+    source = ImageSequenceSource(tmp_path / "s.####.dpx", RangeOptions(start=1002, end=1003))
+    out = tmp_path / "s.mov"
+    with VideoSink(out, source, EncodeOptions(codec="prores")) as sink:
+        for frame in source:
+            sink.write(frame)
+    with av.open(str(out)) as c:
+        stream = c.streams.video[0]
+        assert stream.average_rate == 24
+        assert stream.metadata.get("timecode") == "10:20:30:05"  # advanced to frame 1002
+        assert sum(1 for _ in c.decode(stream)) == 2
