@@ -489,3 +489,31 @@ def test_a_sequence_written_as_a_movie_keeps_rate_and_start_timecode(testdata, t
         assert stream.average_rate == 24
         assert stream.metadata.get("timecode") == "10:20:30:05"  # advanced to frame 1002
         assert sum(1 for _ in c.decode(stream)) == 2
+
+
+def test_multi_part_exr_restores_the_rgb_part_and_passes_the_others_through(tmp_path):
+    import OpenEXR
+
+    from gpen_video.media.sequence_sink import ImageSequenceSink
+
+    rng = np.random.default_rng(5)
+    rgb = (rng.random((3, 24, 32)) * 3 - 0.5).astype(np.float16)
+    for number in (1, 2):
+        depth = OpenEXR.Part({"compression": OpenEXR.PIZ_COMPRESSION,
+                              "type": OpenEXR.scanlineimage, "aov": "depth"},
+                             {"Z": np.full((24, 32), float(number), np.float32)}, "depth")
+        beauty = OpenEXR.Part({"compression": OpenEXR.ZIP_COMPRESSION,
+                               "type": OpenEXR.scanlineimage},
+                              {"R": rgb[0], "G": rgb[1], "B": rgb[2]}, "beauty")
+        OpenEXR.File([depth, beauty]).write(str(tmp_path / f"mp.{number:04d}.exr"))
+    source = ImageSequenceSource(tmp_path / "mp.####.exr", colorspace="ACEScg")
+    with ImageSequenceSink(tmp_path / "out.####.exr", source) as sink:
+        for frame in source:
+            assert frame.part == 1 and len(frame.parts) == 2
+            sink.write(frame)
+    with OpenEXR.File(str(tmp_path / "out.0002.exr"), separate_channels=True) as f:
+        assert [p.name() for p in f.parts] == ["depth", "beauty"]
+        assert f.parts[0].header["aov"] == "depth"
+        assert np.array_equal(f.parts[0].channels["Z"].pixels, np.full((24, 32), 2.0, np.float32))
+        assert all(np.array_equal(f.parts[1].channels[c].pixels, rgb[i])
+                   for i, c in enumerate("RGB"))

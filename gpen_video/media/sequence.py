@@ -61,6 +61,8 @@ class PlateFrame(Frame):
     plate: np.ndarray | None = None  # EXR: H×W×3 float16/float32 as stored
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # EXR channels besides RGBA
     header: dict[str, Any] = field(default_factory=dict)  # EXR header of this file
+    parts: list = field(default_factory=list)  # multi-part EXR: every part (stills.Picture)
+    part: int = 0  # which of them is restored
 
 
 def has_pattern(path: str | os.PathLike[str]) -> bool:
@@ -385,7 +387,8 @@ class ImageSequenceSource:
         return PlateFrame(image=image, index=index, pts=index, time_base=self.time_base,
                           duration=1, in_range=self._in_range(index), key_frame=True,
                           number=None if self.still else number, alpha=picture.alpha,
-                          plate=plate, extra=picture.extra, header=picture.header)
+                          plate=plate, extra=picture.extra, header=picture.header,
+                          parts=picture.parts, part=picture.part)
 
     def _check_like_first(self, path: Path, picture: Picture) -> None:
         h, w = picture.rgb.shape[:2]

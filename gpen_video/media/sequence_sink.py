@@ -163,7 +163,8 @@ class ImageSequenceSink:
         if self.codec == "exr":
             header, self.compression_note = exact_exr_header(header)
         picture = Picture(rgb=rgb, alpha=frame.alpha, codec=self.codec, header=header,
-                          extra=frame.extra)
+                          extra=frame.extra, parts=getattr(frame, "parts", []),
+                          part=getattr(frame, "part", 0))
         same_kind = self.codec == self.source.codec_name
         pix_fmt = self.source.file_pix_fmt if (same_kind and self.codec == "dpx") else None
         name = self.path.name if not self.pattern else self.target(frame.index).name

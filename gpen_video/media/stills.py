@@ -10,7 +10,9 @@ Conventions (:class:`Picture`):
 * ``alpha`` is H×W of the same type, or None; it is written back bit for bit.
 * ``header`` (EXR) is the file's header as OpenEXR reads it (compression, chromaticities,
   ``framesPerSecond``, ``timeCode``, any custom attribute) and ``extra`` every channel that is
-  not R, G, B or A (``depth.Z``, other layers): both are written back unchanged.
+  not R, G, B or A (``depth.Z``, other layers): both are written back unchanged. A multi-part
+  EXR restores the first part with R, G and B; every other part (``parts``) is written back as
+  read. DPX: the film/TV headers (``dpx_industry``, frame rate, timecode) likewise.
 
 Why OpenEXR (the ``openexr`` wheel, 1.8 MB) rather than OpenImageIO (a wheel of tens of MB):
 EXR is the one format FFmpeg cannot keep (it writes no header attributes, no layers, no half
@@ -51,6 +53,10 @@ class Picture:
     bit_depth: int = 8  # per sample as stored (EXR: 16 or 32)
     header: dict[str, Any] = field(default_factory=dict)  # EXR header
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # EXR channels besides RGBA
+    # multi-part EXR: every part as read, (name, header, channels), the restored one (``part``)
+    # replaced on writing; empty for single-part files
+    parts: list[tuple[str, dict[str, Any], dict[str, np.ndarray]]] = field(default_factory=list)
+    part: int = 0
 
     @property
     def is_float(self) -> bool:
@@ -191,18 +197,18 @@ def _openexr() -> Any:
 
 def _read_exr(path: Path) -> Picture:
     OpenEXR = _openexr()
+    parts: list[tuple[str, dict[str, Any], dict[str, np.ndarray]]] = []
     try:
         with OpenEXR.File(str(path), separate_channels=True) as exr:
-            if len(exr.parts) > 1:
-                raise InputError(f"input frame {path} is a multi-part EXR ({len(exr.parts)} "
-                                 "parts): write the plate as one part (RGB(A) plus any "
-                                 "layers) — multi-part files are not supported yet")
-            header = dict(exr.header())
-            channels = {name: ch.pixels for name, ch in exr.channels().items()}
-    except InputError:
-        raise
+            for part in exr.parts:
+                parts.append((part.name(), dict(part.header),
+                              {name: ch.pixels for name, ch in part.channels.items()}))
     except Exception as exc:  # noqa: BLE001 - OpenEXR raises plain exceptions
         raise InputError(f"input frame {path} is not an EXR OpenEXR can read ({exc})") from None
+    # the part restored: the first holding R, G and B (others are passed through)
+    main = next((k for k, (_, _, ch) in enumerate(parts) if all(c in ch for c in "RGB")), 0)
+    _, header, channels = parts[main]
+    header = dict(header)
     missing = [c for c in "RGB" if c not in channels]
     if missing:
         raise InputError(f"input frame {path} has no {'/'.join(missing)} channel (it holds "
@@ -217,7 +223,8 @@ def _read_exr(path: Path) -> Picture:
     header.pop("channels", None)  # rebuilt from the channels on writing
     bits = 16 if rgb.dtype == np.float16 else 32
     return Picture(rgb=rgb, alpha=alpha, codec="exr", pix_fmt="half" if bits == 16 else "float",
-                   bit_depth=bits, header=header, extra=extra)
+                   bit_depth=bits, header=header, extra=extra,
+                   parts=parts if len(parts) > 1 else [], part=main)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -311,4 +318,15 @@ def _write_exr(path: Path, picture: Picture) -> None:
     header = dict(picture.header)
     header.setdefault("compression", OpenEXR.ZIP_COMPRESSION)
     header.setdefault("type", OpenEXR.scanlineimage)
-    OpenEXR.File(header, channels).write(str(path))
+    if not picture.parts:
+        OpenEXR.File(header, channels).write(str(path))
+        return
+    parts = []
+    for k, (name, part_header, part_channels) in enumerate(picture.parts):
+        if k == picture.part:
+            parts.append(OpenEXR.Part(header, channels, name))
+        else:
+            kept = {key: v for key, v in part_header.items() if key != "channels"}
+            kept, _ = exact_exr_header(kept)
+            parts.append(OpenEXR.Part(kept, dict(part_channels), name))
+    OpenEXR.File(parts).write(str(path))
