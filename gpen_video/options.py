@@ -169,6 +169,7 @@ class PassOptions:
 
     matte: Path | None = None  # the paste alpha of every output frame
     patch: Path | None = None  # the restored faces only, premultiplied RGBA
+    matte_layer: str | None = None  # EXR output: the matte also as channel NAME.Y in each file
 
     def paths(self) -> dict[str, Path]:
         """``{"matte": path, "patch": path}`` for the passes asked for."""

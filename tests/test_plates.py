@@ -208,6 +208,9 @@ def test_output_refusals_say_what_to_do(testdata, tmp_path):
     with pytest.raises(UsageError, match="--matte .* a pattern"):
         pipeline.run(run_options(testdata, src, tmp_path / "o.####.png", backend="identity",
                                  passes=PassOptions(matte=tmp_path / "matte.png")))
+    with pytest.raises(UsageError, match="--matte-layer is for EXR output"):
+        pipeline.run(run_options(testdata, src, tmp_path / "o.####.png", backend="identity",
+                                 passes=PassOptions(matte_layer="gpen")))
     movie = tmp_path / "clip.mov"
     with pytest.raises(UsageError, match="--fps is for image sequences"):
         pipeline.run(run_options(testdata, movie, tmp_path / "o.mov", backend="identity",
@@ -238,7 +241,7 @@ def test_acescg_exr_plate_round_trip_through_ocio(testdata, tmp_path, half, comp
     summary = pipeline.run(run_options(
         testdata, tmp_path / "shot.####.exr", tmp_path / "out.####.exr", backend="identity",
         passes=PassOptions(matte=tmp_path / "matte.####.exr",
-                           patch=tmp_path / "patch.####.exr")))
+                           patch=tmp_path / "patch.####.exr", matte_layer="gpen")))
     assert summary.frames == 3 and summary.faces == 3
     assert "ACEScg (the EXR's chromaticities)" in summary.video
     assert "face pixels kept at their input value" in summary.video  # the 3.0 highlight
@@ -263,6 +266,7 @@ def test_acescg_exr_plate_round_trip_through_ocio(testdata, tmp_path, half, comp
         assert np.array_equal(out[112:118, 150:170], rgb[112:118, 150:170])  # 3.0 kept
         _, matte_ch = read_exr(tmp_path / f"matte.{number}.exr")
         matte = matte_ch["Y"]
+        assert np.array_equal(channels["gpen.Y"], matte)  # --matte-layer: the same matte
         outside, core = matte == 0, matte >= 0.999
         assert outside.sum() > 0 and core.sum() > 5000
         assert np.array_equal(out[outside], rgb[outside])  # float bit-exact

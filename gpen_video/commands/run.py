@@ -251,7 +251,7 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
                              pix_fmt=args.pix_fmt, start_number=args.start_number),
         range=RangeOptions(start=start, end=end, overlap=_overlap(args.overlap)),
         plate=plate_options_from_args(args),
-        passes=PassOptions(matte=args.matte, patch=args.patch),
+        passes=PassOptions(matte=args.matte, patch=args.patch, matte_layer=args.matte_layer),
     )
 
 
@@ -274,6 +274,9 @@ def configure_plates(parser: argparse.ArgumentParser) -> None:
                         help="also write the paste alpha of every output frame: matte.####.exr "
                              "(float), matte.####.png/.tif (16-bit grey) or matte.mkv (FFV1); "
                              "default: none")
+    plates.add_argument("--matte-layer", default=None, metavar="NAME",
+                        help="EXR output: also put the matte into each output file as the "
+                             "float channel NAME.Y (e.g. gpen → gpen.Y); default: none")
     plates.add_argument("--patch", type=Path, default=None, metavar="PATH",
                         help="also write the restored faces only, premultiplied RGBA: "
                              "patch.####.exr, patch.####.png/.tif (16-bit) or patch.mov "

@@ -70,6 +70,7 @@ def check_output(options: RunOptions, source: Any) -> None:
             raise UsageError("--compare writes a review movie: give a movie output (e.g. "
                              "review.mov)")
         check_sequence_sink(options.output, source, options.encode, options.overwrite)
+        _check_matte_layer(options, source)
     else:
         from gpen_video.media.sink import check_sink
 
@@ -77,10 +78,25 @@ def check_output(options: RunOptions, source: Any) -> None:
             raise UsageError(f"{source.path.name} is a scene-linear EXR plate: write an EXR "
                              "sequence (out.####.exr) — a movie would clip it")
         check_sink(_movie_output(options), source, options.encode, options.overwrite)
+    if options.passes.matte_layer is not None and not _sequence_to_images(options, source):
+        raise UsageError("--matte-layer puts the matte into EXR output files: write an EXR "
+                         "sequence (out.####.exr), or use --matte PATH")
     for kind, path in options.passes.paths().items():
         check_pass(kind, path, options.output, options.overwrite)
     if options.passes.paths() and options.compare != "off":
         raise UsageError("--matte/--patch describe the restored output: leave --compare off")
+
+
+def _check_matte_layer(options: RunOptions, source: Any) -> None:
+    name = options.passes.matte_layer
+    if name is None:
+        return
+    if not getattr(source, "is_float", False):
+        raise UsageError("--matte-layer is for EXR output; use --matte PATH for other formats")
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise UsageError(f"--matte-layer {name!r}: a layer name of letters, digits, _ or -")
+    if f"{name}.Y" in source.extra_names:
+        raise UsageError(f"--matte-layer {name}: the plate already has a channel {name}.Y")
 
 
 def _movie_output(options: RunOptions) -> Path:
@@ -99,14 +115,15 @@ def open_sink(options: RunOptions, source: Any, size: tuple[int, int] | None = N
     if _sequence_to_images(options, source):
         from gpen_video.media.sequence_sink import ImageSequenceSink
 
-        main = ImageSequenceSink(options.output, source, options.encode, options.overwrite)
+        main = ImageSequenceSink(options.output, source, options.encode, options.overwrite,
+                                 matte_layer=options.passes.matte_layer)
     else:
         from gpen_video.media.sink import VideoSink
 
         main = VideoSink(_movie_output(options), source, options.encode,
                          overwrite=options.overwrite, size=size)
     passes = options.passes.paths()
-    if not needs_layers(source, passes):
+    if not needs_layers(source, passes) and options.passes.matte_layer is None:
         return main
     return LayeredSink(main, source, passes, options.overwrite)
 

@@ -236,6 +236,7 @@ class ImageSequenceSource:
         self.pix_fmt = "rgb48le" if self._dtype == np.uint16 else "rgb24"
         self.plate_dtype = first.rgb.dtype
         self.header = first.header
+        self.extra_names = tuple(first.extra)  # EXR channels besides RGBA
         self.sample_aspect_ratio = None
         self.container_format = "image2"
         self.metadata: dict[str, str] = {}

@@ -109,8 +109,10 @@ class ImageSequenceSink:
     """
 
     def __init__(self, path: str | os.PathLike[str], source: Any,
-                 options: EncodeOptions | None = None, overwrite: bool = False) -> None:
+                 options: EncodeOptions | None = None, overwrite: bool = False,
+                 matte_layer: str | None = None) -> None:
         self.path = Path(path)
+        self.matte_layer = matte_layer  # EXR: the matte also as channel NAME.Y
         self.source = source
         self.options = options or EncodeOptions()
         self.overwrite = overwrite
@@ -162,8 +164,14 @@ class ImageSequenceSink:
         header = frame.header
         if self.codec == "exr":
             header, self.compression_note = exact_exr_header(header)
+        extra = frame.extra
+        if self.matte_layer is not None and frame.plate is not None:
+            from gpen_video.compose.layer import FaceLayer
+
+            applied = self.written_layer or FaceLayer(*frame.plate.shape[:2])
+            extra = {**extra, f"{self.matte_layer}.Y": applied.matte()}
         picture = Picture(rgb=rgb, alpha=frame.alpha, codec=self.codec, header=header,
-                          extra=frame.extra, parts=getattr(frame, "parts", []),
+                          extra=extra, parts=getattr(frame, "parts", []),
                           part=getattr(frame, "part", 0))
         same_kind = self.codec == self.source.codec_name
         pix_fmt = self.source.file_pix_fmt if (same_kind and self.codec == "dpx") else None
