@@ -146,9 +146,14 @@ class DisplayEncoding:
                 "network, back by the exact inverse; blended in the plate's space")
 
 
+# a value within one 16-bit code of the display range is representable: the float round trip
+# through OCIO puts pixels that sit exactly at 0 or 1 a hair outside (±1e-6)
+_EDGE = 1.0 / 65535.0
+
+
 def representable(encoded: np.ndarray) -> np.ndarray:
-    """H×W bool: every channel of the display encoding within [0, 1]."""
-    return np.all((encoded >= 0.0) & (encoded <= 1.0), axis=-1)
+    """H×W bool: every channel of the display encoding within [0, 1] (to one 16-bit code)."""
+    return np.all((encoded >= -_EDGE) & (encoded <= 1.0 + _EDGE), axis=-1)
 
 
 def plate_layer(layer: Any, plate: np.ndarray, encoding: DisplayEncoding
