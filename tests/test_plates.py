@@ -521,3 +521,25 @@ def test_multi_part_exr_restores_the_rgb_part_and_passes_the_others_through(tmp_
         assert np.array_equal(f.parts[0].channels["Z"].pixels, np.full((24, 32), 2.0, np.float32))
         assert all(np.array_equal(f.parts[1].channels[c].pixels, rgb[i])
                    for i, c in enumerate("RGB"))
+
+
+def test_still_png_to_jpeg_and_16bit_tiff_still_to_tiff(tmp_path):
+    from gpen_video.media.sequence_sink import ImageSequenceSink
+
+    image = (np.random.default_rng(2).random((40, 60, 3)) * 255).astype(np.uint8)
+    write_picture(tmp_path / "in.png", Picture(image))
+    source = ImageSequenceSource(tmp_path / "in.png")
+    with ImageSequenceSink(tmp_path / "out.jpg", source) as sink:
+        for frame in source:
+            sink.write(frame)
+    got = read_picture(tmp_path / "out.jpg")
+    assert got.codec == "mjpeg" and got.rgb.shape == image.shape
+    assert psnr(got.rgb, image) > 25  # JPEG is lossy; the picture is the same one
+    deep = deep_picture(image, alpha=False)
+    write_picture(tmp_path / "in.tif", deep)
+    source = ImageSequenceSource(tmp_path / "in.tif")
+    with ImageSequenceSink(tmp_path / "out.tif", source) as sink:
+        for frame in source:
+            sink.write(frame)
+    again = read_picture(tmp_path / "out.tif")
+    assert again.pix_fmt == "rgb48le" and np.array_equal(again.rgb, deep.rgb)
