@@ -78,3 +78,17 @@ def test_web_codec_choices_are_pure_rules():
     assert av1.encoder == "libsvtav1"
     with pytest.raises(UsageError, match=r"\.webm cannot hold prores"):
         choose_encoder(vp9, "out.webm", EncodeOptions(codec="prores"))
+
+
+def test_webm_through_the_pipeline(testdata, vp9_opus, tmp_path):
+    from gpen_video import pipeline
+    from tests.pipeline_helpers import run_options
+
+    out = tmp_path / "out.webm"
+    summary = pipeline.run(run_options(testdata, vp9_opus, out, backend="identity"))
+    assert summary.frames == 20 and summary.video == "VP9 (vp9) → vp9"
+    assert "audio opus copied" in summary.audio
+    assert _codecs(out) == [("video", "vp9"), ("audio", "opus")]
+    assert frame_times(out) == frame_times(vp9_opus)
+    assert [p[0] for p in stream_packets(out, "audio")[0]] == \
+        [p[0] for p in stream_packets(vp9_opus, "audio")[0]]
