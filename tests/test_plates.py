@@ -389,6 +389,7 @@ def test_prores_4444_alpha_comes_back_bit_identical(testdata, tmp_path):
     out = tmp_path / "out.mov"
     summary = pipeline.run(run_options(testdata, src, out, backend="identity"))
     assert summary.frames == 4 and summary.faces == 4
+    assert summary.video == "prores → prores (alpha kept)"
     with av.open(str(src)) as a, av.open(str(out)) as b:
         before = [plane_samples(f, 3) for f in a.decode(video=0)]
         after = [(f.format.name, plane_samples(f, 3)) for f in b.decode(video=0)]

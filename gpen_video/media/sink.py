@@ -261,6 +261,8 @@ class VideoSink:
         source = self.source.video_info.codec
         out = self.spec.family
         text = f"{codec_name(source)} → {out}"
+        if getattr(self.source, "carries_alpha", False) and self.spec.pix_fmt.startswith("yuva"):
+            text += " (alpha kept)"
         if SOURCE_FAMILIES.get(source) == out:
             return text
         if self.options.codec is not None:
