@@ -11,6 +11,7 @@ A field with a fixed set of values has its tuple of names here (``PRECISIONS``, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 from gpen_video.errors import UsageError
@@ -160,6 +161,30 @@ class EncodeOptions:
 
 
 @dataclass(frozen=True)
+class PlateOptions:
+    """Image-sequence, still and EXR inputs (gpen_video.media.sequence, .scene_linear)."""
+
+    fps: Fraction | None = None  # sequences: frame rate (None: the files' headers, else 24)
+    colorspace: str | None = None  # EXR: the plate's OCIO colour space (None: header / role)
+    missing: str = "fail"  # fail | conceal: files missing from a sequence (one error listing
+    #                        them, or each replaced by the frame before it)
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    """Comp passes written beside the output (gpen_video.media.passes)."""
+
+    matte: Path | None = None  # the paste alpha of every output frame
+    patch: Path | None = None  # the restored faces only, premultiplied RGBA
+    matte_layer: str | None = None  # EXR output: the matte also as channel NAME.Y in each file
+
+    def paths(self) -> dict[str, Path]:
+        """``{"matte": path, "patch": path}`` for the passes asked for."""
+        return {k: Path(v) for k, v in (("matte", self.matte), ("patch", self.patch))
+                if v is not None}
+
+
+@dataclass(frozen=True)
 class RangeOptions:
     """Which frames to output. Frame numbers are 0-based, in the order frames are shown (the
     decoder's output order), inclusive."""
@@ -194,6 +219,8 @@ class RunOptions:
     temporal: TemporalOptions = field(default_factory=TemporalOptions)
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     range: RangeOptions = field(default_factory=RangeOptions)
+    plate: PlateOptions = field(default_factory=PlateOptions)  # sequences, stills, EXR
+    passes: PassOptions = field(default_factory=PassOptions)  # --matte, --patch
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,13 @@ def check_before_loading(options: RunOptions, source: Any, need_restorer: bool =
     every weights file is there (downloaded now, when downloads are allowed).
 
     Raises:
-        OutputError, UsageError: see :func:`gpen_video.media.sink.check_sink`.
+        OutputError, UsageError: see :func:`gpen_video.media.endpoints.check_output`.
         WeightsError: weights missing (all of them named, with the flags to pass).
         DownloadError: a download was allowed and failed (all missing files named).
     """
-    from gpen_video.media.sink import check_sink
+    from gpen_video.media.endpoints import check_output
 
-    check_sink(options.output, source, options.encode, options.overwrite)
+    check_output(options, source)
     missing = missing_weights(options, need_restorer, need_detector)
     if missing:
         downloadable = [m for m in missing if m.explicit is None and m.registry_name is not None]

@@ -83,8 +83,11 @@ def test_dnxhr_same_profile_and_dnxhd_becomes_dnxhr():
 
 
 def test_other_sources_become_h264_crf_18():
-    spec = choose_encoder(VP9, "out.mkv")
+    mpeg4 = SourceVideoInfo("mpeg4", "Simple Profile", "yuv420p", 8)
+    spec = choose_encoder(mpeg4, "out.mkv")
     assert (spec.encoder, spec.options["crf"], spec.container) == ("libx264", "18", "matroska")
+    # VP9 has an encoder here (issue 34): kept in Matroska
+    assert choose_encoder(VP9, "out.mkv").encoder == "libvpx-vp9"
 
 
 def test_full_range_jpeg_formats_map_to_plain_yuv():
@@ -117,7 +120,8 @@ def test_explicit_codec_crf_preset_pix_fmt():
 @pytest.mark.parametrize("options, output, words", [
     (EncodeOptions(codec="prores"), "out.mp4", [".mov"]),
     (EncodeOptions(codec="dnxhr"), "out.mkv", [".mov"]),
-    (EncodeOptions(codec="vp9"), "out.mp4", ["h264", "hevc", "prores"]),
+    (EncodeOptions(codec="mpeg2"), "out.mp4", ["h264", "hevc", "prores", "vp9"]),
+    (EncodeOptions(codec="vp9"), "out.mp4", [".mkv", ".webm"]),
     (EncodeOptions(codec="prores", crf=10), "out.mov", ["--crf"]),
     (EncodeOptions(codec="ffv1", preset="fast"), "out.mkv", ["--preset"]),
     (EncodeOptions(pix_fmt="rgb24"), "out.mp4", ["yuv420p", "--pix-fmt"]),

@@ -54,6 +54,9 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
                          "--segment); gpen-video farm chooses its segments itself (--segments)")
     # folders left open: each worker resolves them from its own environment (its machine's)
     run = run_command.options_from_args(args)
+    from gpen_video.media.endpoints import refuse_chunked
+
+    refuse_chunked(run, "gpen-video farm")
     farm = FarmOptions(chunk=args.chunk, segments=args.segments, segment_dir=args.segment_dir,
                        keep_segments=args.keep_segments, ray_address=args.ray_address,
                        workers=args.workers, cpus_per_worker=args.cpus_per_worker,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 from gpen_video.environment import Environment
@@ -30,6 +31,8 @@ from gpen_video.options import (
     DetectOptions,
     EncodeOptions,
     ModelOptions,
+    PassOptions,
+    PlateOptions,
     RangeOptions,
     RestoreOptions,
     RunOptions,
@@ -145,7 +148,8 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
         "Part 2, become h264 — the summary says which)")
     encode.add_argument("--codec", default=None,
                         choices=["h264", "hevc", "prores", "dnxhr", "ffv1", "png", "tiff", "exr",
-                                 "dpx"])
+                                 "dpx", "vp9", "av1"],
+                        help="output codec (default: the source's; vp9/av1 in .webm or .mkv)")
     encode.add_argument("--crf", type=int, default=None)
     encode.add_argument("--preset", default=None)
     encode.add_argument("--pix-fmt", default=None)
@@ -158,12 +162,16 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
                       help="frames decoded before the range to warm the tracker; auto: as many "
                            "before and after it as a chunk needs to render what a single run of "
                            "the whole clip renders (farm chunks)")
-    span.add_argument("--on-damage", default="conceal", choices=ON_DAMAGE,
+    span.add_argument("--on-damage", default=None, choices=ON_DAMAGE,
                       help="a damaged input packet: conceal it (repeat the previous frame, warn, "
-                           "keep every later frame) or fail (exit 2, nothing written)")
+                           "keep every later frame) or fail (exit 2, nothing written); default "
+                           "conceal. Files missing from an image sequence fail (listed in one "
+                           "error) unless --on-damage conceal is given")
     span.add_argument("--segment", action="store_true",
                       help="a render-farm chunk: lossless FFV1 .mkv without audio, joined later "
                            "by `gpen-video stitch` (templates in scripts/)")
+
+    configure_plates(parser)
 
     report = parser.add_argument_group("reporting")
     report.add_argument("--progress", default="bar",
@@ -226,7 +234,7 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
         output=args.output,
         overwrite=args.overwrite,
         faces=args.faces,
-        on_damage=args.on_damage,
+        on_damage=args.on_damage or "conceal",
         progress="none" if args.quiet else args.progress,
         compare=args.compare,
         model=ModelOptions(
@@ -251,9 +259,58 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
                            geometry=args.geometry),
         temporal=TemporalOptions(mode=args.temporal),
         encode=EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset,
-                             pix_fmt=args.pix_fmt),
+                             pix_fmt=args.pix_fmt, start_number=args.start_number),
         range=RangeOptions(start=start, end=end, overlap=_overlap(args.overlap)),
+        plate=plate_options_from_args(args),
+        passes=PassOptions(matte=args.matte, patch=args.patch, matte_layer=args.matte_layer),
     )
+
+
+def configure_plates(parser: argparse.ArgumentParser) -> None:
+    """Image sequences, stills, EXR plates and comp passes (docs/plates.md)."""
+    plates = parser.add_argument_group(
+        "plates and passes (INPUT may be shot.%04d.exr, shot.####.exr, shot.@.png, a folder "
+        "of frames or one image; --frames then takes the files' own numbers, e.g. 1001-1100)")
+    plates.add_argument("--fps", default=None, metavar="RATE",
+                        help="image sequences: frame rate, e.g. 24 or 24000/1001 (default: the "
+                             "files' headers, e.g. EXR framesPerSecond, else 24)")
+    plates.add_argument("--colorspace", default=None, metavar="NAME",
+                        help="EXR plates: their OpenColorIO colour space, e.g. ACEScg (default: "
+                             "from the EXR's chromaticities, else the config's scene_linear "
+                             "role; config: $OCIO, else the built-in ocio://default)")
+    plates.add_argument("--start-number", type=int, default=None, metavar="N",
+                        help="image-sequence output: number of the first file (default: the "
+                             "input's own frame numbers; a movie's first output frame index)")
+    plates.add_argument("--matte", type=Path, default=None, metavar="PATH",
+                        help="also write the paste alpha of every output frame: matte.####.exr "
+                             "(float), matte.####.png/.tif (16-bit grey) or matte.mkv (FFV1); "
+                             "default: none")
+    plates.add_argument("--matte-layer", default=None, metavar="NAME",
+                        help="EXR output: also put the matte into each output file as the "
+                             "float channel NAME.Y (e.g. gpen → gpen.Y); default: none")
+    plates.add_argument("--patch", type=Path, default=None, metavar="PATH",
+                        help="also write the restored faces only, premultiplied RGBA: "
+                             "patch.####.exr, patch.####.png/.tif (16-bit) or patch.mov "
+                             "(ProRes 4444); default: none")
+
+
+def plate_options_from_args(args: argparse.Namespace) -> PlateOptions:
+    """``--fps``, ``--colorspace`` and the missing-frames policy.
+
+    Raises:
+        UsageError: a frame rate that is not a positive number or fraction.
+    """
+    fps = None
+    if args.fps is not None:
+        try:
+            fps = Fraction(args.fps)
+        except (ValueError, ZeroDivisionError):
+            fps = None
+        if fps is None or fps <= 0:
+            raise UsageError(f"--fps {args.fps!r}: give a positive rate, e.g. 24, 25 or "
+                             "24000/1001")
+    return PlateOptions(fps=fps, colorspace=args.colorspace,
+                        missing="conceal" if args.on_damage == "conceal" else "fail")
 
 
 def _folders(args: argparse.Namespace, env: Environment | None) -> tuple[Path | None,
@@ -283,6 +340,9 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     options = options_from_args(args, env)
     if str(args.overlap).strip().lower() == "auto":
         from gpen_video.farm.warmup import auto_range
+        from gpen_video.media.endpoints import refuse_chunked
+
+        refuse_chunked(options, "--overlap auto (a farm chunk's warm-up)")
 
         options = replace(options, range=auto_range(options))
     from gpen_video import pipeline
@@ -290,7 +350,9 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     workers = _workers(args, env)
     if workers is not None:  # several processes: gpen_video.farm.local
         from gpen_video.farm.local import run_workers
+        from gpen_video.media.endpoints import refuse_chunked
 
+        refuse_chunked(options, "--workers")
         _check_before_workers(options)
         run_workers(options, workers, env=env)
         return 0

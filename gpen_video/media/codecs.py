@@ -36,6 +36,8 @@ ENCODERS: dict[str, str] = {
     "tiff": "tiff",
     "exr": "exr",
     "dpx": "dpx",
+    "vp9": "libvpx-vp9",
+    "av1": "libsvtav1",
 }
 IMAGE_CODECS = frozenset({"png", "tiff", "exr", "dpx"})
 DEFAULT_CRF = 18
@@ -47,7 +49,7 @@ ENCODER_PIX_FMTS: dict[str, tuple[str, ...]] = {
     "libx265": ("yuv420p", "yuv422p", "yuv444p", "gbrp", "yuv420p10le", "yuv422p10le",
                 "yuv444p10le", "gbrp10le", "yuv420p12le", "yuv422p12le", "yuv444p12le",
                 "gbrp12le", "gray", "gray10le", "gray12le"),
-    "prores_ks": ("yuv422p10le", "yuv444p10le"),
+    "prores_ks": ("yuv422p10le", "yuv444p10le", "yuva444p10le"),
     "dnxhd": ("yuv422p", "yuv422p10le", "yuv444p10le", "gbrp10le"),
     "ffv1": ("yuv420p", "yuv422p", "yuv444p", "yuv440p", "yuv411p", "yuv410p",
              "yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv420p12le", "yuv422p12le",
@@ -58,7 +60,12 @@ ENCODER_PIX_FMTS: dict[str, tuple[str, ...]] = {
     "tiff": ("rgb24", "rgb48le"),
     "exr": ("gbrpf32le",),
     "dpx": ("rgb24", "rgb48le", "gbrp10le", "gbrp12le"),
+    # this build's libvpx is 8-bit only; SVT-AV1 takes 4:2:0 at 8 and 10 bits
+    "libvpx-vp9": ("yuv420p", "yuv422p", "yuv440p", "yuv444p", "gbrp"),
+    "libsvtav1": ("yuv420p", "yuv420p10le"),
 }
+# constant-quality defaults of the web codecs (their CRF scales differ from x264's)
+WEB_CRF = {"vp9": 24, "av1": 30}
 
 # Output file suffix → (FFmpeg muxer, codec families it holds).
 CONTAINERS: dict[str, tuple[str, frozenset[str]]] = {
@@ -66,7 +73,8 @@ CONTAINERS: dict[str, tuple[str, frozenset[str]]] = {
     ".m4v": ("mp4", frozenset({"h264", "hevc", "ffv1", "png"})),
     ".mov": ("mov", frozenset({"h264", "hevc", "prores", "dnxhr", "png", "tiff", "exr", "dpx"})),
     ".qt": ("mov", frozenset({"h264", "hevc", "prores", "dnxhr", "png", "tiff", "exr", "dpx"})),
-    ".mkv": ("matroska", frozenset({"h264", "hevc", "prores", "ffv1"})),
+    ".mkv": ("matroska", frozenset({"h264", "hevc", "prores", "ffv1", "vp9", "av1"})),
+    ".webm": ("webm", frozenset({"vp9", "av1"})),
 }
 IMAGE_SUFFIXES: dict[str, str] = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".exr": "exr",
                                   ".dpx": "dpx"}
@@ -100,6 +108,7 @@ DNXHR_PROFILES: dict[str, tuple[str, str]] = {
 SOURCE_FAMILIES: dict[str, str] = {
     "h264": "h264", "hevc": "hevc", "prores": "prores", "dnxhd": "dnxhr", "ffv1": "ffv1",
     "png": "png", "tiff": "tiff", "exr": "exr", "dpx": "dpx",
+    "vp9": "vp9", "libvpx-vp9": "vp9", "av1": "av1", "libdav1d": "av1",
 }
 
 # readable names of source codecs we decode but do not write (for the note and the summary)
@@ -135,6 +144,7 @@ class SourceVideoInfo:
     # (min, max) luminance in cd/m²; light level = (MaxCLL, MaxFALL) in cd/m².
     mastering_display: tuple[tuple[float, ...], tuple[float, float]] | None = None
     light_level: tuple[int, int] | None = None
+    alpha: bool = False  # the source hands its alpha plane on (gpen_video.media.alpha)
 
 
 @dataclass(frozen=True)
@@ -277,8 +287,8 @@ def choose_encoder(source: SourceVideoInfo, output: str | Path,
     encoder = ENCODERS[family]
     layout, depth = pix_fmt_layout(source.pix_fmt)
     depth = max(depth, source.bit_depth)
-    if options.crf is not None and family not in ("h264", "hevc"):
-        raise UsageError(f"--crf applies to h264 and hevc, not {family}")
+    if options.crf is not None and family not in ("h264", "hevc", "vp9", "av1"):
+        raise UsageError(f"--crf applies to h264, hevc, vp9 and av1, not {family}")
     if options.preset is not None and family not in ("h264", "hevc"):
         raise UsageError(f"--preset applies to h264 and hevc, not {family}")
     pix_fmt, codec_options = _family_settings(family, source, options, layout, depth, notes)
@@ -287,9 +297,9 @@ def choose_encoder(source: SourceVideoInfo, output: str | Path,
                              or source.light_level is not None):
         notes.append("the source's HDR mastering-display / light-level metadata is kept only "
                      "by hevc output")
-    if layout_has_alpha(source.pix_fmt):
+    if layout_has_alpha(source.pix_fmt) and not (source.alpha and layout_has_alpha(pix_fmt)):
         notes.append(f"the source's alpha channel ({source.pix_fmt}) is not processed and is "
-                     "not written")
+                     "not written" + (" (ProRes 4444 in .mov keeps it)" if source.alpha else ""))
     if options.pix_fmt is not None:
         if options.pix_fmt not in ENCODER_PIX_FMTS[encoder]:
             raise UsageError(f"--pix-fmt {options.pix_fmt}: {family} takes "
@@ -328,13 +338,16 @@ def _container_family(source: SourceVideoInfo, output: Path, options: EncodeOpti
             raise UsageError(f"{output.suffix} cannot hold {family}: {hint}")
         return family
     family = default_family(source)
+    fallback = "h264" if "h264" in holds else "vp9"  # .webm holds VP9/AV1 only
+    shown = {"h264": "H.264", "vp9": "VP9"}[fallback]
     if source.codec not in SOURCE_FAMILIES:
+        family = fallback
         notes.append(f"the source's codec, {codec_name(source.codec)}, has no encoder here: "
-                     "writing H.264 (choose another with --codec)")
+                     f"writing {shown} (choose another with --codec)")
     if family not in holds:
         notes.append(f"{output.suffix} cannot hold {family} (the source's codec): "
-                     f"writing H.264 instead; use .mov or .mkv to keep {family}")
-        family = "h264"
+                     f"writing {shown} instead; use .mov or .mkv to keep {family}")
+        family = fallback
     return family
 
 
@@ -353,6 +366,14 @@ def _family_settings(family: str, source: SourceVideoInfo, options: EncodeOption
             codec_options["x265-params"] = "log-level=error" + (":" + hdr if hdr else "")
 
         pix_fmt = _nearest_pix_fmt(encoder, layout, depth)
+    elif family in ("vp9", "av1"):
+        crf = WEB_CRF[family] if options.crf is None else options.crf
+        if family == "vp9":  # constant quality; row threads; 'good' at a usable speed
+            codec_options.update({"crf": str(crf), "b": "0", "row-mt": "1",
+                                  "deadline": "good", "cpu-used": "4"})
+        else:
+            codec_options.update({"crf": str(crf), "preset": "8"})
+        pix_fmt = _nearest_pix_fmt(encoder, layout, depth)
     elif family == "prores":
         if source.codec == "prores" and profile in PRORES_PROFILES:
             name, pix_fmt = PRORES_PROFILES[profile]
@@ -360,6 +381,8 @@ def _family_settings(family: str, source: SourceVideoInfo, options: EncodeOption
             name, pix_fmt = "4444", "yuv444p10le"
         else:
             name, pix_fmt = "hq", "yuv422p10le"
+        if source.alpha and name.startswith("4444"):
+            pix_fmt = "yuva444p10le"  # alpha carried bit for bit (gpen_video.media.alpha)
         codec_options["profile"] = name
         codec_options["bits_per_mb"] = str(PRORES_BITS_PER_MB[name])
         codec_options["vendor"] = "apl0"  # what Apple's tools write; some NLEs check it

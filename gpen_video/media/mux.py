@@ -107,11 +107,13 @@ class StreamCopier:
                            "(use .mkv to keep it)")
                 self.skipped.append(f"{stream.type} {stream.codec_context.name}")
                 return None
-            target = "aac" if container == "mp4" else _pcm_codec(stream)
+            target = {"mp4": "aac", "webm": "libopus"}.get(container) or _pcm_codec(stream)
             self._note(f"{name}: {label} cannot be stored in a {container} file: transcoding "
                        f"it to {target}")
             cc = stream.codec_context
-            out_stream = self._out.add_stream(target, rate=cc.sample_rate)
+            # Opus runs at 48 kHz (PyAV's encoder resamples the decoded frames to it)
+            out_stream = self._out.add_stream(
+                target, rate=48000 if target == "libopus" else cc.sample_rate)
             out_stream.codec_context.layout = cc.layout
             if target == "aac":
                 out_stream.codec_context.bit_rate = max(128_000, 96_000 * cc.channels)

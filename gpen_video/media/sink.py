@@ -186,7 +186,8 @@ class VideoSink:
                 window = (source.range.start_time, source.range.end_time)
                 if source.range.start == 0:
                     window = (Fraction(-10**9), window[1])  # keep priming before frame 0
-            if (audio or subtitles) and self.options.tracks:  # farm segments have none
+            if (audio or subtitles) and self.options.tracks and source.other_streams:
+                # (farm segments have none; an image sequence has no other streams)
                 self._copier = StreamCopier(source, self._out, spec.container, window, audio,
                                              subtitles)
                 self.notes.extend(self._copier.notes)
@@ -235,6 +236,12 @@ class VideoSink:
                              f"after {self._last_pts}")
         self._last_pts = frame.pts
         av_frame = self._to_av_frame(image)
+        alpha = getattr(frame, "alpha", None)  # PlateFrame: put back bit for bit
+        if alpha is not None and av_frame.format.name.startswith(("yuva", "gbrap")):
+            from gpen_video.media.alpha import put_alpha
+
+            put_alpha(av_frame, self.source.orientation.to_coded(alpha[..., None])[..., 0],
+                      self.source.alpha_bits)
         av_frame.pts = frame.pts
         av_frame.time_base = frame.time_base
         self._durations.append(frame.duration)
@@ -254,6 +261,8 @@ class VideoSink:
         source = self.source.video_info.codec
         out = self.spec.family
         text = f"{codec_name(source)} → {out}"
+        if getattr(self.source, "carries_alpha", False) and self.spec.pix_fmt.startswith("yuva"):
+            text += " (alpha kept)"
         if SOURCE_FAMILIES.get(source) == out:
             return text
         if self.options.codec is not None:

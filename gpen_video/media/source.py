@@ -203,6 +203,17 @@ def _bit_depth(frame: av.VideoFrame) -> int:
         return pix_fmt_layout(frame.format.name)[1]
 
 
+def frame_side_data(frame: av.VideoFrame, path: Path) -> list:
+    """The frame's side data, or none when it holds a kind this PyAV cannot name (PyAV 18.1
+    raises ``ValueError: 31 is not a valid Type`` for FFmpeg 8's EXIF side data of TIFF and
+    JPEG files): such a file is read as coded, without display matrix or HDR metadata."""
+    try:
+        return list(frame.side_data)
+    except ValueError as exc:
+        log.debug("%s: frame side data not read (%s)", path.name, exc)
+        return []
+
+
 def _seconds(value: int | None, time_base: Fraction) -> float | None:
     return None if value is None else float(value * time_base)
 
@@ -295,7 +306,8 @@ class VideoSource:
             self.mastering_display: tuple[tuple[float, ...], tuple[float, float]] | None = None
             self.light_level: tuple[int, int] | None = None
             kinds = av.sidedata.sidedata.Type
-            for side in first.side_data:
+            side_data = frame_side_data(first, self.path)
+            for side in side_data:
                 if side.type == kinds.DISPLAYMATRIX:
                     matrix = parse_display_matrix(bytes(side))
                 elif side.type == kinds.MASTERING_DISPLAY_METADATA:
@@ -310,7 +322,7 @@ class VideoSource:
                             self.orientation.rotation)
             self.width, self.height = self.orientation.upright_size(first.width, first.height)
             self.coded_width, self.coded_height = first.width, first.height
-            self.side_data_types: tuple[str, ...] = tuple(str(s.type) for s in first.side_data)
+            self.side_data_types: tuple[str, ...] = tuple(str(s.type) for s in side_data)
         finally:
             container.close()
 

@@ -101,13 +101,12 @@ def run(
             bad input, output, options, weights or device (nothing is written).
         KeyboardInterrupt, shutdown.Terminated: every stage stopped, nothing left at the output.
     """
-    from gpen_video.media import VideoSource
+    from gpen_video.media.endpoints import open_source
     from gpen_video.preflight import check_before_loading
 
     _check_options(options)
     t_setup = time.perf_counter()
-    source = VideoSource(options.input, options.range,
-                         errors="strict" if options.on_damage == "fail" else "conceal")
+    source = open_source(options)  # a movie, or an image sequence / still
     own_restorer = restorer is None
     sink = None
     try:
@@ -147,11 +146,10 @@ def run(
 
 def _open_sink(options: RunOptions, source: Any) -> Any:
     """The output, at the source's size or the review layout's (``--compare``)."""
-    from gpen_video.media import VideoSink
+    from gpen_video.media.endpoints import open_sink
     from gpen_video.review import output_size
 
-    return VideoSink(options.output, source, options.encode, overwrite=options.overwrite,
-                     size=output_size(options.compare, source.width, source.height))
+    return open_sink(options, source, output_size(options.compare, source.width, source.height))
 
 
 def _leave_to_stragglers(wiring: Any, sink: Any, *objects: Any) -> None:
@@ -170,6 +168,7 @@ def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any
     the output is opened)."""
     from gpen_video.compose import create_geometry
     from gpen_video.compose.temporal import TemporalSmoother
+    from gpen_video.media.endpoints import wants_layers
     from gpen_video.faces import FaceStream
     from gpen_video.faces.analyse import stream_detect_every
     from gpen_video.pipeline.stages import (AnalyseFaces, ComposeFaces, RestoreFaces,
@@ -193,7 +192,8 @@ def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any
                          restores=restores),
             ComposeFaces(geometry, temporal, clock, strength=options.blend.strength,
                          color_match=options.blend.color_match, observer=observer,
-                         restores=restores, compare=options.compare)]
+                         restores=restores, compare=options.compare,
+                         layers=wants_layers(options, source))]
 
 
 def _detect_through(detector: Any, lane: Any) -> None:

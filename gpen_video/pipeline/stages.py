@@ -202,8 +202,14 @@ class ComposeFaces:
                  color_match: bool = False,
                  observer: Callable[[int, list[PastedFace]], None] | None = None,
                  restores: Callable[[Any], bool] | None = None,
-                 compare: str = "off") -> None:
+                 compare: str = "off", layers: bool = False) -> None:
         self.restores = restores or _in_range
+        # hand on each frame's FaceLayer too (comp passes, EXR plates: gpen_video.compose.layer)
+        self.layers = None
+        if layers:
+            from gpen_video.compose.reference import Blender
+
+            self.layers = Blender(geometry.size, strength)
         self.geometry = geometry
         self.compare = compare  # off | side-by-side | split (gpen_video.review)
         self.temporal = temporal
@@ -231,6 +237,13 @@ class ComposeFaces:
                                *(f.restored for f in job.faces)])
         items = self._adjusted(job)
         t = self.clock.add("temporal", t)
+        layer = None
+        if self.layers is not None and job.frame.in_range:
+            from gpen_video.compose.layer import face_layer
+
+            layer = face_layer(self.layers, self.geometry.to_host(items),
+                               [f.face.matrix for f in job.faces],
+                               [f.face.alpha_hint for f in job.faces], job.frame.image.shape)
         image = self.geometry.paste(job.frame.image, job.source, items,
                                     [f.face.matrix for f in job.faces],
                                     [f.face.alpha_hint for f in job.faces])
@@ -250,6 +263,8 @@ class ComposeFaces:
             from gpen_video.review import compose
 
             image = compose(self.compare, original, image)
+        if self.layers is not None:
+            return [(job.frame, image, layer)]
         return [(job.frame, image)]
 
     def finish(self) -> list:
@@ -298,10 +313,10 @@ class Encode:
         self.clock = clock
         self.written = 0
 
-    def process(self, item: tuple[Any, np.ndarray]) -> list:
-        frame, image = item
+    def process(self, item: tuple) -> list:
+        frame, image, *layer = item  # (frame, image[, FaceLayer]): the layer for comp passes
         t = time.perf_counter()
-        if self.sink.write(frame, image):
+        if self.sink.write(frame, image, *layer):
             self.written += 1
         self.clock.add("encode", t)
         return []
