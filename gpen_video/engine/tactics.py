@@ -104,7 +104,7 @@ def key_for(form: InferenceGPEN, device: str, precision: str, batch: int) -> Tac
                      batch=int(batch), torch=torch.__version__.split("+")[0])
 
 
-def device_timer(device: str, warmup: int = 1, repeats: int = 5) -> Measure:
+def device_timer(device: str, warmup: int = 1, repeats: int = 3) -> Measure:
     """The default :data:`Measure`: ``warmup`` untimed runs, then the median of ``repeats``
     timed ones, synchronising a CUDA device around each."""
     import torch
