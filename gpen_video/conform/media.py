@@ -115,7 +115,8 @@ def locate(uses: list[ClipUse], timeline_dir: Path, search_paths: list[Path]
             if path is not None:
                 log.info("relinked %s to %s (by file name)", key, path)
         if path is None:
-            shown = key[len(MISSING):] + " (no file named)" if key.startswith(MISSING) else key
+            shown = (f"{key[len(MISSING):]!r} (the timeline gives only this name, no file)"
+                     if key.startswith(MISSING) else key)
             clip_names = ", ".join(repr(c.name) for c in clips[:3])
             more = f" and {len(clips) - 3} more" if len(clips) > 3 else ""
             missing.append(f"{shown} (clips {clip_names}{more})")
