@@ -242,9 +242,10 @@ def test_restored_clips_point_at_their_media_by_timecode(conformed, media) -> No
         path = url_to_path(ref.target_url, Path("/"))
         start = int(ref.available_range.start_time.value)
         # the frames the clip shows lie in the restored file (the nested clip shows only its
-        # frames 44-51: its stack trims it)
-        shown = (44, 51) if c.name == "B2 nested" else (
-            c.source_range.start_time.value, c.source_range.end_time_inclusive().value)
+        # frames 44-51: its stack trims it; a warped clip start + ⌊i·s⌋)
+        first = int(c.source_range.start_time.value)
+        last = first + int((c.source_range.duration.value - 1) * ch._scalar(c))
+        shown = (44, 51) if c.name == "B2 nested" else (first, last)
         assert start <= shown[0] and shown[1] < start + ref.available_range.duration.value
         with VideoSource(path) as src:  # the file's timecode is its available range's start
             assert src.timecode == format_timecode(start, 25)
@@ -449,6 +450,7 @@ def test_an_interrupted_conform_resumes_with_only_what_was_missing(tmp_path, med
         "A_5-10.mkv": "reused", "A_30-35.mkv": "rendered"}
 
 
+@pytest.mark.slow  # two spawned workers loading torch: ≈ 60 s here; fast side: the next test
 def test_two_workers_render_the_frames_one_renders(tmp_path, media) -> None:
     from tests.farm_helpers import gpen_video
 
@@ -466,3 +468,44 @@ def test_two_workers_render_the_frames_one_renders(tmp_path, media) -> None:
         a, b = ch.decoded(one / name), ch.decoded(two / name)
         assert len(a) == len(b) == 10
         assert all((x == y).all() for x, y in zip(a, b)), name
+
+
+def test_workers_queue_the_chunks_of_every_range_once(tmp_path, media) -> None:
+    """``--workers``: each range is cut into chunks that cover it exactly, numbered on one
+    queue across ranges, each with its warm-up (the fast side of the two-worker test)."""
+    import argparse
+
+    from gpen_video.commands import conform as conform_command
+    from gpen_video.conform import media as media_mod
+    from gpen_video.conform import render
+    from gpen_video.media import paths
+
+    parser = argparse.ArgumentParser()
+    conform_command.configure(parser)
+    options = conform_command.options_from_args(parser.parse_args(
+        [str(_two_range_timeline(tmp_path, media)), str(tmp_path / "out"), *RENDER]))
+    tl = otio.adapters.read_from_file(str(options.timeline))
+    uses, _ = plan.collect_uses(tl)
+    found = media_mod.probe(media_mod.locate(uses, tmp_path, []), uses)
+    ranges = plan.merge_ranges(plan.file_uses(uses, {k: m.facts for k, m in found.items()}, 0),
+                               {u.index: u.media for u in uses}, 0)
+    (tmp_path / "out").mkdir()
+    jobs = render.plan_jobs(ranges, found, tmp_path / "out", options.run)
+    offset, plans = 0, []
+    try:
+        for job in jobs:
+            plans.append(render._range_chunks(job, 4, offset))
+            offset += len(plans[-1]["chunks"])
+        indices = [c.index for p in plans for c, _ in p["chunks"]]
+        assert indices == list(range(len(indices))) == list(range(4))  # 6 frames: 4 + 2, twice
+        for job, p in zip(jobs, plans):
+            frames = [f for c, _ in p["chunks"] for f in range(c.start, c.end + 1)]
+            assert frames == list(range(job.range.first, job.range.last + 1))
+            for c, o in p["chunks"]:
+                assert (o.range.start, o.range.end) == (c.start, c.end)
+                assert o.range.overlap >= min(c.start, 8)  # decoded before it: the warm-up
+                assert o.output.parent == p["folder"] and o.encode.tracks is False
+    finally:
+        for p in plans:
+            paths.remove_quietly(p["folder"])
+    assert list((tmp_path / "out").iterdir()) == []

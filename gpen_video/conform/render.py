@@ -117,9 +117,12 @@ def plan_jobs(ranges: list[RenderRange], media: dict[str, Media], outdir: Path,
     stems = _stems(list(media.values()))
     jobs = []
     margins: dict[float, Any] = {}
+    families: dict[str, str] = {}
     for rng in ranges:
         m = media[rng.media]
-        family = run.encode.codec or _source_family(m, default_family)
+        if m.key not in families:
+            families[m.key] = run.encode.codec or _source_family(m, default_family)
+        family = families[m.key]
         name = f"{stems[m.key]}_{rng.first}-{rng.last}{output_suffix(m.suffix, family)}"
         if m.facts.fps not in margins:
             margins[m.facts.fps] = chunk_margins(run, m.facts.fps)
