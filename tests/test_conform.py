@@ -318,6 +318,21 @@ def test_fcp7_xml_input_is_read(tmp_path, media) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_one_file_named_two_ways_is_one_media(tmp_path, media) -> None:
+    """A path and a file:// URL of the same file: one media, its ranges merged."""
+    tl = otio.schema.Timeline(name="two names")
+    track = otio.schema.Track(name="V1")
+    track.append(ch.clip("by path", media["B"], 5, 6))
+    track.append(ch.clip("by url", media["B"], 9, 6, url=media["B"].as_uri()))
+    tl.tracks.append(track)
+    code, out, err = gpen("conform", _write(tl, tmp_path / "cut.otio"), tmp_path / "out",
+                          "--dry-run", "--handles", 0, "--json", *RENDER)
+    assert code == 0, err
+    report = json.loads(out)
+    assert [(m["path"], [(r["first"], r["last"]) for r in m["ranges"]])
+            for m in report["media"]] == [(str(media["B"]), [(5, 14)])]
+
+
 def test_dry_run_on_three_media_prints_the_plan_and_renders_nothing(tmp_path, media) -> None:
     tl = ch.edit_timeline(media["A"], media["B"])
     tl.video_tracks()[1].append(ch.clip("C plain", media["C"], 10, 5))
@@ -464,10 +479,14 @@ def test_two_workers_render_the_frames_one_renders(tmp_path, media) -> None:
     names = sorted(p.name for p in one.glob("*.mkv"))
     assert names == ["A_28-37.mkv", "A_3-12.mkv"]
     assert sorted(p.name for p in two.glob("*.mkv")) == names
+    from gpen_video.media import VideoSource
+
     for name in names:
         a, b = ch.decoded(one / name), ch.decoded(two / name)
         assert len(a) == len(b) == 10
         assert all((x == y).all() for x, y in zip(a, b)), name
+        with VideoSource(one / name) as x, VideoSource(two / name) as y:
+            assert x.timecode == y.timecode is not None  # the stitch keeps the range's timecode
 
 
 def test_workers_queue_the_chunks_of_every_range_once(tmp_path, media) -> None:

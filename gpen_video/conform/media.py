@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -128,6 +128,15 @@ def locate(uses: list[ClipUse], timeline_dir: Path, search_paths: list[Path]
         raise InputError(f"{len(missing)} media file(s) of the timeline are missing, nothing was "
                          f"rendered: {'; '.join(missing)} — {where}")
     return found
+
+
+def by_file(uses: list[ClipUse], found: dict[str, Path]
+            ) -> tuple[list[ClipUse], dict[str, Path]]:
+    """Clips whose references name one file in different ways (a path and a URL, a relative
+    path, a link) grouped under one key, so that its ranges merge and render once."""
+    canonical = {key: str(path.resolve()) for key, path in found.items()}
+    files = {canonical[key]: path for key, path in found.items()}
+    return [replace(u, media=canonical[u.media]) for u in uses], files
 
 
 def probe(found: dict[str, Path], uses: list[ClipUse]) -> dict[str, Media]:

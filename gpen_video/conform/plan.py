@@ -139,12 +139,19 @@ def collect_uses(timeline: Any) -> tuple[list[ClipUse], Skipped]:
     """Every video clip the timeline shows, with the media frames it shows (module docstring).
 
     Raises:
+        InputError: an item's range cannot be known.
         UnsupportedEffect: a clip (or a nested stack) has a time effect other than a linear
             time warp or a freeze frame.
     """
+    import opentimelineio as otio
+
     uses: list[ClipUse] = []
     skipped = Skipped()
-    _walk_stack(timeline.tracks, None, "", uses, skipped)
+    try:
+        _walk_stack(timeline.tracks, None, "", uses, skipped)
+    except otio.exceptions.CannotComputeAvailableRangeError as exc:
+        raise InputError(f"timeline {timeline.name!r}: an item has neither a source range nor "
+                         f"an available range ({exc}); export the timeline again") from None
     return uses, skipped
 
 
@@ -181,10 +188,11 @@ def _walk_track(track: Any, window: Any, path: str, uses: list[ClipUse],
                 skipped: Skipped) -> None:
     import opentimelineio as otio
 
-    for i, item in enumerate(track):
+    placement = track.range_of_all_children()  # each item in the track's (untrimmed) time
+    for item in track:
         if isinstance(item, otio.schema.Transition):
             continue
-        placed = track.range_of_child_at_index(i)  # in the track's (untrimmed) time
+        placed = placement[item]
         trimmed = item.trimmed_range()
         visible = item.visible_range()
         # the visible part, in the track's time, cut to the window, back in the item's time

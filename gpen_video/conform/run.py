@@ -47,6 +47,7 @@ def conform(options: ConformOptions, *, stdout: TextIO | None = None,
     tl = timeline.read_timeline(tl_path, options.rate)
     uses, skipped = plan.collect_uses(tl)
     found = media_mod.locate(uses, tl_path.resolve().parent, list(options.search_paths))
+    uses, found = media_mod.by_file(uses, found)
     media = media_mod.probe(found, uses)
     facts = {key: m.facts for key, m in media.items()}
     file_uses = plan.file_uses(uses, facts, options.handles)
