@@ -528,3 +528,19 @@ def test_workers_queue_the_chunks_of_every_range_once(tmp_path, media) -> None:
         for p in plans:
             paths.remove_quietly(p["folder"])
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_format_whose_adapter_cannot_write_the_timeline_leaves_the_otio(tmp_path, media,
+                                                                          caplog) -> None:
+    """OTIO's AAF writer needs Avid mob ids a plain file reference lacks: the restored
+    timeline is then the .otio alone, with a warning, and no partial AAF."""
+    from gpen_video.conform import relink
+
+    if "AAF" not in {a.name for a in otio.plugins.ActiveManifest().adapters}:
+        pytest.skip("the AAF adapter is not installed")
+    tl = ch.edit_timeline(media["A"], media["B"])
+    with caplog.at_level("WARNING", logger="gpen_video.conform"):
+        written = relink.write_restored(tl, tmp_path / "cut.aaf", tmp_path, "AAF", None)
+    assert written == [tmp_path / "cut.restored.otio"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.restored.otio"]
+    assert "could not be written as cut.restored.aaf" in caplog.text

@@ -72,7 +72,10 @@ def build(timeline: Path, outdir: Path, dry_run: bool, uses: list[ClipUse], skip
             "name": use.name, "track": use.track, "media": str(media[use.media].path),
             "effect": use.effect, "shown_frames": use.shown, "used": [fu.first, fu.last],
             "handles": [fu.wide_first, fu.wide_last],
-            "output": None if result is None else result.job.output.name, "status": status})
+            "output": None if result is None else result.job.output.name, "status": status,
+            # of the range it is in (the render counts faces per range)
+            "range_faces": 0 if result is None else result.faces,
+            "range_tracks": 0 if result is None else result.tracks})
     for key in sorted(media, key=lambda k: str(media[k].path)):
         mine = [r for r in results if r.job.media.key == key]
         spans = [(fu.first, fu.last) for use, fu in zip(uses, file_uses) if use.media == key]
