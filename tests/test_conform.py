@@ -256,6 +256,11 @@ def test_restored_clips_point_at_their_media_by_timecode(conformed, media) -> No
 
 def test_a_rerun_reuses_every_finished_range(conformed) -> None:
     code, out, err = gpen("conform", conformed["timeline"], conformed["outdir"], "--handles", 2,
+                          "--merge-gap", 0, "--json", "--dry-run", *RENDER)
+    assert code == 0, err
+    assert {r["status"] for m in json.loads(out)["media"] for r in m["ranges"]} == {
+        "reused", "no face"}
+    code, out, err = gpen("conform", conformed["timeline"], conformed["outdir"], "--handles", 2,
                           "--merge-gap", 0, "--json", *RENDER)
     assert code == 0, err
     totals = json.loads(out)["totals"]

@@ -7,9 +7,10 @@ Order (everything that can fail on bad input fails before anything is written):
 2. find every media file (all missing ones in one error; ``--search-path``) and probe them
    (:mod:`.media`); turn the clips' frames into file frames with handles and merge them into
    ranges (rate and length disagreements fail here); refuse an OUTDIR inside a media folder;
-3. name each range's output and job (:mod:`.render`); ``--dry-run`` stops here with the report;
-4. sort out what an earlier run of the same conform finished (reused) and refuse to replace a
-   file that is not one of those (without ``-y``); check the output codecs and the weights;
+3. name each range's output and job (:mod:`.render`), sort out what an earlier run of the same
+   conform finished (reused) and refuse to replace a file that is not one of those (without
+   ``-y``); ``--dry-run`` stops here with the report;
+4. check the output codecs and the weights;
 5. create OUTDIR, render, relink, write the restored timeline(s) and the report.
 
 If it stops after OUTDIR was created and before any range finished, the folder it created is
@@ -56,10 +57,9 @@ def conform(options: ConformOptions, *, stdout: TextIO | None = None,
     media_mod.check_outdir(outdir, list(media.values()))
     jobs = render.plan_jobs(ranges, media, outdir, options.run)
     manifest = render.Manifest(outdir / f"{tl_path.stem}{render.MANIFEST_SUFFIX}")
-    if options.dry_run:
-        results = [render.RangeResult(job, "planned") for job in jobs]
-        return report.build(tl_path, outdir, True, uses, skipped, file_uses, results, media)
     results = render.sort_out(jobs, manifest, options.run.overwrite)
+    if options.dry_run:  # what a run would render now (ranges finished before: reused)
+        return report.build(tl_path, outdir, True, uses, skipped, file_uses, results, media)
     created = not outdir.exists()
     finished = [False]
     try:
@@ -88,8 +88,11 @@ def _render(options: ConformOptions, results: list[render.RangeResult],
     def on_done(result: render.RangeResult) -> None:
         manifest.record(result)
         finished[0] = True
-        log.info("%s: frames %d-%d %s", result.job.media.path.name, result.job.range.first,
-                 result.job.range.last, result.status)
+        job = result.job
+        progress.event("range", f"{job.output.name} ({job.media.path.name} frames "
+                       f"{job.range.first}-{job.range.last}): {result.status}, "
+                       f"{result.faces} faces", output=job.output.name, status=result.status,
+                       faces=result.faces)
 
     try:
         render.render(results, options.run, options.workers, progress, on_done)
