@@ -82,8 +82,8 @@ def measure(work: Path, media: dict[str, Path], timeline: Path, setting: str) ->
         path = url_to_path(s.ref_url, Path("/"))
         files.setdefault(path, ch.decoded(path))
         source = path.stem[0]
-        value = psnr(files[path][s.media_frame - s.ref_start],
-                     whole[source][s.media_frame - origin[source]])
+        value = float(psnr(files[path][s.media_frame - s.ref_start],
+                           whole[source][s.media_frame - origin[source]]))
         per_range.setdefault(path.name, []).append(value)
     values = [v for vs in per_range.values() for v in vs]
     finite = [v for v in values if v != float("inf")]
