@@ -376,6 +376,15 @@ def test_missing_media_are_listed_at_once_before_anything_renders(tmp_path, medi
     assert "2 media file(s)" in line and "X.mov (clips 'gone 1')" in line and "Y.mov" in line
     assert "--search-path" in line
     assert not (tmp_path / "out").exists()
+    found = tmp_path / "elsewhere" / "deeper"  # --search-path finds them by name, below DIR
+    found.mkdir(parents=True)
+    for name in ("X.mov", "Y.mov"):
+        faceless_clip(found / name)
+    code, out, err = gpen("conform", tmp_path / "cut.otio", tmp_path / "out", "--dry-run",
+                          "--search-path", tmp_path / "elsewhere", "--json", *RENDER)
+    assert code == 0, err
+    assert {Path(m["path"]).name for m in json.loads(out)["media"]} == {"A.mov", "B.mov",
+                                                                         "X.mov", "Y.mov"}
 
 
 @pytest.mark.parametrize("case", ["effect", "rate", "length", "inside", "adapter", "in the way"])
