@@ -134,8 +134,6 @@ def _scalar(item) -> float:
 
 def shown_frames(timeline) -> list[Shown]:
     """Every (track, timeline frame, clip, media frame) the timeline shows (module docstring)."""
-    import opentimelineio as otio
-
     out: list[Shown] = []
     duration = int(timeline.duration().value)
     for track in timeline.video_tracks():

@@ -321,6 +321,11 @@ def test_fcp7_xml_input_is_read(tmp_path, media) -> None:
     clips = {c["name"]: (Path(c["media"]).name, c["used"]) for c in json.loads(out)["clips"]}
     assert clips == {"A take": ("A.mov", [4, 9]), "B take": ("B.mov", [30, 37])}
     assert not (tmp_path / "out").exists()
+    # without --codec the restored files follow the source: H.264 stays in .mov
+    code, out, err = gpen("conform", tmp_path / "cut.xml", tmp_path / "out", "--dry-run",
+                          "--handles", 0, "--json", *RENDER[:RENDER.index("--codec")])
+    assert code == 0, err
+    assert [c["output"] for c in json.loads(out)["clips"]] == ["A_4-9.mov", "B_30-37.mov"]
 
 
 def test_one_file_named_two_ways_is_one_media(tmp_path, media) -> None:

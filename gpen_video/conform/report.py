@@ -55,6 +55,8 @@ class ConformReport:
                      f"referenced media ({t['render_share']:.1%}; saving "
                      f"{1 - t['render_share']:.1%}); rendered now: {t['rendered_now']}, "
                      f"reused: {t['reused_frames']}")
+        if "seconds" in t:
+            lines.append(f"  took {t['seconds']:.1f} s")
         lines += [f"  wrote {w}" for w in self.written]
         return "\n".join(lines)
 

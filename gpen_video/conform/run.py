@@ -19,15 +19,13 @@ removed again: a failed conform leaves nothing.
 
 from __future__ import annotations
 
-import logging
+import time
 from pathlib import Path
 from typing import TextIO
 
 from gpen_video.conform import media as media_mod
 from gpen_video.conform import plan, relink, render, report, timeline
 from gpen_video.options import ConformOptions
-
-log = logging.getLogger("gpen_video.conform")
 
 
 def conform(options: ConformOptions, *, stdout: TextIO | None = None,
@@ -43,6 +41,7 @@ def conform(options: ConformOptions, *, stdout: TextIO | None = None,
         what a single run raises while rendering (WeightsError, TransientError, …);
         KeyboardInterrupt: finished ranges stay for the rerun, nothing partial is left.
     """
+    t0 = time.perf_counter()
     tl_path = Path(options.timeline)
     adapter = timeline.adapter_for(tl_path)
     tl = timeline.read_timeline(tl_path, options.rate)
@@ -73,6 +72,7 @@ def conform(options: ConformOptions, *, stdout: TextIO | None = None,
             _remove_if_empty(outdir)
     out = report.build(tl_path, outdir, False, uses, skipped, file_uses, results, media)
     out.written = [str(p) for p in written]
+    out.totals["seconds"] = round(time.perf_counter() - t0, 2)
     return out
 
 
