@@ -231,6 +231,7 @@ class ConformOptions:
     merge_gap: int = 24  # ranges of one file at most this many frames apart are rendered as one
     search_paths: tuple[Path, ...] = ()  # folders where missing media are looked for by name
     workers: int = 1  # processes rendering the ranges' chunks (gpen_video.farm.local)
+    farm: FarmOptions | None = None  # render each range on Ray instead (gpen_video.farm)
     dry_run: bool = False  # plan and report only: render nothing, write nothing
 
 

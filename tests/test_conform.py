@@ -508,6 +508,34 @@ def test_two_workers_render_the_frames_one_renders(tmp_path, media) -> None:
             assert x.timecode == y.timecode is not None  # the stitch keeps the range's timecode
 
 
+@pytest.mark.slow  # a local Ray cluster and its actors: a minute or more here
+def test_farm_renders_the_frames_one_process_renders(tmp_path, media) -> None:
+    """``--farm``: each range on a local Ray cluster in chunks of 4 frames, stitched: the same
+    frames and timecodes as the in-process render; faces are not counted there."""
+    pytest.importorskip("ray")
+    from gpen_video.media import VideoSource
+    from tests.farm_helpers import gpen_video
+
+    timeline = _two_range_timeline(tmp_path, media)
+    one, farm = tmp_path / "one", tmp_path / "farm"
+    code, _, err = gpen("conform", timeline, one, "--handles", 2, "--merge-gap", 0, *RENDER)
+    assert code == 0, err
+    done = gpen_video("conform", timeline, farm, "--handles", 2, "--merge-gap", 0, "--farm",
+                      "--chunk", 4, "--json", *RENDER, timeout=900)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert {r["output"]: (r["status"], r["faces"]) for r in report["media"][0]["ranges"]} == {
+        "A_3-12.mkv": ("rendered", None), "A_28-37.mkv": ("rendered", None)}
+    for name in ("A_3-12.mkv", "A_28-37.mkv"):
+        a, b = ch.decoded(one / name), ch.decoded(farm / name)
+        assert len(a) == len(b) == 10
+        assert all((x == y).all() for x, y in zip(a, b)), name
+        with VideoSource(one / name) as x, VideoSource(farm / name) as y:
+            assert x.timecode == y.timecode is not None
+    assert sorted(p.name for p in farm.iterdir()) == [
+        "A_28-37.mkv", "A_3-12.mkv", "two.conform.json", "two.restored.otio"]
+
+
 def test_workers_queue_the_chunks_of_every_range_once(tmp_path, media) -> None:
     """``--workers``: each range is cut into chunks that cover it exactly, numbered on one
     queue across ranges, each with its warm-up (the fast side of the two-worker test)."""

@@ -16,7 +16,11 @@ from pathlib import Path
 
 from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
-from gpen_video.options import ConformOptions
+from gpen_video.options import ConformOptions, FarmOptions
+
+# seconds a signal leaves a conform to stop its workers (and with --farm its local Ray cluster)
+# before the process ends anyway, as for `gpen-video farm` (gpen_video.shutdown)
+SHUTDOWN_GRACE = 20.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +51,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     edit.add_argument("--workers", default="1", metavar="N",
                       help="render the ranges' chunks with N processes on this machine "
                            "(default 1; auto: as for a run)")
+    edit.add_argument("--farm", action="store_true",
+                      help="render each range on Ray instead (the farm extra): its chunks of "
+                           "--chunk frames spread over the cluster's workers, retried, "
+                           "stitched; faces are not counted, so every range is kept (default: "
+                           "this machine)")
+    edit.add_argument("--chunk", type=int, default=300, metavar="N",
+                      help="--farm: frames per chunk (default 300)")
+    edit.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                      help="--farm: join this Ray cluster (default: start a local one)")
     edit.add_argument("--dry-run", action="store_true",
                       help="print the plan (clips, ranges, saving) and render nothing "
                            "(default: render)")
@@ -78,10 +91,17 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None
     workers = parse_workers(str(args.workers))
     if workers is None:
         workers = resolve_workers(args.device, env)
+    farm = None
+    if args.farm:
+        if workers > 1:
+            raise UsageError("--farm renders on Ray's workers: drop --workers")
+        if args.chunk < 1:
+            raise UsageError(f"--chunk {args.chunk}: at least 1 frame")
+        farm = FarmOptions(chunk=args.chunk, ray_address=args.ray_address)
     return ConformOptions(run=run, timeline=args.timeline, outdir=args.outdir,
                           rate=_exact_rate(args.rate), handles=args.handles,
                           merge_gap=args.merge_gap, search_paths=tuple(args.search_path),
-                          workers=workers, dry_run=args.dry_run)
+                          workers=workers, farm=farm, dry_run=args.dry_run)
 
 
 def _exact_rate(rate: float | None) -> float | None:

@@ -36,7 +36,7 @@ from typing import Any
 from gpen_video.conform.media import Media
 from gpen_video.conform.plan import RenderRange
 from gpen_video.errors import OutputError, UsageError
-from gpen_video.options import RunOptions
+from gpen_video.options import FarmOptions, RunOptions
 
 log = logging.getLogger("gpen_video.conform")
 
@@ -64,8 +64,8 @@ class RangeResult:
 
     job: RangeJob
     status: str  # planned | rendered | reused | no face
-    faces: int = 0
-    tracks: int = 0
+    faces: int | None = 0  # None: not counted (a --farm render reports no faces)
+    tracks: int | None = 0
     reused: bool = False  # finished by an earlier run of the same conform (the manifest)
 
     @property
@@ -189,8 +189,8 @@ def sort_out(jobs: list[RangeJob], manifest: Manifest, overwrite: bool) -> list[
         entry = manifest.finished(job)
         if entry is not None:
             status = NO_FACE if entry["status"] == NO_FACE else "reused"
-            results.append(RangeResult(job, status, int(entry.get("faces", 0)),
-                                       int(entry.get("tracks", 0)), reused=True))
+            results.append(RangeResult(job, status, entry.get("faces"), entry.get("tracks"),
+                                       reused=True))
             continue
         if job.output.exists() and not overwrite:
             raise OutputError(f"{job.output} exists and is not a finished render of this conform "
@@ -224,7 +224,7 @@ def check_jobs(results: list[RangeResult]) -> None:
 
 
 def render(results: list[RangeResult], run: RunOptions, workers: int, progress: Any,
-           on_done: Callable[[RangeResult], None]) -> None:
+           on_done: Callable[[RangeResult], None], farm: FarmOptions | None = None) -> None:
     """Render every planned range (module docstring); ``on_done`` hears each finished one.
 
     Raises:
@@ -234,14 +234,17 @@ def render(results: list[RangeResult], run: RunOptions, workers: int, progress: 
     todo = [r for r in results if r.status == "planned"]
     if not todo:
         return
-    if workers > 1:
+    if farm is not None:
+        _render_farm(todo, run, farm, on_done)
+    elif workers > 1:
         _render_workers(todo, run, workers, progress, on_done)
     else:
         _render_here(todo, run, progress, on_done)
 
 
-def _finish(result: RangeResult, faces: int, tracks: int,
+def _finish(result: RangeResult, faces: int | None, tracks: int | None,
             on_done: Callable[[RangeResult], None]) -> None:
+    """``faces`` None: not counted (``--farm``), the range is kept."""
     from gpen_video.media import paths
 
     result.faces, result.tracks = faces, tracks
@@ -306,6 +309,19 @@ def _render_workers(todo: list[RangeResult], run: RunOptions, workers: int, prog
     finally:
         for plan in plans:
             paths.remove_quietly(plan["folder"])
+
+
+def _render_farm(todo: list[RangeResult], run: RunOptions, farm: FarmOptions,
+                 on_done: Callable[[RangeResult], None]) -> None:
+    """Each range in turn on Ray (:func:`gpen_video.farm.run_farm`: its chunks spread over the
+    cluster's workers, retried, stitched), in one Ray session. The farm counts no faces, so
+    every range is kept."""
+    from gpen_video.farm.ray_runner import ray_session, run_farm
+
+    with ray_session(farm.ray_address):
+        for result in todo:
+            run_farm(replace(result.job.options, progress=run.progress), farm)
+            _finish(result, None, None, on_done)
 
 
 def _range_chunks(job: RangeJob, size: int, offset: int) -> dict[str, Any]:

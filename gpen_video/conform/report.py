@@ -43,7 +43,8 @@ class ConformReport:
             lines.append(f"  {m['path']}: {m['frames']} frames, {m['used_frames']} used, "
                          f"{m['render_frames']} to render in {len(m['ranges'])} range(s)")
             for r in m["ranges"]:
-                faces = "" if r["status"] == "planned" else f", {r['faces']} faces"
+                faces = ("" if r["status"] == "planned" or r["faces"] is None
+                         else f", {r['faces']} faces")
                 lines.append(f"    {r['first']}-{r['last']} ({r['frames']} frames) → "
                              f"{r['output']}: {r['status']}{faces}")
         for c in self.clips:
@@ -76,8 +77,8 @@ def build(timeline: Path, outdir: Path, dry_run: bool, uses: list[ClipUse], skip
             "handles": [fu.wide_first, fu.wide_last],
             "output": None if result is None else result.job.output.name, "status": status,
             # of the range it is in (the render counts faces per range)
-            "range_faces": 0 if result is None else result.faces,
-            "range_tracks": 0 if result is None else result.tracks})
+            "range_faces": None if result is None else result.faces,
+            "range_tracks": None if result is None else result.tracks})
     for key in sorted(media, key=lambda k: str(media[k].path)):
         mine = [r for r in results if r.job.media.key == key]
         spans = [(fu.first, fu.last) for use, fu in zip(uses, file_uses) if use.media == key]

@@ -89,13 +89,13 @@ def _render(options: ConformOptions, results: list[render.RangeResult],
         manifest.record(result)
         finished[0] = True
         job = result.job
+        faces = "" if result.faces is None else f", {result.faces} faces"
         progress.event("range", f"{job.output.name} ({job.media.path.name} frames "
-                       f"{job.range.first}-{job.range.last}): {result.status}, "
-                       f"{result.faces} faces", output=job.output.name, status=result.status,
-                       faces=result.faces)
+                       f"{job.range.first}-{job.range.last}): {result.status}{faces}",
+                       output=job.output.name, status=result.status, faces=result.faces)
 
     try:
-        render.render(results, options.run, options.workers, progress, on_done)
+        render.render(results, options.run, options.workers, progress, on_done, options.farm)
     finally:
         progress.close()
 
