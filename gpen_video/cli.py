@@ -41,6 +41,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "farm": ("gpen_video.commands.farm", "render in chunks on a Ray cluster"),
     "measure": ("gpen_video.commands.measure",
                 "temporal stability and detail of a result video against its source"),
+    "conform": ("gpen_video.commands.conform",
+                "restore the source ranges an edit uses and relink its timeline (OTIO, EDL, "
+                "FCP XML, AAF)"),
 }
 
 

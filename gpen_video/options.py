@@ -158,6 +158,9 @@ class EncodeOptions:
     pix_fmt: str | None = None
     start_number: int | None = None  # image sequences: first file number (None: first frame's)
     tracks: bool = True  # copy the source's audio/subtitle tracks (farm segments: False)
+    timecode: str | None = None  # the timecode of the source's frame 0, replacing the file's own
+    #                              (None: the file's): conform gives every restored range the
+    #                              timecode its frames have in the edit, also for untagged sources
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,24 @@ class WorkersOptions:
     count: int | None = 1  # processes; None: auto (gpen_video.farm.local.auto_workers)
     chunks_per_worker: int = 1  # more chunks balance uneven clips, each costs a warm-up
     threads: int | None = None  # torch threads per process; None: OMP_NUM_THREADS or cores ÷ N
+
+
+@dataclass(frozen=True)
+class ConformOptions:
+    """``gpen-video conform TIMELINE OUTDIR``: restore the source ranges an edit uses and relink
+    the timeline to them (:mod:`gpen_video.conform`). Every range renders with ``run``'s
+    settings (its input, output and range are set per range)."""
+
+    run: RunOptions
+    timeline: Path
+    outdir: Path
+    rate: float | None = None  # frame rate of an EDL (it stores none); other formats: unused
+    handles: int = 12  # frames rendered on each side of what a clip uses (clamped to the media)
+    merge_gap: int = 24  # ranges of one file at most this many frames apart are rendered as one
+    search_paths: tuple[Path, ...] = ()  # folders where missing media are looked for by name
+    workers: int = 1  # processes rendering the ranges' chunks (gpen_video.farm.local)
+    farm: FarmOptions | None = None  # render each range on Ray instead (gpen_video.farm)
+    dry_run: bool = False  # plan and report only: render nothing, write nothing
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ LIMIT = 80
 
 # "path relative to gpen_video/::function" → why it may be longer
 EXCEPTIONS: dict[str, str] = {
-    "commands/run.py::configure_job": "argparse declarations of a job's options: one "
-                                  "add_argument per option, grouped as --help shows them; "
-                                  "splitting it would only scatter the help text",
+    "commands/run.py::configure_render": "argparse declarations of a job's rendering options: "
+                                     "one add_argument per option, grouped as --help shows "
+                                     "them; splitting it would only scatter the help text",
 }
 
 

@@ -56,7 +56,15 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="source video")
     parser.add_argument("output", type=Path, help="restored video (written only when complete)")
     parser.add_argument("-y", "--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    configure_render(parser)
+    configure_span(parser)
+    configure_plates(parser)
+    configure_reporting(parser)
 
+
+def configure_render(parser: argparse.ArgumentParser) -> None:
+    """How frames are restored and encoded: the model, restorer, faces, blending and encoding
+    groups (``gpen-video conform`` takes them too, for every range it renders)."""
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="GPEN-BFR-512",
                        help="GPEN-BFR-256|512|1024|2048 (downloaded on first use) or a .pth path")
@@ -154,6 +162,9 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
     encode.add_argument("--preset", default=None)
     encode.add_argument("--pix-fmt", default=None)
 
+
+def configure_span(parser: argparse.ArgumentParser) -> None:
+    """Which frames of the input one job renders."""
     span = parser.add_argument_group("frame range (0-based frame numbers, inclusive)")
     span.add_argument("--frames", default=None, metavar="A-B", help="output only frames A..B")
     span.add_argument("--start", type=int, default=None)
@@ -171,8 +182,9 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
                       help="a render-farm chunk: lossless FFV1 .mkv without audio, joined later "
                            "by `gpen-video stitch` (templates in scripts/)")
 
-    configure_plates(parser)
 
+def configure_reporting(parser: argparse.ArgumentParser) -> None:
+    """Progress and verbosity."""
     report = parser.add_argument_group("reporting")
     report.add_argument("--progress", default="bar",
                         choices=PROGRESS_MODES,

@@ -353,6 +353,24 @@ def run_workers(run: RunOptions, workers: WorkersOptions = WorkersOptions(), *,
         paths.remove_quietly(folder)
 
 
+def render_chunks(jobs: list, count: int, run: RunOptions, progress: Progress, *,
+                  env: Environment | None = None, threads: int | None = None
+                  ) -> tuple[list[dict[str, Any]], int]:
+    """Render ``jobs`` — ``(Chunk, RunOptions)`` pairs whose chunk indices are their positions
+    in the list, from one clip or several (``gpen-video conform`` queues every range's chunks
+    at once) — on ``count`` worker processes sharing one queue, with one ``progress`` over all
+    frames. Returns the chunks' run summaries in chunk order and the torch threads per worker.
+
+    Raises:
+        as :func:`run_workers` (a worker's error again with its own type and exit code).
+    """
+    env = env if env is not None else Environment.read()
+    count = max(1, min(count, len(jobs)))
+    threads = threads or env.omp_threads or max(1, (os.cpu_count() or 1) // count)
+    summaries = _render(jobs, count, threads, _gpus(run.restore.device, env), run, progress)
+    return summaries, threads
+
+
 def _stitch(jobs: list, run: RunOptions, reencode: bool, span: tuple[int, int],
             progress: Progress, total: int, weight: float) -> float:
     from gpen_video.farm.stitch import stitch

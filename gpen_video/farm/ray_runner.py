@@ -32,11 +32,13 @@ never sets it; the options hold no test switch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, TextIO
@@ -237,6 +239,23 @@ def _connect(ray: Any, address: str | None) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def ray_session(address: str | None = None) -> Iterator[Any]:
+    """One Ray session for several :func:`run_farm` calls (``gpen-video conform --farm``: one
+    per range): joined or started once, shut down at the end if it was started here.
+
+    Raises:
+        UsageError: Ray is not installed. TransientError: the cluster cannot be reached.
+    """
+    ray = _import_ray()
+    started = _connect(ray, address)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def _classify(ray: Any, exc: BaseException) -> tuple[str, BaseException]:
     """('fatal' | 'retry' | 'bug', the error to report) for a failed chunk call."""
     cause = exc
@@ -402,7 +421,8 @@ def _stitch(segments: list[Path], run: RunOptions, fmt: SegmentFormat, span: tup
         progress.update(total + done * weight)
 
     stitch(segments, run.input, output, encode=run.encode if fmt.reencode else None,
-           overwrite=run.overwrite, frames=span, progress=on_stitch)
+           overwrite=run.overwrite, frames=span, progress=on_stitch,
+           timecode=run.encode.timecode)
 
 
 def _check_options(run: RunOptions, farm: FarmOptions) -> None:

@@ -39,7 +39,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -273,7 +273,8 @@ class StitchResult:
 def stitch(segments: Sequence[str | os.PathLike[str]], source: str | os.PathLike[str],
            output: str | os.PathLike[str], *, encode: EncodeOptions | None = None,
            overwrite: bool = False, frames: tuple[int, int | None] | None = None,
-           progress: Callable[[int, int], None] | None = None) -> StitchResult:
+           progress: Callable[[int, int], None] | None = None,
+           timecode: str | None = None) -> StitchResult:
     """Join ``segments`` into ``output`` with ``source``'s audio and metadata (module doc).
 
     Args:
@@ -287,6 +288,8 @@ def stitch(segments: Sequence[str | os.PathLike[str]], source: str | os.PathLike
         frames: the span the segments must cover, ``(A, B)`` inclusive (B None or past the
             clip: to its end); default the whole clip.
         progress: called with (frames written, frames in total).
+        timecode: the timecode of the source's frame 0, replacing the file's own (as
+            ``EncodeOptions.timecode``; None: the file's).
 
     Raises:
         UsageError: no segments, packet copy into a container that cannot hold the segments'
@@ -323,8 +326,10 @@ def stitch(segments: Sequence[str | os.PathLike[str]], source: str | os.PathLike
     total = end - start + 1
     if encode is None:
         notes = _copy(placed, source, output, timeline, (start, end), whole, overwrite, progress,
-                      total)
+                      total, timecode)
     else:
+        if timecode is not None:
+            encode = replace(encode, timecode=timecode)
         notes = _reencode(placed, source, output, timeline, (start, end), whole, encode,
                           overwrite, progress, total)
     return StitchResult(output=output, frames=total, first=start, last=end,
@@ -337,7 +342,8 @@ def stitch(segments: Sequence[str | os.PathLike[str]], source: str | os.PathLike
 
 def _copy(placed: list[Segment], source: Path, output: Path, timeline: Timeline,
           span: tuple[int, int], whole: bool, overwrite: bool,
-          progress: Callable[[int, int], None] | None, total: int) -> list[str]:
+          progress: Callable[[int, int], None] | None, total: int,
+          timecode: str | None = None) -> list[str]:
     container = _copy_container(placed, output)
     src_range = None if whole else RangeOptions(start=span[0], end=span[1])
     src = VideoSource(source, src_range)
@@ -349,7 +355,7 @@ def _copy(placed: list[Segment], source: Path, output: Path, timeline: Timeline,
             out = av.open(str(temp), "w", format=container)
         except (av.error.FFmpegError, OSError) as exc:
             raise OutputError(f"cannot write {output}: {exc}") from None
-        stream = _add_video_stream(out, placed[0], src, timeline, span[0], output)
+        stream = _add_video_stream(out, placed[0], src, timeline, span[0], output, timecode)
         window = None
         if not whole:
             window = (Fraction(-10**9) if span[0] == 0 else timeline.time(span[0]),
@@ -407,7 +413,8 @@ def _copy_container(placed: list[Segment], output: Path) -> str:
 
 
 def _add_video_stream(out: av.container.OutputContainer, first: Segment, src: VideoSource,
-                      timeline: Timeline, start: int, output: Path) -> av.stream.Stream:
+                      timeline: Timeline, start: int, output: Path,
+                      timecode: str | None = None) -> av.stream.Stream:
     """The output's video stream, a copy of the first segment's, tagged like the source."""
     tag_container(out, src)
     with av.open(str(first.path)) as seg0:
@@ -416,7 +423,8 @@ def _add_video_stream(out: av.container.OutputContainer, first: Segment, src: Vi
     # the stream's frame rate (as the sink's): Matroska's default duration, MOV's timecode
     # track; PyAV copies it to avg_frame_rate when the header is written
     stream.codec_context.framerate = src.fps
-    tag_output(out, stream, src, timecode_at(src.timecode, start, src.fps, output.name))
+    tag_output(out, stream, src, timecode_at(timecode or src.timecode, start, src.fps,
+                                             output.name))
     return stream
 
 

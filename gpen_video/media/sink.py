@@ -205,9 +205,11 @@ class VideoSink:
 
     @property
     def output_timecode(self) -> str | None:
-        """The source's timecode advanced to the first written frame (None if it has none)."""
+        """The source's timecode (or ``EncodeOptions.timecode``) advanced to the first written
+        frame (None if there is none)."""
         offset = self.source.range.start if self.source.range is not None else 0
-        return timecode_at(self.source.timecode, offset, self.source.fps, self.path.name)
+        return timecode_at(self.options.timecode or self.source.timecode, offset,
+                           self.source.fps, self.path.name)
 
     # ------------------------------------------------------------------ writing
 

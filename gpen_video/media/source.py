@@ -329,12 +329,13 @@ class VideoSource:
     @staticmethod
     def _find_timecode(container: av.container.InputContainer, stream: av.stream.Stream
                        ) -> str | None:
-        if stream.metadata.get("timecode"):
-            return stream.metadata["timecode"]
-        for other in container.streams:
-            if other.metadata.get("timecode"):
-                return other.metadata["timecode"]
-        return container.metadata.get("timecode") or None
+        # Matroska writes its tags in capitals (TIMECODE)
+        for tags in (stream.metadata, *(o.metadata for o in container.streams),
+                     container.metadata):
+            value = tags.get("timecode") or tags.get("TIMECODE")
+            if value:
+                return value
+        return None
 
     def _first_frame(self, container: av.container.InputContainer,
                      stream: av.stream.Stream) -> av.VideoFrame:
