@@ -51,7 +51,8 @@ def cli_run(testdata, small_gpen, tmp_path_factory):
     report_path, plot_path = out / "report.json", out / "stages.png"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["bench", "--model", str(small_gpen), "--detector", "mobile0.25",
+        code = main(["bench", "--model", str(small_gpen), "--compile", "off", "--detector",
+                     "mobile0.25",
                      "--detector-weights", str(_detector_weights(testdata)), "--scene", SCENE,
                      "--frames", "8", "--repeats", "2", "--batch", "4", "--gpus", "all",
                      "--json", str(report_path), "--plot", str(plot_path), "--quality", "-q"])

@@ -35,10 +35,15 @@ def test_auto_on_a_cpu_with_a_compiler_picks_compiled_torch_and_says_why(caplog,
     assert lines == ["backend auto: torch on cpu, compiled with Inductor (the fastest CPU path; "
                      "TensorRT skipped: not installed, pip install 'gpen-video[tensorrt]'; CUDA "
                      "skipped: torch sees no CUDA GPU)"]
-    # --compile off is kept: auto chose torch, the user chose eager
-    eager = create_restorer(ModelOptions(name="GPEN-BFR-256", random_weights=True),
-                            RestoreOptions(backend="auto", compile="off"))
-    assert isinstance(eager, TorchRestorer) and not eager._compile
+    # --compile off: the compiled path is not a candidate, onnxruntime is the fastest left
+    pytest.importorskip("onnxruntime")
+    from gpen_video.backends.onnxruntime_backend import OnnxRuntimeRestorer
+
+    name, why = auto_choice("auto", compile="off")
+    assert name == "onnxruntime" and why.endswith("compiled torch skipped: --compile off)")
+    assert isinstance(create_restorer(ModelOptions(name="GPEN-BFR-256", random_weights=True),
+                                      RestoreOptions(backend="auto", compile="off")),
+                      OnnxRuntimeRestorer)
 
 
 @cpu_only

@@ -257,7 +257,7 @@ def test_ctrl_c_stops_fast_and_leaves_nothing(testdata, tmp_path, small_gpen):
     out_dir.mkdir()
     out = out_dir / "restored.mp4"
     cmd = [sys.executable, "-m", "gpen_video", str(clip), str(out), "--model", str(small_gpen),
-           "--detector-weights",
+           "--backend", "onnxruntime", "--detector-weights",
            str(testdata / "weights" / "detection_mobilenet0.25_Final.pth"), "--device", "cpu",
            "--progress", "plain"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -92,15 +92,16 @@ def backend_class(name: str) -> type[Restorer]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def auto_choice(device: str) -> tuple[str, str]:
+def auto_choice(device: str, compile: str = "auto") -> tuple[str, str]:
     """``--backend auto``: (backend name, one log line saying which and why).
 
-    Order: TensorRT (installed and a CUDA GPU) → torch on CUDA → on the CPU, onnxruntime
-    (installed: the ``onnx`` extra) → torch.
+    Order: TensorRT (installed and a CUDA GPU) → torch on CUDA (compiled when Triton is there)
+    → on the CPU, compiled torch (a C++ compiler is there and ``compile`` is not ``off``) →
+    onnxruntime (installed: the ``onnx`` extra) → eager torch.
     """
     text = (device or "auto").strip().lower()
     if text == "cpu":
-        return _cpu_choice("--device cpu: TensorRT and CUDA not tried")
+        return _cpu_choice("--device cpu: TensorRT and CUDA not tried", compile)
     try:
         import torch
 
@@ -115,18 +116,18 @@ def auto_choice(device: str) -> tuple[str, str]:
     if has_cuda:
         from gpen_video.engine.compiled import compiler_missing
 
-        missing = compiler_missing("cuda")
+        missing = compiler_missing("cuda") if compile != "off" else "--compile off"
         how = f"eager: {missing}" if missing else "compiled with Inductor"
         return "torch", f"backend auto: torch on cuda, {how} ({trt_why})"
     if text != "auto":  # an explicit CUDA device that is not there: torch will say so
         return "torch", f"backend auto: torch on {text} ({trt_why}; torch sees no CUDA GPU)"
-    return _cpu_choice(f"{trt_why}; CUDA skipped: torch sees no CUDA GPU")
+    return _cpu_choice(f"{trt_why}; CUDA skipped: torch sees no CUDA GPU", compile)
 
 
-def _cpu_choice(why: str) -> tuple[str, str]:
+def _cpu_choice(why: str, compile: str = "auto") -> tuple[str, str]:
     from gpen_video.engine.compiled import compiler_missing
 
-    missing = compiler_missing("cpu")
+    missing = compiler_missing("cpu") if compile != "off" else "--compile off"
     if missing is None:
         return "torch", (f"backend auto: torch on cpu, compiled with Inductor (the fastest CPU "
                          f"path; {why})")
@@ -146,7 +147,7 @@ def create_restorer(model: "ModelOptions", restore: "RestoreOptions") -> Restore
     """
     name = check_choice("--backend", restore.backend, BACKEND_NAMES)
     if name == "auto":
-        name, why = auto_choice(restore.device)
+        name, why = auto_choice(restore.device, restore.compile)
         logging.getLogger("gpen_video.backends").info(why)
         if name == "torch" and restore.compile == "auto" and ", compiled with Inductor" in why:
             restore = dataclasses.replace(restore, compile="on")

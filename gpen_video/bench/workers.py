@@ -82,6 +82,7 @@ def command_args(run: RunOptions, clip: Path, output: Path, frames: int) -> list
             "--model", str(run.model.checkpoint_path or run.model.name),
             "--backend", run.restore.backend, "--device", run.restore.device,
             "--precision", run.restore.precision, "--batch", str(run.restore.batch),
+            "--compile", run.restore.compile, "--tactics", run.restore.tactics,
             "--detector", run.detect.network, "--detect", run.detect.mode,
             "--temporal", run.temporal.mode]
     if run.model.random_weights:

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from gpen_video.environment import Environment
-from gpen_video.options import (BACKEND_NAMES, BENCH_MODES, DETECT_MODES, DETECTORS, PRECISIONS,
-                                TEMPORAL_MODES, BenchOptions, DetectOptions, EncodeOptions,
+from gpen_video.options import (BACKEND_NAMES, BENCH_MODES, COMPILE_MODES, DETECT_MODES,
+                                DETECTORS, PRECISIONS, TACTIC_MODES, TEMPORAL_MODES, BenchOptions, DetectOptions, EncodeOptions,
                                 ModelOptions, RestoreOptions, RunOptions, TemporalOptions)
 
 
@@ -44,6 +44,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     model.add_argument("--precision", default="auto", choices=PRECISIONS)
     model.add_argument("--batch", type=int, default=8, help="faces per forward pass")
+    model.add_argument("--compile", default="auto", choices=COMPILE_MODES,
+                       help="torch: the Inductor-compiled engine (auto, the default: when "
+                            "--backend auto chose torch; its one-time build is not timed)")
+    model.add_argument("--tactics", default="auto", choices=TACTIC_MODES,
+                       help="torch: timed (each layer's fastest way, timed once and cached), "
+                            "plain, or auto (the default: timed when compiled or on CUDA)")
     model.add_argument("--detector", default="resnet50", choices=DETECTORS)
     model.add_argument("--detector-weights", type=Path, default=None,
                        help="local RetinaFace weights (default: the weights cache, downloaded "
@@ -103,7 +109,8 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
                            random_weights=args.random_weights, cache_dir=cache_dir),
         restore=RestoreOptions(backend=args.backend, device=args.device,
                                precision=args.precision, batch=args.batch,
-                               engine_dir=engine_dir),
+                               engine_dir=engine_dir, compile=args.compile,
+                               tactics=args.tactics),
         detect=DetectOptions(network=args.detector, weights=detector_weights, device=args.device,
                              download=not args.no_download, cache_dir=cache_dir,
                              mode=args.detect_mode),
