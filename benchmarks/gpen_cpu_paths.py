@@ -149,6 +149,24 @@ def make_paths(name: str, folder: Path) -> tuple[dict, dict]:
     return {k: (v.restore if hasattr(v, "restore") else v) for k, v in paths.items()}, builds
 
 
+def markdown(record: dict) -> str:
+    """The RESULTS.md table of a run: ms per face per path and model, × onnxruntime, the
+    floor."""
+    models = list(record["models"])
+    lines = ["| path | " + " | ".join(f"{m} ms/face" for m in models) + " | × onnxruntime |",
+             "| --- |" + " ---: |" * (len(models) + 1)]
+    for path in record["models"][models[0]]["median_ms"]:
+        cells = [f"{record['models'][m]['median_ms'][path]:.0f}" for m in models]
+        ratio = " / ".join(f"{record['models'][m]['median_ms']['onnxruntime'] / record['models'][m]['median_ms'][path]:.2f}"
+                           for m in models)
+        lines.append(f"| {path} | " + " | ".join(cells) + f" | {ratio} |")
+    for label, key in (("floor: dense FLOPs at a large conv's rate", "floor_ms"),
+                       ("dense convs of the plain graph, each alone", "dense_convs_alone_ms")):
+        lines.append(f"| {label} | " + " | ".join(f"{record['models'][m][key]:.0f}"
+                                                  for m in models) + " | |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["GPEN-BFR-256", "GPEN-BFR-512"],
@@ -205,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
               f"floor, {row['convs_alone_fraction']:.0%} of the convs-alone time", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=1))
+    print(markdown(record))
     print(f"wrote {args.json}", file=sys.stderr)
     return 0
 

@@ -59,6 +59,29 @@ def graphs(name: str):
     return [("today", net), *found]
 
 
+def markdown(rows: list[dict], gpu: str = "H100", precision: str = "fp16") -> str:
+    """The RESULTS.md table: modeled ms/face on ``gpu`` at ``precision``, eager and compiled,
+    per model, graph and batch."""
+    batches = sorted({r["batch"] for r in rows})
+    lines = ["| model | graph | GFLOP/face | " + " | ".join(
+        f"b{b} eager | b{b} compiled" for b in batches) + " |",
+        "| --- | --- | ---: |" + " ---: | ---: |" * len(batches)]
+    keys = []
+    for r in rows:
+        if r["precision"] == precision and (r["model"], r["graph"]) not in keys:
+            keys.append((r["model"], r["graph"]))
+    for model, graph in keys:
+        cells = []
+        flops = 0.0
+        for b in batches:
+            r = next(x for x in rows if (x["model"], x["graph"], x["precision"], x["batch"])
+                     == (model, graph, precision, b))
+            flops = r["gflop_per_face"]
+            cells += [f"{r[f'{gpu}_eager_ms']:.3f}", f"{r[f'{gpu}_compiled_ms']:.3f}"]
+        lines.append(f"| {model} | {graph} | {flops:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["GPEN-BFR-256", "GPEN-BFR-512"],
@@ -101,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
               "rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=1))
+    print(markdown(rows))
     print(f"wrote {args.json}", file=sys.stderr)
     return 0
 
