@@ -31,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                            "default: start a local one")
     farm.add_argument("--workers", type=int, default=None,
                       help="default: one per GPU; without GPUs one per --cpus-per-worker CPUs")
-    farm.add_argument("--cpus-per-worker", type=float, default=1.0)
+    farm.add_argument("--cpus-per-worker", type=float, default=1.0,
+                      help="CPUs Ray gives each worker (its torch threads)")
     farm.add_argument("--retries", type=int, default=2,
                       help="further attempts of a chunk whose worker died or failed "
                            "transiently (default 2)")
