@@ -12,8 +12,8 @@ mask of each face (:func:`gpen_video.compose.mask.template_mask`) as "inside".
 
 The warping error is taken at half the crop size (area-averaged, 128 px by default): at full
 crop resolution it also counts pixel-level sensor and codec noise, which the paste's bicubic
-round trip alone lowers, so an identity run read clearly below 1 there (RESULTS.md, "gpen-video
-measure"); at half size what is left is flicker a viewer sees.
+round trip alone lowers, so an identity run read clearly below 1 there (measured 2026-11-28:
+the git history of benchmarks/RESULTS.md, "gpen-video measure"); at half size what is left is flicker a viewer sees.
 
 Ratios are result / source: 1.0 means "as stable / as sharp as the source". Per track, the
 warping-error ratio is Σ result error / Σ source error over the track's frame pairs; the sharpness
