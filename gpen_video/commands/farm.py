@@ -55,6 +55,12 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
                          "--segment); gpen-video farm chooses its segments itself (--segments)")
     # folders left open: each worker resolves them from its own environment (its machine's)
     run = run_command.options_from_args(args)
+    if args.ray_address is None:  # a local cluster: this machine's weights are the workers'
+        from gpen_video.preflight import check_inputs_exist, check_torch_stack, check_weights
+
+        check_inputs_exist(run.input)
+        check_weights(run)
+        check_torch_stack()
     farm = FarmOptions(chunk=args.chunk, segments=args.segments, segment_dir=args.segment_dir,
                        keep_segments=args.keep_segments, ray_address=args.ray_address,
                        workers=args.workers, cpus_per_worker=args.cpus_per_worker,
