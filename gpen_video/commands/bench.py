@@ -44,6 +44,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="the old spelling of --length N (a count; a run's --frames A-B is a "
                             "range)")
 
+    _job_options(parser)
+    _timing_options(parser)
+
+
+def _job_options(parser: argparse.ArgumentParser) -> None:
+    """What is run: restoration, faces, temporal, encoding (as for ``gpen-video run``)."""
     model = parser.add_argument_group("restoration (as for gpen-video run)")
     model.add_argument("--model", default="GPEN-BFR-512",
                        help="GPEN-BFR-256|512|1024|2048 or a .pth path")
@@ -82,6 +88,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     encode.add_argument("--crf", type=int, default=None, metavar="Q",
                         help="h264/hevc quality, lower is better (default: 18)")
 
+
+
+def _timing_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how it is timed, and what is reported."""
     machine = parser.add_argument_group("machine")
     machine.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     machine.add_argument("--gpus", default="all",
