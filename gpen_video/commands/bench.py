@@ -89,7 +89,6 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
                         help="h264/hevc quality, lower is better (default: 18)")
 
 
-
 def _timing_options(parser: argparse.ArgumentParser) -> None:
     """Where and how it is timed, and what is reported."""
     machine = parser.add_argument_group("machine")
