@@ -361,3 +361,22 @@ def test_flops_of_the_512_model():
 
     config = gpen_config_of(ModelOptions(name="GPEN-BFR-512"))
     assert gpen_flops_per_face(config) / 1e9 == pytest.approx(276.2, abs=0.5)
+
+
+def test_workers_table_shows_gpu_figures_only_where_a_gpu_ran():
+    """``bench --workers``: GPU busy and host syncs are GPU figures; a CPU run's table has no
+    such columns (they read as measured zeros there), a GPU run's has them."""
+    from gpen_video.bench.workers import format_workers
+
+    def report(busy):
+        row = {"workers": 1, "seconds_median": 10.0, "seconds_min": 9.0, "seconds_max": 11.0,
+               "total_fps": 3.2, "fps_after_load": 3.5, "speedup_vs_first": 1.0,
+               "gpu_busy_fraction": busy, "cpu_cores_busy": 1.9,
+               "host_syncs_per_frame": 0.0, "detect_syncs_per_frame": 0.27}
+        return {"config": {}, "load_avg_1min": {}, "scenes": [
+            {"description": "640x360, 1 moving face", "frames": 64, "rows": [row]}]}
+
+    cpu, gpu = format_workers(report(None)), format_workers(report(0.42))
+    assert "GPU busy" not in cpu and "host syncs" not in cpu and "0.27" not in cpu
+    assert "CPUs busy" in cpu and "1.90" in cpu
+    assert "GPU busy" in gpu and "42%" in gpu and "0.00, 0.27" in gpu
