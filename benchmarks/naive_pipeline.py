@@ -1,4 +1,4 @@
-"""The naive per-frame face restorer that ``benchmarks/pipeline_cpu.py`` compares against.
+"""The naive per-frame face restorer that ``benchmarks/end_to_end.py`` compares against.
 
 What most face-restoration video scripts do: one thread, one frame at a time —
 

@@ -2,10 +2,8 @@
 
     PYTHONPATH=. python benchmarks/temporal_quality.py [--frames 24] [--clips NAME,NAME,...]
 
-Per real clip (first ``--frames`` frames), the product runs with ``--temporal off``, the previous
-``flow`` smoother (``benchmarks/legacy_flow_smoother.py``: recursive filter on warped previous
-outputs, kept here only for this comparison) and the default ``residual`` smoother, with the
-identity restorer and with GPEN-BFR-256 of **random weights** (the real architecture; its output
+Per real clip (first ``--frames`` frames), the product runs with ``--temporal off`` and the
+default ``residual`` smoother, with the identity restorer and with GPEN-BFR-256 of **random weights** (the real architecture; its output
 is noise-like, so its flicker shows how the stage damps an unstable restorer, not how trained GPEN
 behaves). Real MobileNet detector, default tracking and RTS alignment smoothing, CPU geometry,
 lossless PNG output. Each output is measured against the clip with
@@ -40,7 +38,7 @@ RESULTS_JSON = REPO / "benchmarks" / "results" / "temporal_quality.json"
 RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- temporal-quality:begin -->", "<!-- temporal-quality:end -->"
 CLIPS = ("liveportrait_d0", "liveportrait_d18", "liveportrait_s18")
-MODES = ("off", "old flow", "residual")
+MODES = ("off", "residual")
 
 
 def _source_faces(clip: Path, frames: list, detector) -> list:
@@ -58,21 +56,13 @@ def _source_faces(clip: Path, frames: list, detector) -> list:
 
 
 def _run(clip: Path, out: Path, frames: int, mode: str, restorer, detector) -> tuple:
-    import gpen_video.compose.temporal as temporal
     from gpen_video import pipeline
-    from legacy_flow_smoother import TemporalSmoother as OldFlow
     from tests.pipeline_helpers import read_frames, run_options
 
     opts = run_options(TESTDATA, clip, out, backend="identity", codec="png",
                        frames=(0, frames - 1), temporal="off" if mode == "off" else "residual",
                        overwrite=True)
-    product = temporal.TemporalSmoother
-    if mode == "old flow":
-        temporal.TemporalSmoother = lambda size, _mode: OldFlow(size, "flow")
-    try:
-        summary = pipeline.run(opts, restorer=restorer, detector=detector)
-    finally:
-        temporal.TemporalSmoother = product
+    summary = pipeline.run(opts, restorer=restorer, detector=detector)
     return [f.image for f in read_frames(out)], summary
 
 

@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/window_sizes.py 640x360 0.07 150    # B1's own clip size
     PYTHONPATH=. python benchmarks/window_sizes.py 1920x1080 0.1 80    # a 192 px IOD close-up
     PYTHONPATH=. python benchmarks/window_sizes.py --cost              # ms per face and round
-    PYTHONPATH=. python benchmarks/window_sizes.py --sweep OUT.json [0.05,0.1]  # over face sizes
+    PYTHONPATH=. python benchmarks/window_sizes.py --sweep benchmarks/results/window_sizes.json
 
 Prints, per scenario, the full-frame default's RMSE and per variant (tracked RMSE px, ratio to
 the default, jitter px, seconds). Numbers: RESULTS.md, "Tracked detection: window sizes".

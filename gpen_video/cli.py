@@ -55,6 +55,30 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help as written, with each option's default appended where its help line does not state
+    it (``(default: …)``); flags, counters and options without a default (None) are left as
+    they are: their help says what happens without them."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or default is None or default is False
+                or default is argparse.SUPPRESS or "default" in text.lower()
+                or isinstance(action, (argparse._CountAction, argparse._StoreConstAction,
+                                       argparse._VersionAction))):
+            return text
+        shown = default if not isinstance(default, (list, tuple)) else " ".join(map(str, default))
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+
+def version_text() -> str:
+    """What ``gpen-video --version`` prints."""
+    from gpen_video import __version__
+
+    return f"gpen-video {__version__}"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a "did you mean" for a mistyped option (Python < 3.14 has none)."""
 
@@ -88,7 +112,7 @@ def usage_overview() -> str:
     lines += [f"  {name:<10}{summary}" for name, (_, summary) in COMMANDS.items()]
     lines.append("")
     lines.append("`gpen-video --help` lists the options of a run, `gpen-video COMMAND --help` "
-                 "those of a command")
+                 "those of a command; `gpen-video --version` the version")
     return "\n".join(lines)
 
 
@@ -101,8 +125,10 @@ def build_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
         prog=prog,
         description=summary,
         epilog=_epilog() if name == "run" else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version_text(),
+                        help="print the version and exit")
     module.configure(parser)
     return parser, module
 
@@ -184,6 +210,9 @@ def main(argv: Sequence[str] | None = None, signals: SignalGuard | None = None) 
     if not args_list:
         print(usage_overview(), file=sys.stderr)
         return EXIT_USAGE
+    if args_list[0] in ("--version", "-V"):
+        print(version_text())
+        return 0
     typo = None if args_list[0] in COMMANDS else command_suggestion(args_list[0])
     if typo is not None:
         print(f"gpen-video: error: {args_list[0]!r} is neither a command nor an existing input "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpen_video.errors import DownloadError, WeightsError
+from gpen_video.errors import BackendUnavailable, DownloadError, InputError, WeightsError
 from gpen_video.options import RunOptions
 
 log = logging.getLogger("gpen_video.preflight")
@@ -44,6 +44,22 @@ def check_before_loading(options: RunOptions, source: Any, need_restorer: bool =
     from gpen_video.media.endpoints import check_output
 
     check_output(options, source)
+    check_weights(options, need_restorer, need_detector)
+    if need_detector:
+        check_torch_stack()
+    log.info("%s and %s checked; loading the models", options.input, options.output)
+
+
+def check_weights(options: RunOptions, need_restorer: bool = True,
+                  need_detector: bool = True) -> None:
+    """Make sure every weights file ``options`` need is there: downloaded now when downloads
+    are allowed, else one error naming all of them (what ``gpen-video bench`` and ``measure``
+    check before they synthesise, export or decode anything).
+
+    Raises:
+        WeightsError: weights missing (all of them named, with the flags to pass).
+        DownloadError: a download was allowed and failed (all missing files named).
+    """
     missing = missing_weights(options, need_restorer, need_detector)
     if missing:
         downloadable = [m for m in missing if m.explicit is None and m.registry_name is not None]
@@ -51,7 +67,56 @@ def check_before_loading(options: RunOptions, source: Any, need_restorer: bool =
         if len(downloadable) < len(missing) or not allowed:
             raise WeightsError(missing_message(missing, downloads_off=not allowed))
         _download(missing, options)
-    log.info("%s and %s checked; loading the models", options.input, options.output)
+
+
+def check_inputs_exist(*paths: Path) -> None:
+    """Each of ``paths`` is an existing file.
+
+    Raises:
+        InputError: one that is missing or a folder, named.
+    """
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"{path} does not exist")
+        if path.is_dir():
+            raise InputError(f"{path} is a folder: give a video file")
+
+
+# The fix for a torch/torchvision pair from different builds: one index for both.
+TORCH_PAIR_FIX = ("install torch and torchvision as a pair from one index, e.g. `pip install "
+                  "--force-reinstall torch torchvision --index-url "
+                  "https://download.pytorch.org/whl/cpu` (CPU) or the CUDA index your torch "
+                  "came from")
+
+
+def check_torch_stack() -> None:
+    """torchvision loads and its compiled operators fit this torch (facexlib's detector needs
+    ``torchvision::nms``). A CPU torch beside a CUDA torchvision, or versions of two releases,
+    fail here with the fix, not as "operator torchvision::nms does not exist" after the model
+    was exported.
+
+    Raises:
+        BackendUnavailable: torchvision missing or built for another torch (exit 2).
+    """
+    from importlib import metadata
+
+    import torch
+
+    try:
+        import torchvision  # noqa: F401 - registers its operators with torch
+
+        torch.ops.torchvision.nms  # noqa: B018 - raises when the operators did not register
+    except (ImportError, RuntimeError, AttributeError, OSError) as exc:
+        try:
+            vision = metadata.version("torchvision")
+        except metadata.PackageNotFoundError:
+            vision = None
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        what = (f"torchvision {vision} does not work with torch {torch.__version__} ({detail})"
+                if vision else f"torchvision is not installed (torch {torch.__version__})")
+        raise BackendUnavailable(f"{what}: the face detector needs both, from the same build; "
+                                 f"{TORCH_PAIR_FIX}") from None
 
 
 def missing_weights(options: RunOptions, need_restorer: bool = True,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import copy
 import functools
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,8 +27,11 @@ def small_gpen(seed: int = 0, size: int = 64, narrow: float = 0.25):
 
 @functools.lru_cache(maxsize=None)
 def engine_folder() -> Path:
-    """A scratch engine folder for this test process (removed at exit)."""
-    folder = Path(tempfile.mkdtemp(prefix="gpen-engines-"))
+    """A scratch engine folder for this test process (removed at exit), inside the session's
+    engine folder when there is one (tests/conftest.py: under pytest's temporary folder, which
+    pytest removes even when this process is killed before its exit handlers run)."""
+    folder = Path(tempfile.mkdtemp(prefix="gpen-engines-",
+                                   dir=os.environ.get("GPEN_VIDEO_ENGINES") or None))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
 

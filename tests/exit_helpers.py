@@ -98,9 +98,13 @@ def damaged_input(tmp_path: Path, kind: str, packet: int = 20) -> Path:
 
 # ------------------------------------------------------------------------------ instruments
 
-# The analyse thread spends seconds inside one ONNX Runtime call per detector batch (a chain of
-# 2000×2000 MatMuls, no faces returned): a thread the pipeline cannot join within its deadline,
-# in C++ code, which is what made interpreter teardown abort (exit 134).
+# The analyse thread enters ONNX Runtime on its first detector call and never comes back: a
+# chain of 2000×2000 MatMuls, run again and again (seconds per call). Every call of the
+# detector's network goes through it — ``forward``, which tracked detection's windows and scans
+# use, and ``detect`` (full-frame mode) — so the run never gets past its first frames: a thread
+# the pipeline cannot join, in C++ code (what made interpreter teardown abort with exit 134),
+# and a run that is still alive whenever a test looks (overriding ``detect`` alone once left
+# tracked detection at full speed, and a "live" run finished and exited 2 under load).
 SLOW_ONNX_DETECTOR = """
 import numpy as np, onnx, onnxruntime as ort
 from onnx import TensorProto, helper
@@ -115,10 +119,20 @@ graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info(
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 model.ir_version = 8
 session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-class SlowDetector(faces.FaceDetector):
-    def detect(self, frames):
+def stuck(*_args):
+    while True:
         session.run(None, {"x": np.ones((n, n), np.float32)})
-        return [[] for _ in frames]
+class _StuckForward:
+    def __init__(self, real):
+        self.name = getattr(real, "name", "stuck")
+    def __call__(self, batch):
+        stuck()
+class SlowDetector(faces.FaceDetector):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.forward = _StuckForward(self.forward)
+    def detect(self, frames):
+        stuck()
 faces.FaceDetector = SlowDetector
 """
 

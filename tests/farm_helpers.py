@@ -56,7 +56,7 @@ def render_args(testdata: Path) -> list[str]:
     full-frame detection: the farm tests compare chunked renders with one-process ones pixel for
     pixel, and a tracked face's window follows its track's prediction, which a chunk rebuilds
     from its own lead frames to within a small fraction of a pixel, not exactly (RESULTS.md,
-    "Tracked detection in chunks")."""
+    "`--workers N` and farm chunks")."""
     weights = testdata / "weights" / "detection_mobilenet0.25_Final.pth"
     return ["--backend", "identity", "--device", "cpu", "--detector", "mobile0.25",
             "--detector-weights", str(weights), "--progress", "none", "--detect", "full"]

@@ -172,7 +172,11 @@ def test_fixed_choices_are_one_tuple_for_the_cli_and_the_library():
         choices = {a.dest: a.choices for a in parser._actions if a.choices}
         assert choices["backend"] is BACKEND_NAMES
         assert choices["precision"] is PRECISIONS
-        assert choices["detector"] is (DETECTOR_CHOICES if command == "run" else DETECTORS)
+        assert choices["detector"] is DETECTOR_CHOICES  # auto: from the weights file, everywhere
+    parser, _ = build_parser("measure")
+    assert {a.dest: a.choices for a in parser._actions if a.choices}["detector"] \
+        is DETECTOR_CHOICES
+    assert set(DETECTOR_CHOICES) == {"auto", *DETECTORS}
     with pytest.raises(UsageError, match="--precision 'fp8': choose one of auto, fp32, fp16, bf16"):
         create_restorer(ModelOptions(name="GPEN-BFR-256"),
                         RestoreOptions(backend="torch", device="cpu", precision="fp8"))

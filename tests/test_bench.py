@@ -86,7 +86,10 @@ def test_bench_cli_prints_the_table_and_json_holds_the_same_numbers(cli_run):
     assert _row(text, "faces/s")[0] == f"{ov['faces_per_s']['median']:.3f}"
     assert _row(text, "frame latency p95 (ms)")[0] == f"{ov['latency_p95_ms']['median']:.0f}"
     assert _row(text, "peak RSS (MiB)")[0] == f"{ov['peak_rss_mib']['median']:.0f}"
-    assert _row(text, "peak GPU memory (MiB)")[0] == "—"  # CPU run
+    # a CPU run: no GPU-only figures, and the one-face passes say why
+    for gpu_only in ("peak GPU memory", "host syncs", "GPU busy"):
+        assert gpu_only not in text
+    assert "one face per forward pass is faster per face than a batch" in text
     labels = {"align": "align/warp", "restore": "restore (GPEN)", "track": "track/smooth"}
     for stage in STAGES:
         cells = _row(text, labels.get(stage, stage))
@@ -359,3 +362,22 @@ def test_flops_of_the_512_model():
 
     config = gpen_config_of(ModelOptions(name="GPEN-BFR-512"))
     assert gpen_flops_per_face(config) / 1e9 == pytest.approx(276.2, abs=0.5)
+
+
+def test_workers_table_shows_gpu_figures_only_where_a_gpu_ran():
+    """``bench --workers``: GPU busy and host syncs are GPU figures; a CPU run's table has no
+    such columns (they read as measured zeros there), a GPU run's has them."""
+    from gpen_video.bench.workers import format_workers
+
+    def report(busy):
+        row = {"workers": 1, "seconds_median": 10.0, "seconds_min": 9.0, "seconds_max": 11.0,
+               "total_fps": 3.2, "fps_after_load": 3.5, "speedup_vs_first": 1.0,
+               "gpu_busy_fraction": busy, "cpu_cores_busy": 1.9,
+               "host_syncs_per_frame": 0.0, "detect_syncs_per_frame": 0.27}
+        return {"config": {}, "load_avg_1min": {}, "scenes": [
+            {"description": "640x360, 1 moving face", "frames": 64, "rows": [row]}]}
+
+    cpu, gpu = format_workers(report(None)), format_workers(report(0.42))
+    assert "GPU busy" not in cpu and "host syncs" not in cpu and "0.27" not in cpu
+    assert "CPUs busy" in cpu and "1.90" in cpu
+    assert "GPU busy" in gpu and "42%" in gpu and "0.00, 0.27" in gpu

@@ -91,6 +91,53 @@ def test_missing_explicit_files_are_named_together(tmp_path, clip):
     assert "faces.pth (--detector-weights) does not exist" in err
 
 
+def test_bench_checks_the_weights_before_it_synthesises_or_exports(tmp_path):
+    """``bench`` with missing detector weights stops at once: no clip synthesised, no network
+    built or exported, every missing file named (it used to synthesise and export first)."""
+    work = tmp_path / "work"
+    home = tmp_path / "home"
+    home.mkdir()
+    result, err = _probe(["bench", "--model", "GPEN-BFR-256", "--random-weights", "--backend",
+                          "onnxruntime", "--device", "cpu", "--scene", "320x240:1",
+                          "--length", "4", "--workdir", work, "--detector-weights",
+                          tmp_path / "faces.pth"], GPEN_VIDEO_HOME=str(home))
+    assert result["code"] == 2, err
+    assert "faces.pth (--detector-weights) does not exist" in err and err.count("\n") == 1
+    assert result["loaded"] == []  # neither torch nor onnxruntime: nothing heavy started
+    assert not work.exists() or not list(work.rglob("*"))  # no scene synthesised
+    assert not list(home.rglob("*.onnx"))
+
+
+_BROKEN_TORCHVISION = """
+import sys
+class _Mismatched:  # what a CPU torch beside a CUDA torchvision raises on import
+    def find_spec(self, name, path=None, target=None):
+        if name == "torchvision":
+            raise RuntimeError("operator torchvision::nms does not exist")
+sys.meta_path.insert(0, _Mismatched())
+"""
+
+
+def test_a_torch_torchvision_mismatch_is_named_with_the_fix_before_loading(testdata, tmp_path,
+                                                                           clip):
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [clip, out / "o.mp4", "--model", "GPEN-BFR-256", "--random-weights", "--backend",
+            "onnxruntime", "--device", "cpu", "--detector-weights",
+            testdata / "weights" / DETECTOR, "-v"]
+    proc = subprocess.run([sys.executable, "-c", _BROKEN_TORCHVISION + _PROBE, *map(str, args)],
+                          env=env(), capture_output=True, text=True, timeout=300)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    err = proc.stderr
+    assert result["code"] == 2, err
+    line = err.strip().splitlines()[-1]
+    assert "torchvision" in line and "torchvision::nms does not exist" in line
+    assert "--index-url" in line and "internal error" not in err
+    assert "loading the models" not in err  # before any model is built or exported
+    assert "gpen_video.backends" not in result["loaded"]
+    assert list(out.iterdir()) == []
+
+
 # ------------------------------------------------------------------ the detector's network
 
 

@@ -258,7 +258,7 @@ def test_a_chunk_tracks_what_a_whole_clip_run_tracks(testdata, one_thread):
     run from frame 0: the same faces on every frame; a second face entering at frame 125 found
     on the same frame (the scan cycles follow frame numbers; counted from the chunk's start they
     would scan 4 frames later); alignment within 0.05 px of a 256 crop (the chunk's windows
-    follow its own tracks' predictions, rebuilt over the lead: RESULTS.md, "Tracked detection in
+    follow its own tracks' predictions, rebuilt over the lead: RESULTS.md, "`--workers N` and farm
     chunks")."""
     from gpen_video.farm.warmup import chunk_margins
     from gpen_video.options import RunOptions
@@ -333,7 +333,7 @@ def test_a_chunk_of_the_bench_scene_rejoins_the_whole_run(testdata, one_thread):
     starts at frame 28 reports, after the product's lead, the alignment of a run from frame 0 —
     within 0.05 px of a 256 crop at once, and to 1e-4 px by the end. Without the first window's
     lattice (:func:`snap_window`) the window feedback kept the two runs a detector's noise apart
-    (up to 0.76 px; RESULTS.md, "Tracked detection in chunks")."""
+    (up to 0.76 px, 2026-11-28: the git history of benchmarks/RESULTS.md)."""
     from gpen_video.bench.synth import _background, default_face_image, load_face, parse_scene, \
         render_frame
     from gpen_video.farm.warmup import chunk_margins

@@ -35,16 +35,24 @@ from tests.pipeline_helpers import read_frames  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cluster():
-    """One local Ray cluster for the module: 2 CPUs, no dashboard."""
+    """One local Ray cluster for the module: 2 CPUs, no dashboard, its session files (logs,
+    sockets) in a short-named temporary folder removed afterwards (Ray's default, /tmp/ray,
+    keeps every session)."""
+    import shutil
+    import tempfile
+
     from gpen_video.farm.ray_runner import local_workers_at_normal_priority
 
     started = not ray.is_initialized()
+    folder = None
     if started:
         local_workers_at_normal_priority()  # as the product starts a local Ray
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        folder = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths have a length limit
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=folder)
     yield ray.get_runtime_context().gcs_address
     if started:
         ray.shutdown()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

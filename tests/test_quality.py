@@ -105,3 +105,29 @@ def test_warping_error_and_jitter_units(testdata):
     shaky = [eyes + [0.5 * (-1) ** t, 0.0] for t in range(5)]
     assert landmark_jitter(shaky)[2] == pytest.approx(2.0 / 10.0)  # |0.5+1+0.5| / IOD 10
     assert landmark_jitter([eyes, None, eyes]) == [None, None, None]
+
+
+def test_measure_infers_the_detector_from_its_weights_and_takes_a_frame_range(
+        testdata, tmp_path, capsys):
+    """``measure --detector-weights <MobileNet file>`` without ``--detector`` (it once failed,
+    asking the user to leave out the --detector they had left out), and ``--frames A-B`` as a
+    run's range; the old ``--frames N`` is refused with the range to use instead."""
+    from tests.pipeline_helpers import face_scene
+
+    still = face_scene(face_photo(testdata), 150, 2.0, (288, 384), (192.0, 140.0))
+    rng = np.random.default_rng(1)
+    frames = [np.clip(still + rng.normal(0, 2.0, still.shape), 0, 255).astype(np.uint8)
+              for _ in range(8)]
+    src = write_clip(tmp_path / "src.mov", frames)
+    weights = testdata / "weights" / "detection_mobilenet0.25_Final.pth"
+    code = main(["measure", str(src), str(src), "--json", "--frames", "2-6",
+                 "--detector-weights", str(weights)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["frames"] == 5 and len(data["tracks"]) == 1  # frames 2..6, the face found
+    assert data["change_inside"] == 0.0  # the same video on both sides
+    assert main(["measure", str(src), str(src), "--frames", "6",
+                 "--detector-weights", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert "--frames 0-5" in err and "range" in err, err

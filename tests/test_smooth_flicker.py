@@ -3,8 +3,8 @@
 GPEN-BFR-256 with **random weights** (the real architecture, not a restoration) stands in for
 the network: its output changes with every sub-pixel shift of the crop, so crop jitter shows.
 
-Two measures of flicker, and what each shows (RESULTS.md, "Alignment smoothing and restorer
-flicker"):
+Two measures of flicker, and what each shows (measured 2026-11-28:
+the git history of benchmarks/RESULTS.md, "Alignment smoothing and restorer flicker"):
 
 * The product's own — ``gpen-video measure``'s warping error of the output video inside the face
   (Lai et al. 2018: mean *squared* change along the source's flow). Crop jitter moves edges, a

@@ -407,6 +407,7 @@ def run_bench(options: BenchOptions, *, restorer: Any = None, detector: Any = No
     """
     from gpen_video.bench.measure import load_average, machine_info, versions
 
+    check_before_work(options, restorer is None, detector is None)
     if options.mode not in ("both", *MODES):
         raise UsageError(f"--mode {options.mode!r}: choose both, overlap or serial")
     if options.repeats < 1:
@@ -450,7 +451,7 @@ def run_bench(options: BenchOptions, *, restorer: Any = None, detector: Any = No
             "checkpoint": None if run.model.checkpoint_path is None else str(
                 run.model.checkpoint_path),
             "backend": run.restore.backend, "precision": run.restore.precision,
-            "batch": run.restore.batch, "detector": run.detect.network,
+            "batch": run.restore.batch, "detector": _detector_name(run.detect),
             "detector_batch": run.detect.batch, "detect_mode": run.detect.mode,
             "temporal": run.temporal.mode,
             "encode": {k: v for k, v in vars(run.encode).items() if v is not None},
@@ -469,6 +470,31 @@ def run_bench(options: BenchOptions, *, restorer: Any = None, detector: Any = No
         entry["total_fps"] = _combine(workers)
         report["scenes"].append(entry)
     return report
+
+
+def _detector_name(detect: Any) -> str:
+    """The RetinaFace network a bench times (``auto`` resolved from the weights file)."""
+    from gpen_video.faces.detect import detector_network
+
+    return detector_network(detect) or detect.network
+
+
+def check_before_work(options: BenchOptions, need_restorer: bool = True,
+                      need_detector: bool = True) -> None:
+    """What a run checks before it loads a model, done before any clip is synthesised or any
+    network exported: the clip and face photo exist, every weights file is there (downloaded
+    now when allowed), torch and torchvision fit each other.
+
+    Raises:
+        InputError, WeightsError, DownloadError, BackendUnavailable: see
+            :mod:`gpen_video.preflight`.
+    """
+    from gpen_video.preflight import check_inputs_exist, check_torch_stack, check_weights
+
+    check_inputs_exist(*(p for p in (options.clip, options.face) if p is not None))
+    check_weights(options.run, need_restorer, need_detector)
+    if need_detector:
+        check_torch_stack()
 
 
 def log_to_stderr(line: str) -> None:

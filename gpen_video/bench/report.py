@@ -53,6 +53,24 @@ def _floor(w: dict, key: str) -> str:
     return f"{100 * achieved / peak:.2f} %"
 
 
+def on_gpu(w: dict) -> bool:
+    """Whether worker ``w`` ran on a GPU (its GPU-only figures are shown only then)."""
+    return str(w.get("device", "")).startswith("cuda")
+
+
+def _forward_note(w: dict, batch: int) -> str:
+    """Why the restorer ran smaller forward passes than ``--batch``, if it did."""
+    forward = w.get("max_forward_batch")
+    if forward is None or forward >= batch:
+        return ""
+    if forward == 1 and not on_gpu(w):
+        return (" (run as passes of 1 face: on a CPU one face per forward pass is faster per "
+                "face than a batch, benchmarks/RESULTS.md; --batch still gathers the faces of "
+                "several frames)")
+    return (f" (forward passes of ≤ {forward}: the largest batch this backend's network takes "
+            "here, --max-batch of a run)")
+
+
 def format_worker(scene: dict, w: dict, config: dict) -> list[str]:
     """The report's lines for one worker: setup, end-to-end table, compute floor, stages."""
     lines = []
@@ -62,9 +80,7 @@ def format_worker(scene: dict, w: dict, config: dict) -> list[str]:
     model = config["model"] + (" (random weights)" if config.get("random_weights") else "")
     flop = (f", {w['gflop_per_face']:.1f} GFLOP/face" if w.get("gflop_per_face") is not None
             else "")
-    forward = w.get("max_forward_batch")
-    split = (f" (forward passes of ≤ {forward}: the backend's limit here)"
-             if forward is not None and forward < config["batch"] else "")
+    split = _forward_note(w, config["batch"])
     lines.append(f"  restorer  {w['restorer']}, batch {config['batch']}{split} · {model}{flop}")
     runtime = f"{w['detector_runtime']}, " if w.get("detector_runtime") else ""
     lines.append(f"  detector  {config['detector']} ({runtime}batch {config['detector_batch']}, "
@@ -83,10 +99,11 @@ def format_worker(scene: dict, w: dict, config: dict) -> list[str]:
                  _spread(ov["latency_p95_ms"], ".0f")],
                 ["peak RSS (MiB)", number(ov["peak_rss_mib"]["median"], ".0f"),
                  _spread(ov["peak_rss_mib"], ".0f")],
-                ["peak GPU memory (MiB)", number(ov["peak_gpu_mib"]["median"], ".0f"),
-                 _spread(ov["peak_gpu_mib"], ".0f")],
                 ["setup per run, not in fps (s)", number(ov["setup_seconds"]["median"]),
-                 _spread(ov["setup_seconds"])]] + _device_rows(ov)
+                 _spread(ov["setup_seconds"])]]
+        if on_gpu(w):  # figures only a GPU run has
+            rows += [["peak GPU memory (MiB)", number(ov["peak_gpu_mib"]["median"], ".0f"),
+                      _spread(ov["peak_gpu_mib"], ".0f")]] + _device_rows(ov)
         lines += _table(rows, {1, 2})
     peak = w.get("peak_gflop_s")
     if w.get("gflop_per_face") is not None:

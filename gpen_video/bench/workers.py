@@ -203,20 +203,23 @@ def format_workers(report: dict[str, Any]) -> str:
     lines = [f"gpen-video bench --workers: {report['config']}",
              f"load (1 min) before/after: {report['load_avg_1min']}"]
     for scene in report["scenes"]:
+        # GPU busy and host syncs only where a GPU ran (on a CPU there is no device to wait for)
+        gpu = any(r.get("gpu_busy_fraction") is not None for r in scene["rows"])
         lines.append(f"  {scene['description']}, {scene['frames']} frames:")
         lines.append("    workers   wall s (min–max)        total fps   fps after load ²   "
-                     "vs first   GPU busy   CPUs busy ¹   host syncs/frame (restore+compose, "
-                     "detect)")
+                     "vs first" + ("   GPU busy" if gpu else "") + "   CPUs busy ¹"
+                     + ("   host syncs/frame (restore+compose, detect)" if gpu else ""))
         for r in scene["rows"]:
-            busy = number(r["gpu_busy_fraction"], ".0%")
+            busy = f"   {number(r['gpu_busy_fraction'], '.0%'):>8}" if gpu else ""
             syncs = (r.get("host_syncs_per_frame"), r.get("detect_syncs_per_frame"))
             sync_text = ("—" if None in syncs else f"{syncs[0]:.2f}, {syncs[1]:.2f}")
             lines.append(f"    {r['workers']:>7}   {r['seconds_median']:>7.1f} "
                          f"({r['seconds_min']:.1f}–{r['seconds_max']:.1f})"
                          f"{r['total_fps']:>14.3f}"
                          f"   {number(r.get('fps_after_load'), '.2f'):>16}   "
-                         f"{r['speedup_vs_first']:>7.2f}×   {busy:>8}"
-                         f"   {number(r.get('cpu_cores_busy'), '.2f'):>11}   {sync_text}")
+                         f"{r['speedup_vs_first']:>7.2f}×{busy}"
+                         f"   {number(r.get('cpu_cores_busy'), '.2f'):>11}"
+                         + (f"   {sync_text}" if gpu else ""))
     lines.append("  ¹ CPU time of the command and its workers ÷ wall time (process start and "
                  "model loading included)")
     lines.append("  ² frames ÷ the time the busiest worker spent rendering its chunks (one "

@@ -13,9 +13,13 @@ import sys
 from pathlib import Path
 
 from gpen_video.environment import Environment
+from gpen_video.errors import UsageError
 from gpen_video.options import (BACKEND_NAMES, BENCH_MODES, COMPILE_MODES, DETECT_MODES,
-                                DETECTORS, PRECISIONS, TACTIC_MODES, TEMPORAL_MODES, BenchOptions, DetectOptions, EncodeOptions,
-                                ModelOptions, RestoreOptions, RunOptions, TemporalOptions)
+                                DETECTOR_CHOICES, PRECISIONS, TACTIC_MODES, TEMPORAL_MODES,
+                                BenchOptions, DetectOptions, EncodeOptions, ModelOptions,
+                                RestoreOptions, RunOptions, TemporalOptions)
+
+DEFAULT_LENGTH = 24  # frames per timed run
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,72 +29,126 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "memory, and the fraction of the model's compute floor; medians over repeats.")
     parser.add_argument("input", type=Path, nargs="?", default=None,
                         help="a clip to time (default: synthesise --scene clips from --face)")
-    parser.add_argument("--face", type=Path, default=None,
-                        help="face photo for synthesised clips (default: an FFHQ-aligned face "
-                             "shipped with the package, gpen_video/data/gate/"
-                             "liveportrait_d18.jpg)")
-    parser.add_argument("--scene", action="append", default=None, metavar="SIZE:FACES",
-                        help="synthesised clip: 1080p:1 (default), 1080p:4, 4k:1, 4k:4, or "
-                             "WxH:N; repeat for several")
+    clips = parser.add_argument_group("input: what is timed")
+    clips.add_argument("--face", type=Path, default=None,
+                       help="face photo for synthesised clips (default: an FFHQ-aligned face "
+                            "shipped with the package, gpen_video/data/gate/"
+                            "liveportrait_d18.jpg)")
+    clips.add_argument("--scene", action="append", default=None, metavar="SIZE:FACES",
+                       help="synthesised clip: 1080p:1 (default), 1080p:4, 4k:1, 4k:4, or "
+                            "WxH:N; repeat for several")
+    clips.add_argument("--length", type=int, default=None, metavar="N",
+                       help=f"frames per timed run: the first N of INPUT, or the length of each "
+                            f"synthesised clip (default {DEFAULT_LENGTH})")
+    clips.add_argument("--frames", dest="frames_count", default=None, metavar="N",
+                       help="the old spelling of --length N (a count; a run's --frames A-B is a "
+                            "range)")
 
-    model = parser.add_argument_group("model and restorer (as for gpen-video run)")
+    _job_options(parser)
+    _timing_options(parser)
+
+
+def _job_options(parser: argparse.ArgumentParser) -> None:
+    """What is run: restoration, faces, temporal, encoding (as for ``gpen-video run``)."""
+    model = parser.add_argument_group("restoration (as for gpen-video run)")
     model.add_argument("--model", default="GPEN-BFR-512",
                        help="GPEN-BFR-256|512|1024|2048 or a .pth path")
     model.add_argument("--random-weights", action="store_true",
                        help="the real architecture with random weights (speed is the same)")
-    model.add_argument("--no-download", action="store_true")
-    model.add_argument("--backend", default="auto",
-                       choices=BACKEND_NAMES)
-    model.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    model.add_argument("--precision", default="auto", choices=PRECISIONS)
-    model.add_argument("--batch", type=int, default=8, help="faces per forward pass")
+    model.add_argument("--no-download", action="store_true",
+                       help="never download weights; fail if they are not cached")
+    model.add_argument("--backend", default="auto", choices=BACKEND_NAMES,
+                       help="as for a run (auto: TensorRT, torch on CUDA, compiled torch, "
+                            "onnxruntime or torch on a CPU; identity: everything but the network)")
+    model.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help="auto: fp32 on the CPU, fp16 on CUDA (after the quality gate)")
+    model.add_argument("--batch", type=int, default=8, metavar="N",
+                       help="faces per forward pass, gathered across frames")
     model.add_argument("--compile", default="auto", choices=COMPILE_MODES,
-                       help="torch: the Inductor-compiled engine (auto, the default: when "
-                            "--backend auto chose torch; its one-time build is not timed)")
+                       help="torch: the Inductor-compiled engine (auto: when --backend auto "
+                            "chose torch; its one-time build is not timed)")
     model.add_argument("--tactics", default="auto", choices=TACTIC_MODES,
                        help="torch: timed (each layer's fastest way, timed once and cached), "
-                            "plain, or auto (the default: timed when compiled or on CUDA)")
-    model.add_argument("--detector", default="resnet50", choices=DETECTORS)
-    model.add_argument("--detector-weights", type=Path, default=None,
+                            "plain, or auto (timed when compiled or on CUDA)")
+
+    faces = parser.add_argument_group("faces (as for gpen-video run)")
+    faces.add_argument("--detector", default="auto", choices=DETECTOR_CHOICES,
+                       help="RetinaFace backbone; auto: the one --detector-weights holds, "
+                            "resnet50 without that option")
+    faces.add_argument("--detector-weights", type=Path, default=None, metavar="PATH",
                        help="local RetinaFace weights (default: the weights cache, downloaded "
                             "on first use unless --no-download)")
-    model.add_argument("--detect", dest="detect_mode", default="tracked",
+    faces.add_argument("--detect", dest="detect_mode", default="tracked",
                        choices=DETECT_MODES,
                        help="face detection: tracked (default) or full (every frame whole)")
-    model.add_argument("--temporal", default="residual", choices=TEMPORAL_MODES)
-    model.add_argument("--codec", default=None, help="output codec (default: follow the source)")
-    model.add_argument("--preset", default=None)
-    model.add_argument("--crf", type=int, default=None)
+
+    temporal = parser.add_argument_group("temporal (as for gpen-video run)")
+    temporal.add_argument("--temporal", default="residual", choices=TEMPORAL_MODES,
+                          help="temporal smoothing of the restorer's residual; off: none")
+
+    encode = parser.add_argument_group("output and encoding")
+    encode.add_argument("--codec", default=None,
+                        help="output codec (default: follow the source)")
+    encode.add_argument("--preset", default=None,
+                        help="h264/hevc encoder preset (default: the encoder's own, medium)")
+    encode.add_argument("--crf", type=int, default=None, metavar="Q",
+                        help="h264/hevc quality, lower is better (default: 18)")
+
+
+def _timing_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how it is timed, and what is reported."""
+    machine = parser.add_argument_group("machine")
+    machine.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    machine.add_argument("--gpus", default="all",
+                         help="all | N: one worker process per GPU (0: CPU). Without a GPU: one "
+                              "CPU worker")
+    machine.add_argument("--workers", default=None, metavar="N[,M…]",
+                         help="time the whole command `gpen-video CLIP OUT --workers N` instead "
+                              "(fresh processes, stitch included): total fps per worker count, "
+                              "counts interleaved repeat by repeat, e.g. 1,2; default: time the "
+                              "pipeline in this process")
 
     timing = parser.add_argument_group("timing")
-    timing.add_argument("--gpus", default="all",
-                        help="all | N: one worker process per GPU (0: CPU). Without a GPU: one "
-                             "CPU worker")
-    timing.add_argument("--workers", default=None, metavar="N[,M…]",
-                        help="time the whole command `gpen-video CLIP OUT --workers N` instead "
-                             "(fresh processes, stitch included): total fps per worker count, "
-                             "counts interleaved repeat by repeat, e.g. 1,2")
-    timing.add_argument("--frames", type=int, default=24, help="frames per timed run")
     timing.add_argument("--repeats", type=int, default=3, help="timed runs per mode")
     timing.add_argument("--warmup", type=int, default=None, metavar="FRAMES",
-                        help="frames of the untimed warm-up run (default min(frames, 2×batch); "
+                        help="frames of the untimed warm-up run (default min(length, 2×batch); "
                              "0: none)")
     timing.add_argument("--mode", default="both", choices=BENCH_MODES,
                         help="overlap: the product's threads (fps, latency, memory); serial: "
-                             "one stage at a time (a breakdown that adds up to the wall time)")
+                             "one stage at a time (a breakdown that adds up to the wall time); "
+                             "both: each repeat runs both")
     timing.add_argument("--no-overlap", dest="mode", action="store_const", const="serial",
                         help="same as --mode serial")
-    timing.add_argument("--workdir", type=Path, default=None,
-                        help="keep synthesised clips and outputs here (default: a temporary "
-                             "folder, removed)")
-    timing.add_argument("--json", type=Path, default=None, metavar="PATH",
-                        help="also write the report (the same numbers) as JSON")
-    timing.add_argument("--plot", type=Path, default=None, metavar="PNG",
-                        help="also draw per-stage time (needs matplotlib)")
     timing.add_argument("--quality", action="store_true",
                         help="also measure the last timed output against its clip: warping-error, "
                              "sharpness and landmark-jitter ratios (as gpen-video measure)")
-    timing.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+    report = parser.add_argument_group("reporting")
+    report.add_argument("--workdir", type=Path, default=None, metavar="DIR",
+                        help="keep synthesised clips and outputs here (default: a temporary "
+                             "folder, removed)")
+    report.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write the report (the same numbers) as JSON; default: none")
+    report.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                        help="also draw per-stage time (needs matplotlib); default: none")
+    report.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+
+def timed_length(args: argparse.Namespace) -> int:
+    """``--length N``, or its old spelling ``--frames N``.
+
+    Raises:
+        UsageError: both given, or ``--frames`` given a range.
+    """
+    old = getattr(args, "frames_count", None)
+    if old is None:
+        return DEFAULT_LENGTH if args.length is None else args.length
+    if args.length is not None:
+        raise UsageError("--frames is the old spelling of --length: give one of them")
+    if not str(old).strip().isdigit():
+        raise UsageError(f"--frames {old}: bench times the first N frames (--length N); a "
+                         "range A-B is for gpen-video run")
+    return int(old)
 
 
 def options_from_args(args: argparse.Namespace, env: Environment | None = None) -> BenchOptions:
@@ -118,7 +176,7 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
         encode=EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset),
     )
     return BenchOptions(run=run, clip=args.input, face=args.face,
-                        scenes=tuple(args.scene or ("1080p:1",)), frames=args.frames,
+                        scenes=tuple(args.scene or ("1080p:1",)), frames=timed_length(args),
                         repeats=args.repeats, warmup=args.warmup, mode=args.mode,
                         gpus=args.gpus, workdir=args.workdir, quality=args.quality)
 
@@ -158,7 +216,10 @@ def _execute_workers(args: argparse.Namespace, options, env: Environment | None)
     from gpen_video.bench.measure import load_average, machine_info, versions
     from gpen_video.bench.workers import bench_workers, format_workers, parse_counts
 
+    from gpen_video.bench.core import check_before_work
+
     counts = parse_counts(args.workers)
+    check_before_work(options)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gpen_bench_workers_"))
     workdir.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -70,7 +70,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run_command.configure_reporting(parser)
     # a conform renders ranges it plans itself: the run's own range options keep their defaults
     parser.set_defaults(input=Path("-"), output=Path("-"), frames=None, start=None, end=None,
-                        overlap=0, on_damage="conceal", segment=False)
+                        overlap=0, on_damage="conceal", segment=False,
+                        # plates and passes are a run's (media of a timeline are movies here)
+                        fps=None, colorspace=None, start_number=None, matte=None,
+                        matte_layer=None, patch=None)
 
 
 def options_from_args(args: argparse.Namespace, env: Environment | None = None

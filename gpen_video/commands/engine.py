@@ -27,12 +27,13 @@ from gpen_video.options import ENGINE_PRECISIONS
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
+    fmt = {"formatter_class": parser.formatter_class}  # defaults shown (gpen_video.cli)
     build = sub.add_parser("build", help="build a TensorRT engine (gated) or a compiled torch "
-                                         "engine for this device")
+                                         "engine for this device", **fmt)
     build.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "torch"),
                        help="tensorrt: a TensorRT plan (CUDA); torch: tactics timed and the "
-                            "network compiled with Inductor (CPU or CUDA); auto (default): "
-                            "tensorrt when installed, else torch")
+                            "network compiled with Inductor (CPU or CUDA); auto: tensorrt when "
+                            "installed, else torch")
     build.add_argument("--model", default="GPEN-BFR-512",
                        help="GPEN-BFR-256|512|1024|2048 or the path of a GPEN .pth file")
     build.add_argument("--random-weights", action="store_true",
@@ -61,10 +62,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--cache-dir", type=Path, default=None, help="weights cache folder")
     build.add_argument("--no-download", action="store_true",
                        help="never download weights; fail if they are not cached")
-    listing = sub.add_parser("list", help="list cached engines and their quality-gate results")
+    listing = sub.add_parser("list", help="list cached engines and their quality-gate results",
+                             **fmt)
     listing.add_argument("--engine-dir", type=Path, default=None, help="engine cache folder")
     clean = sub.add_parser("clean", help="delete cached exports, graphs and engines of earlier "
-                                         "recipes or TensorRT versions")
+                                         "recipes or TensorRT versions", **fmt)
     clean.add_argument("--engine-dir", type=Path, default=None, help="engine cache folder")
     clean.add_argument("--dry-run", action="store_true", help="list what would go; delete nothing")
 

@@ -27,8 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     arch = parser.add_argument_group(
         "architecture (default: the registry entry's; with a file, the file must match)")
     arch.add_argument("--size", type=int, default=None, help="input/output side in pixels")
-    arch.add_argument("--channel-multiplier", type=int, default=None)
-    arch.add_argument("--narrow", type=float, default=None)
+    arch.add_argument("--channel-multiplier", type=int, default=None,
+                      help="channel multiplier of the decoder (1 for GPEN-BFR-256, 2 for 512 …)")
+    arch.add_argument("--narrow", type=float, default=None,
+                      help="channel width factor (0.5 for GPEN-BFR-256, 1 for 512 …)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="weights cache folder")
     parser.add_argument("--no-download", action="store_true",

@@ -31,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                            "default: start a local one")
     farm.add_argument("--workers", type=int, default=None,
                       help="default: one per GPU; without GPUs one per --cpus-per-worker CPUs")
-    farm.add_argument("--cpus-per-worker", type=float, default=1.0)
+    farm.add_argument("--cpus-per-worker", type=float, default=1.0,
+                      help="CPUs Ray gives each worker (its torch threads)")
     farm.add_argument("--retries", type=int, default=2,
                       help="further attempts of a chunk whose worker died or failed "
                            "transiently (default 2)")
@@ -57,6 +58,12 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     from gpen_video.media.endpoints import refuse_chunked
 
     refuse_chunked(run, "gpen-video farm")
+    if args.ray_address is None:  # a local cluster: this machine's weights are the workers'
+        from gpen_video.preflight import check_inputs_exist, check_torch_stack, check_weights
+
+        check_inputs_exist(run.input)
+        check_weights(run)
+        check_torch_stack()
     farm = FarmOptions(chunk=args.chunk, segments=args.segments, segment_dir=args.segment_dir,
                        keep_segments=args.keep_segments, ray_address=args.ray_address,
                        workers=args.workers, cpus_per_worker=args.cpus_per_worker,

@@ -43,74 +43,88 @@ from gpen_video.options import (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    configure_job(parser)
-    parser.add_argument("--workers", default="1", metavar="N",
-                        help="render with N processes on this machine over frame-exact chunks, "
-                             "stitched at the end (one per GPU or sharing one; torch threads "
-                             "per process: OMP_NUM_THREADS, else cores / N); auto: one per 4 "
-                             "cores, at least 1 and at most 4 per GPU")
+    groups = configure_job(parser)
+    groups["machine"].add_argument(
+        "--workers", default="1", metavar="N",
+        help="render with N processes on this machine over frame-exact chunks, stitched at the "
+             "end (one per GPU or sharing one; torch threads per process: OMP_NUM_THREADS, else "
+             "cores / N); auto: one per 4 cores, at least 1 and at most 4 per GPU")
 
 
-def configure_job(parser: argparse.ArgumentParser) -> None:
-    """The options of one job (every command that renders takes them)."""
+# Option groups, by what the user is doing. Every option has a help line; the formatter of
+# gpen_video.cli appends the default where the help does not state it (tests/test_cli_help.py).
+GROUP_TITLES = {
+    "span": "input and frame range (0-based frame numbers, inclusive)",
+    "faces": "faces: finding and tracking them",
+    "restore": "restoration: the network and how strongly its result is used",
+    "temporal": "temporal: steadiness from frame to frame",
+    "encode": "output and encoding (default: the source's codec when it is one of h264, hevc, "
+              "prores, dnxhr, ffv1 and the image formats; others, e.g. MPEG-4 Part 2, become "
+              "h264 — the summary says which)",
+    "machine": "machine: devices, caches, processes",
+    "report": "reporting",
+}
+
+
+def configure_job(parser: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
+    """The options of one job (every command that renders takes them); returns the argument
+    groups by key of :data:`GROUP_TITLES`, for a command that adds its own options to one."""
     parser.add_argument("input", type=Path, help="source video")
     parser.add_argument("output", type=Path, help="restored video (written only when complete)")
-    parser.add_argument("-y", "--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    configure_render(parser)
-    configure_span(parser)
+    groups = {key: parser.add_argument_group(title) for key, title in GROUP_TITLES.items()}
+    configure_span(groups["span"])
+    configure_render(parser, groups)
+    encode = groups["encode"]
+    encode.add_argument("-y", "--overwrite", action="store_true",
+                        help="replace OUTPUT if it exists")
+    encode.add_argument("--segment", action="store_true",
+                        help="a render-farm chunk: lossless FFV1 .mkv without audio, joined "
+                             "later by `gpen-video stitch` (templates in scripts/)")
     configure_plates(parser)
-    configure_reporting(parser)
+    configure_reporting(parser, groups["report"])
+    return groups
 
 
-def configure_render(parser: argparse.ArgumentParser) -> None:
-    """How frames are restored and encoded: the model, restorer, faces, blending and encoding
-    groups (``gpen-video conform`` takes them too, for every range it renders)."""
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default="GPEN-BFR-512",
-                       help="GPEN-BFR-256|512|1024|2048 (downloaded on first use) or a .pth path")
-    model.add_argument("--random-weights", action="store_true",
-                       help="the real architecture with random weights: for plumbing and speed "
-                            "tests only, the output is not a restoration")
-    model.add_argument("--no-download", action="store_true",
-                       help="never download weights; fail if they are not cached")
+def configure_span(span: argparse._ArgumentGroup) -> None:
+    """Which frames of the input one job renders."""
+    span.add_argument("--frames", default=None, metavar="A-B",
+                      help="output only frames A to B (A-: from A to the end; A: frame A "
+                           "alone); default: every frame")
+    span.add_argument("--start", type=int, default=None, metavar="A",
+                      help="first frame to output (the same as --frames A-); default: 0")
+    span.add_argument("--end", type=int, default=None, metavar="B",
+                      help="last frame to output (the same as --frames 0-B); default: the last")
+    span.add_argument("--overlap", default=0, metavar="N|auto",
+                      help="frames decoded before the range to warm the tracker; auto: as many "
+                           "before and after it as a chunk needs to render what a single run of "
+                           "the whole clip renders (farm chunks)")
+    span.add_argument("--on-damage", default=None, choices=ON_DAMAGE,
+                      help="a damaged input packet: conceal it (repeat the previous frame, warn, "
+                           "keep every later frame) or fail (exit 2, nothing written); default "
+                           "conceal. Files missing from an image sequence fail (listed in one "
+                           "error) unless --on-damage conceal is given")
 
-    restore = parser.add_argument_group("restorer")
-    restore.add_argument("--backend", default="auto",
-                         choices=BACKEND_NAMES,
-                         help="identity: paste the aligned faces back unrestored (geometry "
-                              "checks, timing everything but the network)")
-    restore.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    restore.add_argument("--precision", default="auto", choices=PRECISIONS,
-                         help="auto: fp32 on the CPU, fp16 on CUDA; fp16/bf16 are used only "
-                              "after passing the quality gate, else fp16 → bf16 → fp32")
-    restore.add_argument("--batch", type=int, default=8,
-                         help="faces per forward pass, gathered across frames (on the CPU the "
-                              "torch backend runs them one at a time: faster there)")
-    restore.add_argument("--max-batch", type=int, default=None, metavar="N",
-                         help="largest batch an engine accepts (TensorRT profile max; default "
-                              "max(32, --batch)); onnxruntime splits larger batches")
-    restore.add_argument("--no-cuda-graphs", action="store_true",
-                         help="torch on CUDA: run the network eagerly instead of replaying CUDA "
-                              "graphs (captured at load for batch sizes 1, 2, 4, … up to --batch)")
-    restore.add_argument("--engine-dir", type=Path, default=None, metavar="DIR",
-                         help="cache of exported ONNX files and TensorRT engines (default: "
-                              "engines/ in a checkout, else the user cache)")
-    restore.add_argument("--compile", default="auto", choices=COMPILE_MODES,
-                         help="torch: run GPEN as an Inductor-compiled engine, built once (a "
-                              "minute or more) and cached in the engine folder; auto (default): "
-                              "compiled when --backend auto chose torch")
-    restore.add_argument("--tactics", default="auto", choices=TACTIC_MODES,
-                         help="torch: timed = each layer computed the way that is fastest on "
-                              "this device (timed once, cached); plain = the reference "
-                              "arithmetic; auto (default): timed when compiled or on CUDA")
 
-    faces = parser.add_argument_group("faces")
+
+RENDER_GROUPS = ("faces", "restore", "temporal", "encode", "machine")
+
+
+def configure_render(parser: argparse.ArgumentParser,
+                     groups: dict[str, argparse._ArgumentGroup] | None = None) -> None:
+    """How frames are restored and encoded: the faces, restoration, temporal, encoding and
+    machine options (``gpen-video conform`` takes them too, for every range it renders), into
+    ``groups`` (made here when not given)."""
+    if groups is None:
+        groups = {key: parser.add_argument_group(GROUP_TITLES[key]) for key in RENDER_GROUPS}
+    faces = groups["faces"]
     faces.add_argument("--detector", default="auto", choices=DETECTOR_CHOICES,
                        help="RetinaFace backbone; auto: the one --detector-weights holds, "
                             "resnet50 without that option")
-    faces.add_argument("--detector-weights", type=Path, default=None,
-                       help="local RetinaFace weights file (offline use)")
-    faces.add_argument("--faces", default="all", choices=FACE_SELECTIONS)
+    faces.add_argument("--detector-weights", type=Path, default=None, metavar="PATH",
+                       help="local RetinaFace weights file (offline use); default: the weights "
+                            "cache, downloaded on first use")
+    faces.add_argument("--faces", default="all", choices=FACE_SELECTIONS,
+                       help="restore every face, or only the largest one in each frame")
     faces.add_argument("--detect", dest="detect_mode", default="tracked",
                        choices=DETECT_MODES,
                        help="tracked (default): each tracked face is re-detected in a window "
@@ -130,66 +144,99 @@ def configure_render(parser: argparse.ArgumentParser) -> None:
                        help="tracked: scan the whole frame every N frames (default 0: about "
                             "0.5 s of video); full: detect on every Nth frame only, the tracker "
                             "predicts in between (default 0: every frame)")
-    faces.add_argument("--smooth", default="rts", choices=SMOOTH_METHODS,
-                       help="temporal smoothing of each face's alignment")
 
-    blend = parser.add_argument_group("blending")
-    blend.add_argument("--strength", type=float, default=1.0, help="0 = original, 1 = restored")
-    blend.add_argument("--color-match", action="store_true",
-                       help="match restored colours to the source face")
-    blend.add_argument("--temporal", default="residual", choices=TEMPORAL_MODES,
-                       help="temporal smoothing of what the restorer changed (its residual), "
-                            "per face: damps detail that changes from frame to frame, keeps "
-                            "the picture's own detail untouched")
-    blend.add_argument("--geometry", default="auto", choices=GEOMETRIES,
-                       help="where crops and paste-back run: torch = on the restorer's device "
-                            "(frames uploaded once, only finished frames back); auto: torch "
-                            "when the restorer is on CUDA, else cpu (OpenCV)")
+    restore = groups["restore"]
+    restore.add_argument("--model", default="GPEN-BFR-512",
+                         help="GPEN-BFR-256|512|1024|2048 (downloaded on first use) or a .pth "
+                              "path")
+    restore.add_argument("--random-weights", action="store_true",
+                         help="the real architecture with random weights: for plumbing and "
+                              "speed tests only, the output is not a restoration")
+    restore.add_argument("--no-download", action="store_true",
+                         help="never download weights; fail if they are not cached")
+    restore.add_argument("--backend", default="auto", choices=BACKEND_NAMES,
+                         help="auto: TensorRT when installed with a GPU, else torch on CUDA; on "
+                              "a CPU torch compiled with Inductor when a C++ compiler is there, "
+                              "else onnxruntime when installed, else torch. identity: paste the "
+                              "aligned faces back unrestored (geometry checks, timing "
+                              "everything but the network)")
+    restore.add_argument("--precision", default="auto", choices=PRECISIONS,
+                         help="auto: fp32 on the CPU, fp16 on CUDA; fp16/bf16 are used only "
+                              "after passing the quality gate, else fp16 → bf16 → fp32")
+    restore.add_argument("--batch", type=int, default=8, metavar="N",
+                         help="faces per forward pass, gathered across frames (on the CPU the "
+                              "backends run one face per pass: faster per face there)")
+    restore.add_argument("--strength", type=float, default=1.0,
+                         help="how much of the restoration is pasted: 0 = original, "
+                              "1 = restored")
+    restore.add_argument("--color-match", action="store_true",
+                         help="match restored colours to the source face")
 
-    blend.add_argument("--compare", default="off", choices=["off", "side-by-side", "split"],
-                       help="review mode: write the source beside the result (side-by-side: "
-                            "twice as wide) or split at the middle (left source, right result), "
-                            "same timing and audio; not for delivery")
+    temporal = groups["temporal"]
+    temporal.add_argument("--smooth", default="rts", choices=SMOOTH_METHODS,
+                          help="smoothing of each face's alignment over time (rts: a "
+                               "Kalman smoother with a look-ahead of 0.5 s; none: per frame)")
+    temporal.add_argument("--temporal", default="residual", choices=TEMPORAL_MODES,
+                          help="temporal smoothing of what the restorer changed (its residual), "
+                               "per face: damps detail that changes from frame to frame, keeps "
+                               "the picture's own detail untouched; off: each frame as restored")
 
-    encode = parser.add_argument_group(
-        "encoding (default: the source's codec when it is one of these; others, e.g. MPEG-4 "
-        "Part 2, become h264 — the summary says which)")
+    encode = groups["encode"]
     encode.add_argument("--codec", default=None,
                         choices=["h264", "hevc", "prores", "dnxhr", "ffv1", "png", "tiff", "exr",
                                  "dpx", "vp9", "av1"],
-                        help="output codec (default: the source's; vp9/av1 in .webm or .mkv)")
-    encode.add_argument("--crf", type=int, default=None)
-    encode.add_argument("--preset", default=None)
-    encode.add_argument("--pix-fmt", default=None)
+                        help="output codec; default: follow the source (see the group's title); "
+                             "vp9/av1 in .webm or .mkv")
+    encode.add_argument("--crf", type=int, default=None, metavar="Q",
+                        help="h264/hevc quality, lower is better; default: 18")
+    encode.add_argument("--preset", default=None,
+                        help="h264/hevc encoder preset (ultrafast … veryslow); default: the "
+                             "encoder's own (medium)")
+    encode.add_argument("--pix-fmt", default=None, metavar="FMT",
+                        help="output pixel format, e.g. yuv420p10le; default: the source's, "
+                             "where the codec takes it")
+    encode.add_argument("--compare", default="off", choices=["off", "side-by-side", "split"],
+                        help="review mode: write the source beside the result (side-by-side: "
+                             "twice as wide) or split at the middle (left source, right result), "
+                             "same timing and audio; not for delivery")
+
+    machine = groups["machine"]
+    machine.add_argument("--device", default="auto",
+                         help="auto | cpu | cuda | cuda:N (auto: the first GPU, else the CPU)")
+    machine.add_argument("--geometry", default="auto", choices=GEOMETRIES,
+                         help="where crops and paste-back run: torch = on the restorer's device "
+                              "(frames uploaded once, only finished frames back); auto: torch "
+                              "when the restorer is on CUDA, else cpu (OpenCV)")
+    machine.add_argument("--max-batch", type=int, default=None, metavar="N",
+                         help="largest batch an engine accepts (TensorRT profile max; default "
+                              "max(32, --batch)); onnxruntime splits larger batches")
+    machine.add_argument("--no-cuda-graphs", action="store_true",
+                         help="torch on CUDA: run the network eagerly instead of replaying CUDA "
+                              "graphs (captured at load for batch sizes 1, 2, 4, … up to "
+                              "--batch)")
+    machine.add_argument("--engine-dir", type=Path, default=None, metavar="DIR",
+                         help="cache of exported ONNX files and TensorRT engines (default: "
+                              "engines/ in a checkout, else the user cache)")
+    machine.add_argument("--compile", default="auto", choices=COMPILE_MODES,
+                         help="torch: run GPEN as an Inductor-compiled engine, built once (a "
+                              "minute or more) and cached in the engine folder; auto: compiled "
+                              "when --backend auto chose torch, eager with --backend torch")
+    machine.add_argument("--tactics", default="auto", choices=TACTIC_MODES,
+                         help="torch: timed = each layer computed the way that is fastest on "
+                              "this device (timed once, cached); plain = the reference "
+                              "arithmetic; auto: timed when compiled or on CUDA")
 
 
-def configure_span(parser: argparse.ArgumentParser) -> None:
-    """Which frames of the input one job renders."""
-    span = parser.add_argument_group("frame range (0-based frame numbers, inclusive)")
-    span.add_argument("--frames", default=None, metavar="A-B", help="output only frames A..B")
-    span.add_argument("--start", type=int, default=None)
-    span.add_argument("--end", type=int, default=None)
-    span.add_argument("--overlap", default=0, metavar="N|auto",
-                      help="frames decoded before the range to warm the tracker; auto: as many "
-                           "before and after it as a chunk needs to render what a single run of "
-                           "the whole clip renders (farm chunks)")
-    span.add_argument("--on-damage", default=None, choices=ON_DAMAGE,
-                      help="a damaged input packet: conceal it (repeat the previous frame, warn, "
-                           "keep every later frame) or fail (exit 2, nothing written); default "
-                           "conceal. Files missing from an image sequence fail (listed in one "
-                           "error) unless --on-damage conceal is given")
-    span.add_argument("--segment", action="store_true",
-                      help="a render-farm chunk: lossless FFV1 .mkv without audio, joined later "
-                           "by `gpen-video stitch` (templates in scripts/)")
-
-
-def configure_reporting(parser: argparse.ArgumentParser) -> None:
+def configure_reporting(parser: argparse.ArgumentParser,
+                        report: argparse._ArgumentGroup | None = None) -> None:
     """Progress and verbosity."""
-    report = parser.add_argument_group("reporting")
+    if report is None:
+        report = parser.add_argument_group(GROUP_TITLES["report"])
     report.add_argument("--progress", default="bar",
                         choices=PROGRESS_MODES,
-                        help="plain: 'Progress: N%%' lines (Deadline); openjd: "
-                             "'openjd_progress: N' lines (Open Job Description)")
+                        help="bar: a progress bar; plain: 'Progress: N%%' lines (Deadline); "
+                             "json: one JSON object per line; openjd: 'openjd_progress: N' lines "
+                             "(Open Job Description); none: nothing")
     report.add_argument("-v", "--verbose", action="count", default=0,
                         help="-v: also say which backend and geometry were picked and why; "
                              "-vv: debug")

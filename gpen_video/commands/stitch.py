@@ -38,13 +38,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     encode.add_argument("--codec", default=None,
                         choices=["h264", "hevc", "prores", "dnxhr", "ffv1", "png"],
                         help="encode this delivery codec (implies --reencode)")
-    encode.add_argument("--crf", type=int, default=None)
-    encode.add_argument("--preset", default=None)
-    encode.add_argument("--pix-fmt", default=None)
+    encode.add_argument("--crf", type=int, default=None, metavar="Q",
+                        help="h264/hevc quality when re-encoding, lower is better; default: 18")
+    encode.add_argument("--preset", default=None,
+                        help="h264/hevc encoder preset when re-encoding; default: the "
+                             "encoder's own (medium)")
+    encode.add_argument("--pix-fmt", default=None, metavar="FMT",
+                        help="pixel format when re-encoding; default: as `gpen-video IN OUT` "
+                             "would (the source's, where the codec takes it)")
     report = parser.add_argument_group("reporting")
     report.add_argument("--progress", default="none",
-                        choices=[m for m in PROGRESS_MODES if m != "bar"])
-    report.add_argument("-q", "--quiet", action="store_true")
+                        choices=[m for m in PROGRESS_MODES if m != "bar"],
+                        help="plain: 'Progress: N%%' lines (Deadline); json: one JSON object "
+                             "per line; openjd: 'openjd_progress: N' lines; none: one closing "
+                             "line")
+    report.add_argument("-q", "--quiet", action="store_true", help="errors only")
 
 
 def execute(args: argparse.Namespace, env: Environment | None = None) -> int:

@@ -8,8 +8,8 @@ coordinates, on strided slices, one landmark at a time, and the caller scales to
 priors, the variances and the image size are folded into per-prior tensors once per image size,
 so decoding is one fused multiply-add per output, and a caller that needs only some priors'
 boxes (the window passes' best face, a scan's top candidates) decodes only those: on the CPU the
-reference's decoding was a visible part of a window round (RESULTS.md, "Tracked detection in
-``gpen-video bench``", "Decoding only what is used").
+reference's decoding was a visible part of a window round (measured 2026-11-28:
+the git history of benchmarks/RESULTS.md, "Decoding only what is used").
 """
 
 from __future__ import annotations

@@ -311,8 +311,8 @@ class WindowDetector:
 
         On the CPU an 8-bit region is resized before it becomes float (torch's uint8 resize,
         the same filter, rounded to whole levels): converting a 4K frame to float first costs
-        more than the resize and the network's input together (RESULTS.md, "Tracked detection in
-        ``gpen-video bench``"). Elsewhere the float region is resized."""
+        more than the resize and the network's input together (measured 2026-11-28:
+        the git history of benchmarks/RESULTS.md, "Tracked detection in ``gpen-video bench``"). Elsewhere the float region is resized."""
         import torch.nn.functional as F
 
         x0, y0, x1, y1 = region

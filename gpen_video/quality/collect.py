@@ -12,8 +12,8 @@ mask of each face (:func:`gpen_video.compose.mask.template_mask`) as "inside".
 
 The warping error is taken at half the crop size (area-averaged, 128 px by default): at full
 crop resolution it also counts pixel-level sensor and codec noise, which the paste's bicubic
-round trip alone lowers, so an identity run read clearly below 1 there (RESULTS.md, "gpen-video
-measure"); at half size what is left is flicker a viewer sees.
+round trip alone lowers, so an identity run read clearly below 1 there (measured 2026-11-28:
+the git history of benchmarks/RESULTS.md, "gpen-video measure"); at half size what is left is flicker a viewer sees.
 
 Ratios are result / source: 1.0 means "as stable / as sharp as the source". Per track, the
 warping-error ratio is Σ result error / Σ source error over the track's frame pairs; the sharpness
@@ -60,13 +60,17 @@ class MeasureOptions:
     track: TrackOptions = TrackOptions()
     smooth: SmoothOptions = SmoothOptions()
     crop_size: int = 256  # aligned crop side the measures are taken on
-    max_frames: int | None = None  # measure only the first N frames
+    max_frames: int | None = None  # measure only N frames (from ``start``)
+    start: int = 0  # the first frame measured (``measure --frames A-B``: A)
 
 
-def _pairs(source: Path, result: Path, max_frames: int | None) -> Iterator[tuple[Any, Any]]:
+def _pairs(source: Path, result: Path, max_frames: int | None,
+           start: int = 0) -> Iterator[tuple[Any, Any]]:
     from gpen_video.media import VideoSource
+    from gpen_video.options import RangeOptions
 
-    with VideoSource(source) as a, VideoSource(result) as b:
+    span = RangeOptions(start=start) if start else None
+    with VideoSource(source, span) as a, VideoSource(result, span) as b:
         if (a.width, a.height) != (b.width, b.height):
             raise UsageError(f"{result} is {b.width}×{b.height} but {source} is "
                              f"{a.width}×{a.height}: measure compares videos of equal frames "
@@ -202,7 +206,7 @@ def walk(source: Path, result: Path, options: MeasureOptions = MeasureOptions(),
             s, r, ds, dr = held.popleft()
             walker.frame(ff.frame_index, ff.faces, s, r, ds, dr)
 
-    for pair in _pairs(source, result, options.max_frames):
+    for pair in _pairs(source, result, options.max_frames, options.start):
         batch.append(pair)
         if len(batch) >= n:
             flush(batch)
