@@ -150,6 +150,7 @@ class EncodeOptions:
     pix_fmt: str | None = None
     start_number: int | None = None  # image sequences: first file number (None: first frame's)
     tracks: bool = True  # copy the source's audio/subtitle tracks (farm segments: False)
+    manifest: bool = False  # farm segments: write SEGMENT.json beside it (gpen_video.farm.manifest)
 
 
 @dataclass(frozen=True)

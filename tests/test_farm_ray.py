@@ -100,7 +100,8 @@ def test_farm_renders_like_one_process_and_retries_a_killed_worker(cluster, job,
     _same_as_reference(out, job)
     segdir = Path(summary["segment_dir"])
     assert sorted(p.name for p in segdir.iterdir()) == [
-        "seg-000000-000023.mkv", "seg-000024-000047.mkv", "seg-000048-000071.mkv"]
+        "seg-000000-000023.mkv", "seg-000000-000023.mkv.json", "seg-000024-000047.mkv",
+        "seg-000024-000047.mkv.json", "seg-000048-000071.mkv", "seg-000048-000071.mkv.json"]
 
 
 def test_rerun_after_a_killed_farm_reuses_finished_segments(cluster, job, tmp_path, capsys):

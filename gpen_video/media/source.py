@@ -26,7 +26,7 @@ import heapq
 import logging
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -228,8 +228,12 @@ class VideoSource:
     """
 
     def __init__(self, path: str | os.PathLike[str], range: RangeOptions | None = None, *,
-                 threads: int = 0, errors: ErrorPolicy = "conceal") -> None:
+                 threads: int = 0, errors: ErrorPolicy = "conceal",
+                 inspect: Callable[[int, av.VideoFrame], None] | None = None) -> None:
         self.path = Path(path)
+        # called with (frame index, decoded av.VideoFrame) before each frame is converted: the
+        # farm's stitch checks a segment's pictures against their checksums with it
+        self._inspect = inspect
         if errors not in ("conceal", "strict"):
             raise ValueError(f"errors must be 'conceal' or 'strict', not {errors!r}")
         self._threads = threads
@@ -710,6 +714,8 @@ class VideoSource:
                               "concealed the errors", self.path.name, index,
                               float(pts * self.time_base))
             self.concealed_frames.append(index)
+        if self._inspect is not None:
+            self._inspect(index, av_frame)
         image = self.to_rgb(av_frame)
         state.last_image = image
         if state.pending_lost:

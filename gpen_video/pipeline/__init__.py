@@ -150,8 +150,15 @@ def _open_sink(options: RunOptions, source: Any) -> Any:
     from gpen_video.media import VideoSink
     from gpen_video.review import output_size
 
+    recorder = None
+    if options.encode.manifest:  # a farm segment (gpen_video.farm.manifest)
+        from gpen_video.farm.manifest import (SegmentJob, SegmentRecorder, pixel_options,
+                                              source_identity)
+
+        recorder = SegmentRecorder(SegmentJob(source_identity(source), pixel_options(options)))
     return VideoSink(options.output, source, options.encode, overwrite=options.overwrite,
-                     size=output_size(options.compare, source.width, source.height))
+                     size=output_size(options.compare, source.width, source.height),
+                     recorder=recorder)
 
 
 def _leave_to_stragglers(wiring: Any, sink: Any, *objects: Any) -> None:
