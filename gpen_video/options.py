@@ -203,6 +203,7 @@ class FarmOptions:
     workers: int | None = None  # default: one per GPU; without GPUs one per cpus_per_worker CPUs
     cpus_per_worker: float = 1.0  # CPUs Ray reserves for each worker
     retries: int = 2  # further attempts of a chunk whose worker died or failed transiently
+    verify: str = "auto"  # the stitch's segment check: auto | none | packets | frames
 
 
 @dataclass(frozen=True)

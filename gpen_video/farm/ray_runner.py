@@ -43,6 +43,7 @@ from typing import Any, Callable, TextIO
 
 from gpen_video.errors import (EXIT_TRANSIENT, EXIT_USAGE, GpenVideoError, TransientError,
                                UsageError)
+from gpen_video.farm.manifest import SegmentError, pixel_options
 from gpen_video.farm.plan import (STITCH_WEIGHT, Chunk, SegmentFormat, default_segment_dir,
                                   job_key, plan_chunks, segment_format)
 from gpen_video.farm.warmup import chunk_margins, chunk_ranges
@@ -194,6 +195,8 @@ class _ChunkWorker:
         t0 = time.perf_counter()
         summary = pipeline.run(options, restorer=self.restorer, detector=self.detector,
                                observer=observer)
+        if hook is not None:
+            hook(chunk, attempt, -1, Path(segment))  # the segment is written
         self.board.update.remote(chunk.index, attempt, summary.frames)
         return {"frames": summary.frames, "faces": summary.faces,
                 "seconds": time.perf_counter() - t0, "pid": os.getpid()}
@@ -269,11 +272,16 @@ def _resolve_span(run: RunOptions) -> tuple[int, int, int, bool]:
         return src.range.start, src.range.end, src.bit_depth, src.range.clamped
 
 
-def _check_segment(path: Path, chunk: Chunk, timeline: Any, source: Path) -> bool:
-    from gpen_video.farm.stitch import place_segments, probe_segment
+def _check_segment(path: Path, chunk: Chunk, timeline: Any, source: Path,
+                   options: dict | None = None) -> bool:
+    """A segment on disk is this chunk's: its timestamps, and its manifest's source, options
+    and packet checksums (:mod:`gpen_video.farm.manifest`)."""
+    from gpen_video.farm.stitch import place_segments, probe_segment, verify_segments
 
     try:
-        place_segments([probe_segment(path)], timeline, source, (chunk.start, chunk.end))
+        placed = place_segments([probe_segment(path)], timeline, source,
+                                (chunk.start, chunk.end))
+        verify_segments(placed, source, "packets", options)
         return True
     except GpenVideoError as exc:
         log.warning("segment %s is not usable (%s): rendering it again", path.name, exc)
@@ -318,7 +326,8 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
                    f"{farm.chunk}, {fmt.mode} segments in {folder}", first=first, last=last,
                    chunks=len(chunks), segment_mode=fmt.mode, segment_dir=str(folder))
 
-    reports = _reusable(chunks, segment_of, Path(run.input), progress)
+    reports = _reusable(chunks, segment_of, Path(run.input), progress, pixel_options(run))
+    identity = _identity(run)
     todo = [c for c in chunks if c.index not in reports]
     done_frames = sum(chunks[i].count for i in reports)
     progress.update(done_frames)
@@ -333,8 +342,28 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
         render_seconds = time.perf_counter() - t_render
 
         t_stitch = time.perf_counter()
-        _stitch([segment_of[c.index] for c in chunks], run, fmt, (first, last), stitch_weight,
-                progress)
+        again: set[int] = set()
+        while True:
+            try:
+                _stitch([segment_of[c.index] for c in chunks], run, fmt, (first, last),
+                        stitch_weight, progress, farm.verify)
+                break
+            except SegmentError as exc:
+                c = next((c for c in chunks if segment_of[c.index] == exc.segment), None)
+                if c is None or c.index in again:
+                    raise
+                _source_unchanged(run, identity, exc)
+                again.add(c.index)
+                progress.event("chunk", f"chunk {c.index + 1}/{len(chunks)} (frames "
+                               f"{c.frames}) failed its check ({exc}): rendering it again",
+                               chunk=c.index, frames=c.frames, status="retry", error=str(exc))
+                paths.remove_quietly(segment_of[c.index])
+                t_render = time.perf_counter()
+                workers_used, device = _render(
+                    [c], len(chunks), run, farm, fmt, chunk_hook, segment_of, reports,
+                    progress, done_frames, ranges,
+                    first_attempt=max(1, reports[c.index].attempts) + 1)
+                render_seconds += time.perf_counter() - t_render
         stitch_seconds = time.perf_counter() - t_stitch
         progress.update(total + round(total * stitch_weight), force=True)
         kept = farm.keep_segments
@@ -387,8 +416,26 @@ def _segment_folder(farm: FarmOptions, output: Path, key: str) -> Path:
     return folder
 
 
+def _identity(run: RunOptions) -> dict:
+    from gpen_video.farm.manifest import source_identity
+    from gpen_video.media import VideoSource
+
+    with VideoSource(run.input) as src:
+        return source_identity(src)
+
+
+def _source_unchanged(run: RunOptions, identity: dict, exc: Exception) -> None:
+    """Raises InputError when the source is no longer the clip the job started from."""
+    from gpen_video.errors import InputError
+    from gpen_video.farm.manifest import same_source
+
+    if not same_source(_identity(run), identity):
+        raise InputError(f"{exc}; and {Path(run.input).name} changed while the job ran: run "
+                         "the job again on the finished file") from None
+
+
 def _stitch(segments: list[Path], run: RunOptions, fmt: SegmentFormat, span: tuple[int, int],
-            weight: float, progress: Progress) -> None:
+            weight: float, progress: Progress, verify: str = "auto") -> None:
     """Stitch the segments into ``run.output``, reporting progress after the rendered frames."""
     from gpen_video.farm.stitch import stitch
 
@@ -402,7 +449,8 @@ def _stitch(segments: list[Path], run: RunOptions, fmt: SegmentFormat, span: tup
         progress.update(total + done * weight)
 
     stitch(segments, run.input, output, encode=run.encode if fmt.reencode else None,
-           overwrite=run.overwrite, frames=span, progress=on_stitch)
+           overwrite=run.overwrite, frames=span, progress=on_stitch, verify=verify,
+           options=pixel_options(run))
 
 
 def _check_options(run: RunOptions, farm: FarmOptions) -> None:
@@ -418,7 +466,7 @@ def _check_options(run: RunOptions, farm: FarmOptions) -> None:
 
 
 def _reusable(chunks: list[Chunk], segment_of: dict[int, Path], source: Path,
-              progress: Progress) -> dict[int, ChunkReport]:
+              progress: Progress, options: dict | None = None) -> dict[int, ChunkReport]:
     """Reports of the chunks whose segment is already on disk and checks out (the resume)."""
     from gpen_video.farm.stitch import source_timeline
 
@@ -426,7 +474,7 @@ def _reusable(chunks: list[Chunk], segment_of: dict[int, Path], source: Path,
     reports: dict[int, ChunkReport] = {}
     for c in chunks:
         seg = segment_of[c.index]
-        if seg.exists() and _check_segment(seg, c, timeline, source):
+        if seg.exists() and _check_segment(seg, c, timeline, source, options):
             reports[c.index] = ChunkReport(c.index, c.start, c.end, "reused", 0,
                                            segment=seg.name)
             progress.event("chunk", f"chunk {c.index + 1}/{len(chunks)} (frames {c.frames}) "
@@ -447,7 +495,7 @@ def _remove_segments(folder: Path, own_folder: bool, segments: list[Path]) -> No
 def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions,
             fmt: SegmentFormat, hook: ChunkHook | None, segment_of: dict[int, Path],
             reports: dict[int, ChunkReport], progress: Progress, done_frames: int,
-            ranges: dict[int, RangeOptions]) -> tuple[int, str]:
+            ranges: dict[int, RangeOptions], first_attempt: int = 1) -> tuple[int, str]:
     """Render ``todo`` on Ray actors; fill ``reports``. Returns (workers, device)."""
     ray = _import_ray()
     started = _connect(ray, farm.ray_address)
@@ -478,7 +526,7 @@ def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions
                        device=device)
 
         pending: deque[Chunk] = deque(todo)
-        attempts: dict[int, int] = {c.index: 0 for c in todo}
+        attempts: dict[int, int] = {c.index: first_attempt - 1 for c in todo}
         running: dict[Any, tuple[int, Chunk]] = {}
         idle = list(range(n))
         finished_frames = done_frames

@@ -1,0 +1,97 @@
+"""How many pipeline processes one machine can run at once: the bound on ``--workers``.
+
+Three limits; the smallest wins, whatever was asked (``auto`` included):
+
+* **cores**: at most one process per CPU core (each runs decode, tracking and encode on the
+  CPU even when the network is on a GPU), and with GPUs at most
+  :data:`~gpen_video.farm.local.WORKERS_PER_GPU` per GPU;
+* **memory**: at most ``MemAvailable × MEMORY_SHARE ÷ MEMORY_PER_WORKER`` — each process loads
+  its own restorer and detector and holds its own frame queues; :data:`MEMORY_PER_WORKER` is
+  the peak RSS of one worker measured on a 2-core CPU machine (GPEN-BFR-512, onnxruntime,
+  1080p: ``benchmarks/RESULTS.md``, "--workers bound"); ``GPEN_VIDEO_WORKER_MEMORY`` (GB)
+  overrides it for other models and resolutions;
+* **frames**: every process gets a chunk of at least :data:`MIN_CHUNK_FRAMES` frames: each
+  chunk also decodes and detects its warm-up frames (up to ~90 with the default tracking,
+  :func:`gpen_video.farm.warmup.chunk_margins`) and loads its own models, so a process with a
+  frame or two to render (what ``--workers 999`` on 24 frames did: 24 processes, 20× slower
+  than one) is all overhead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+MEMORY_PER_WORKER = 0.9e9  # bytes; measured peak RSS of one worker (module docstring)
+MEMORY_SHARE = 0.8  # of the memory available when the job starts
+MIN_CHUNK_FRAMES = 12  # half a second at 24 fps
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The most processes this job may use here, and the limit that set it."""
+
+    count: int
+    by_cores: int
+    by_memory: int
+    by_frames: int
+    reason: str
+
+    def explain(self, asked: int | None) -> str:
+        """One line for the user when the bound lowers what was asked."""
+        what = "auto" if asked is None else str(asked)
+        return f"--workers {what}: using {self.count} process(es): {self.reason}"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new processes (``MemAvailable``), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def worker_memory(env: dict[str, str] | None = None) -> float:
+    """Bytes one worker needs: ``GPEN_VIDEO_WORKER_MEMORY`` (GB) or :data:`MEMORY_PER_WORKER`."""
+    text = (env if env is not None else os.environ).get("GPEN_VIDEO_WORKER_MEMORY")
+    try:
+        value = float(text) * 1e9 if text else MEMORY_PER_WORKER
+    except ValueError:
+        value = MEMORY_PER_WORKER
+    return value if value > 0 else MEMORY_PER_WORKER
+
+
+def worker_bound(cores: int, gpus: int, frames: int, memory: int | None,
+                 per_worker: float = MEMORY_PER_WORKER, per_gpu: int = 4) -> Bound:
+    """The bound (module docstring) for a job of ``frames`` frames on ``cores`` cores and
+    ``gpus`` GPUs with ``memory`` bytes available."""
+    by_cores = max(1, cores)
+    core_text = f"one per core ({cores} cores)"
+    if gpus >= 1:
+        by_cores = max(1, min(by_cores, per_gpu * gpus))
+        core_text = f"one per core and at most {per_gpu} per GPU ({cores} cores, {gpus} GPU(s))"
+    if memory is None:
+        by_memory, mem_text = by_cores, "memory unknown"
+    else:
+        by_memory = max(1, int(memory * MEMORY_SHARE // per_worker))
+        mem_text = (f"{by_memory} fit in {MEMORY_SHARE:.0%} of the {memory / 1e9:.1f} GB "
+                    f"available at {per_worker / 1e9:.2f} GB each")
+    chunk = MIN_CHUNK_FRAMES
+    by_frames = max(1, frames // chunk)
+    frame_text = f"{frames} frames make {by_frames} chunk(s) of at least {chunk}"
+    count = min(by_cores, by_memory, by_frames)
+    limits = []
+    if count == by_cores:
+        limits.append(core_text)
+    if count == by_memory:
+        limits.append(mem_text)
+    if count == by_frames:
+        limits.append(frame_text)
+    return Bound(count, by_cores, by_memory, by_frames, "; ".join(limits))
