@@ -165,8 +165,19 @@ def test_workers_render_a_chunk_that_fails_its_check_again(clips, testdata, tmp_
     got, source = read_frames(out), read_frames(clips["a"])
     assert len(got) == 24
     assert all(np.array_equal(a.image, b.image) for a, b in zip(got, source))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.mkv"]
+
+
+@pytest.mark.slow
+def test_workers_fail_naming_a_segment_damaged_on_every_attempt(clips, testdata, tmp_path):
+    """(Slow: two rounds of worker processes.) Damaged again after its re-render, the chunk
+    ends the job: exit 2's error naming the segment and the frame, nothing left behind."""
+    from gpen_video.farm.local import run_workers
+    from gpen_video.farm.manifest import SegmentError
+    from gpen_video.options import WorkersOptions
+
     bad = tmp_path / "bad.mkv"
     with pytest.raises(SegmentError, match=r"seg-000012-000023\.mkv is damaged: frame 13"):
         run_workers(_run_options(clips, testdata, bad), WorkersOptions(count=2, threads=1),
                     chunk_hook=CorruptSegment(chunk=1, frame=1, attempts=2))
-    assert not bad.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["w.mkv"]
+    assert list(tmp_path.iterdir()) == []
