@@ -32,22 +32,36 @@ def default_engine_dir(env: Environment | None = None) -> Path:
     return env.user_cache / "engines"
 
 
-def engine_dir(explicit: Path | str | None = None, env: Environment | None = None) -> Path:
+def engine_dir(explicit: Path | str | None = None, env: Environment | None = None, *,
+               writable: bool = True) -> Path:
     """``explicit`` or :func:`default_engine_dir`, created if missing.
 
+    ``writable=False``: an existing read-only folder is returned as it is (for reading what it
+    holds; :func:`require_writable` before writing into it).
+
     Raises:
-        OutputError: the folder cannot be created or is not writable.
+        OutputError: the folder cannot be created, or (``writable``) is not writable.
     """
     folder = Path(explicit).expanduser() if explicit is not None else default_engine_dir(env)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the engine cache folder {folder}: "
                           f"{exc.strerror or exc}; pass another with --engine-dir (or set "
                           "GPEN_VIDEO_ENGINES), or use --backend torch, which needs none"
                           ) from None
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"the engine cache folder {folder} is not writable; pass another with "
-                          "--engine-dir (or set GPEN_VIDEO_ENGINES), or use --backend torch, "
-                          "which needs none")
+    if writable:
+        require_writable(folder)
     return folder
+
+
+def require_writable(folder: Path, what: str = "") -> None:
+    """Raises OutputError (where to point ``--engine-dir``) unless ``folder`` is writable.
+
+    ``what``: the file that needs writing, named in the message."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        need = f" and {what} must be written there" if what else ""
+        raise OutputError(f"the engine cache folder {folder} is not writable{need}; pass "
+                          "another with --engine-dir (or set GPEN_VIDEO_ENGINES), or use "
+                          "--backend torch, which needs none")
