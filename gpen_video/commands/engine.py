@@ -49,10 +49,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--cache-dir", type=Path, default=None, help="weights cache folder")
     build.add_argument("--no-download", action="store_true",
                        help="never download weights; fail if they are not cached")
-    listing = sub.add_parser("list", help="list cached engines and their quality-gate results")
+    listing = sub.add_parser("list", help="list cached engines and their quality-gate results, "
+                                          "and damaged or orphaned cache files")
     listing.add_argument("--engine-dir", type=Path, default=None, help="engine cache folder")
     clean = sub.add_parser("clean", help="delete cached exports, graphs and engines of earlier "
-                                         "recipes or TensorRT versions")
+                                         "recipes or TensorRT versions, and damaged or "
+                                         "orphaned cache files")
     clean.add_argument("--engine-dir", type=Path, default=None, help="engine cache folder")
     clean.add_argument("--dry-run", action="store_true", help="list what would go; delete nothing")
 
@@ -80,13 +82,23 @@ def _clean(args: argparse.Namespace, env: Environment | None) -> int:
             version = None  # not loadable here: judge plans by recipe only
     import torch
 
+    from gpen_video.engine.artifact import cache_problems, hash_path
+    from gpen_video.engine.clean import Stale
+
     stale = stale_files(folder, version, torch_version=torch.__version__)
+    known = {s.path for s in stale}
+    stale += [Stale(p, why) for p, why in cache_problems(folder) if p not in known]
     freed = 0
     for item in stale:
-        size = item.path.stat().st_size
+        try:
+            size = item.path.stat().st_size
+        except FileNotFoundError:
+            continue
         if not args.dry_run:
             try:
                 item.path.unlink()
+                if not item.path.name.endswith(".sha256"):
+                    hash_path(item.path).unlink(missing_ok=True)
             except FileNotFoundError:
                 continue  # another clean got there first
         freed += size
@@ -134,13 +146,20 @@ def _build(args: argparse.Namespace, env: Environment | None) -> int:
 def _list(args: argparse.Namespace, env: Environment | None) -> int:
     from gpen_video.engine.paths import default_engine_dir
 
+    from gpen_video.engine.artifact import cache_problems
+
     folder = Path(args.engine_dir) if args.engine_dir is not None else default_engine_dir(env)
     rows = describe_engines(folder)
+    problems = cache_problems(folder)
     if not rows:
         print(f"no engines in {folder}")
-        return 0
     for row in rows:
         print(row)
+    for path, why in problems:
+        print(f"{'damaged' if why.startswith('damaged') else 'orphaned':<9}{path.name}  {why}")
+    if problems:
+        print(f"{len(problems)} damaged or orphaned file(s): the next run rebuilds what it "
+              "needs; `gpen-video engine clean` deletes them")
     return 0
 
 

@@ -9,6 +9,7 @@ variables come from an :class:`~gpen_video.environment.Environment` (the CLI's).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from gpen_video.environment import Environment
@@ -60,8 +61,20 @@ def require_writable(folder: Path, what: str = "") -> None:
     """Raises OutputError (where to point ``--engine-dir``) unless ``folder`` is writable.
 
     ``what``: the file that needs writing, named in the message."""
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not _can_write(folder):
         need = f" and {what} must be written there" if what else ""
         raise OutputError(f"the engine cache folder {folder} is not writable{need}; pass "
                           "another with --engine-dir (or set GPEN_VIDEO_ENGINES), or use "
                           "--backend torch, which needs none")
+
+
+def _can_write(folder: Path) -> bool:
+    """Whether a file can be created in ``folder`` (tried: mode bits do not stop root, an
+    immutable folder or a read-only mount does)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
