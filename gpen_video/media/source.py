@@ -179,6 +179,11 @@ def _check_input_file(path: Path) -> None:
         raise InputError(f"input {path} does not exist")
     if path.is_dir():
         raise InputError(f"input {path} is a folder, not a video file")
+    if not path.is_file():  # a FIFO, socket or device: no size, no second read
+        kind = "a named pipe (FIFO)" if path.is_fifo() else "not a regular file"
+        raise InputError(f"input {path} is {kind}: gpen-video reads its input more than once "
+                         "(to index frames, then to decode, and again for the audio); save the "
+                         "stream to a file first and give that")
     if path.stat().st_size == 0:
         raise InputError(f"input {path} is empty (0 bytes)")
 
@@ -257,9 +262,13 @@ class VideoSource:
             videos = [s for s in container.streams.video
                       if not (int(s.disposition) & int(av.stream.Disposition.attached_pic))]
             if not videos:
-                kinds = sorted({s.type for s in container.streams}) or ["no streams"]
-                raise InputError(f"input {self.path} has no video stream ({', '.join(kinds)} "
-                                 "only): gpen-video needs a video")
+                covers = [s for s in container.streams.video if s not in videos]
+                kinds = sorted({s.type for s in container.streams if s not in covers})
+                if covers:
+                    kinds.append("a cover picture")
+                raise InputError(f"input {self.path} has no video stream "
+                                 f"({', '.join(kinds) or 'no streams'} only): gpen-video needs "
+                                 "a video")
             stream = videos[0]
             cc = stream.codec_context
             self.stream_index: int = stream.index
