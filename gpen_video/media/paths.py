@@ -92,8 +92,8 @@ def write_error(exc: BaseException, folder: Path, what: str, hint: str = "") -> 
     if reason is None and getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"{what}: permission denied in {folder} (it is read-only, or its "
                            "permissions changed while gpen-video ran); make it writable or "
-                           "choose another output folder, then run again (nothing was "
-                           "written)")
+                           "choose another output folder, then run again (the next run to this "
+                           "output removes any partial file left there)")
     if reason is None:
         detail = getattr(exc, "strerror", None) or str(exc)
         return OutputError(f"{what}: {detail}{'; ' + hint if hint else ''}")

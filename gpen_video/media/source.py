@@ -266,9 +266,9 @@ class VideoSource:
                 kinds = sorted({s.type for s in container.streams if s not in covers})
                 if covers:
                     kinds.append("a cover picture")
-                raise InputError(f"input {self.path} has no video stream "
-                                 f"({', '.join(kinds) or 'no streams'} only): gpen-video needs "
-                                 "a video")
+                raise InputError(f"input {self.path} has no video stream (only "
+                                 f"{' and '.join(kinds) or 'no streams at all'}): gpen-video "
+                                 "needs a video")
             stream = videos[0]
             cc = stream.codec_context
             self.stream_index: int = stream.index
