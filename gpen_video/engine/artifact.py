@@ -47,8 +47,6 @@ log = logging.getLogger("gpen_video.engine")
 HASH_SUFFIX = ".sha256"
 PART_SUFFIX = ".part"  # temporary files of writes in progress (or of killed writers)
 _STALE_PART_SECONDS = 3600.0  # a temporary file older than this has no live writer
-# the files of an engine folder that are artifacts (checked by cache_problems)
-ARTIFACT_SUFFIXES = (".onnx", ".plan", ".json", ".cache")
 
 
 def hash_path(path: Path | str) -> Path:
@@ -207,10 +205,30 @@ def read_verified(path: Path | str) -> bytes | None:
         return None
 
 
+def _gate_report_of_plan(path: Path) -> bool:
+    name = path.name
+    stem = name[:-len(".rejected.json")] if name.endswith(".rejected.json") else \
+        name[:-len(".json")] if name.endswith(".json") else None
+    return stem is not None and path.with_name(stem + ".plan").exists()
+
+
+def is_artifact_name(name: str) -> bool:
+    """Whether a file name is one of the engine cache's artifacts: an ONNX export or precision
+    graph, a TensorRT plan or gate report, a timing cache, a torch quality-gate verdict."""
+    from gpen_video.engine.key import timing_cache_version
+    from gpen_video.engine.mixed import parse_name
+    from gpen_video.engine.onnx_cache import export_recipe_of
+
+    return (export_recipe_of(name) is not None or parse_name(name) is not None
+            or name.endswith(".plan") or timing_cache_version(name) is not None
+            or (name.startswith("torch-gate-") and name.endswith(".json")))
+
+
 def cache_problems(folder: Path | str) -> list[tuple[Path, str]]:
     """(file, what is wrong) for every damaged artifact, orphaned hash and abandoned temporary
-    file in ``folder`` (nothing is changed). Artifacts are the files ending in
-    :data:`ARTIFACT_SUFFIXES`; lock files and other names are not looked at."""
+    file in ``folder`` (nothing is changed). Artifacts: every file with a hash beside it, and
+    every file named like one (:func:`is_artifact_name`; a gate report goes with its plan);
+    lock files and other names (``README.md``) are not looked at."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -228,7 +246,8 @@ def cache_problems(folder: Path | str) -> list[tuple[Path, str]]:
         elif p.name.endswith(HASH_SUFFIX):
             if not p.with_name(p.name[:-len(HASH_SUFFIX)]).exists():
                 problems.append((p, "hash of a file that is gone (orphaned)"))
-        elif p.suffix in ARTIFACT_SUFFIXES and not p.name.startswith("."):
+        elif not p.name.startswith(".") and (hash_path(p).exists() or is_artifact_name(p.name)
+                                             or _gate_report_of_plan(p)):
             why = damage(p)
             if why is not None:
                 problems.append((p, f"damaged: {why}"))
