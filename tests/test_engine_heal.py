@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from gpen_video.cli import main
-from gpen_video.engine.artifact import (cache_problems, check_artifact, damage, hash_path,
-                                        read_verified, write_artifact)
+from gpen_video.engine.artifact import (check_artifact, damage, hash_path, read_verified,
+                                        write_artifact)
+from gpen_video.engine.clean import cache_problems
 from tests.media_helpers import VideoSpec, make_video
 from tests.pipeline_helpers import save_small_gpen
 

@@ -153,9 +153,8 @@ def _run_options(clips, testdata: Path, out: Path):
 def test_workers_render_a_chunk_that_fails_its_check_again(clips, testdata, tmp_path):
     """``--workers 2``: chunk 1's segment is damaged once it is written (first attempt only):
     the stitch's check finds it, the chunk is rendered again, and the output is the clip's
-    frames (no faces in it); damaged on every attempt, the job fails naming segment and frame."""
+    frames (no faces in it). (Damaged on every attempt: the slow test below.)"""
     from gpen_video.farm.local import run_workers
-    from gpen_video.farm.manifest import SegmentError
     from gpen_video.options import WorkersOptions
 
     out = tmp_path / "w.mkv"

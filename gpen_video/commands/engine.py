@@ -82,8 +82,8 @@ def _clean(args: argparse.Namespace, env: Environment | None) -> int:
             version = None  # not loadable here: judge plans by recipe only
     import torch
 
-    from gpen_video.engine.artifact import cache_problems, hash_path
-    from gpen_video.engine.clean import Stale
+    from gpen_video.engine.artifact import hash_path
+    from gpen_video.engine.clean import Stale, cache_problems
 
     stale = stale_files(folder, version, torch_version=torch.__version__)
     known = {s.path for s in stale}
@@ -146,7 +146,7 @@ def _build(args: argparse.Namespace, env: Environment | None) -> int:
 def _list(args: argparse.Namespace, env: Environment | None) -> int:
     from gpen_video.engine.paths import default_engine_dir
 
-    from gpen_video.engine.artifact import cache_problems
+    from gpen_video.engine.clean import cache_problems
 
     folder = Path(args.engine_dir) if args.engine_dir is not None else default_engine_dir(env)
     rows = describe_engines(folder)

@@ -22,8 +22,8 @@ this module:
   holds a sound file is used as it is, with no lock and no write.
 * :func:`read_verified` ``(path)`` → the bytes of a small artifact (a JSON verdict, a timing
   cache) when sound, else None after the same warning and removal.
-* :func:`cache_problems` ``(folder)`` lists damaged artifacts and orphaned hashes and temporary
-  files, for ``gpen-video engine list`` and ``engine clean``.
+* :func:`gpen_video.engine.clean.cache_problems` ``(folder)`` lists damaged artifacts and
+  orphaned hashes and temporary files, for ``gpen-video engine list`` and ``engine clean``.
 
 The hash is sha256 over the file's bytes; checking costs one read of the file (≈ 1 GB/s here,
 about 0.3 s for a GPEN-BFR-512 export), paid once per load.
@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,7 +45,6 @@ log = logging.getLogger("gpen_video.engine")
 
 HASH_SUFFIX = ".sha256"
 PART_SUFFIX = ".part"  # temporary files of writes in progress (or of killed writers)
-_STALE_PART_SECONDS = 3600.0  # a temporary file older than this has no live writer
 
 
 def hash_path(path: Path | str) -> Path:
@@ -203,52 +201,3 @@ def read_verified(path: Path | str) -> bytes | None:
         return path.read_bytes()
     except OSError:
         return None
-
-
-def _gate_report_of_plan(path: Path) -> bool:
-    name = path.name
-    stem = name[:-len(".rejected.json")] if name.endswith(".rejected.json") else \
-        name[:-len(".json")] if name.endswith(".json") else None
-    return stem is not None and path.with_name(stem + ".plan").exists()
-
-
-def is_artifact_name(name: str) -> bool:
-    """Whether a file name is one of the engine cache's artifacts: an ONNX export or precision
-    graph, a TensorRT plan or gate report, a timing cache, a torch quality-gate verdict."""
-    from gpen_video.engine.key import timing_cache_version
-    from gpen_video.engine.mixed import parse_name
-    from gpen_video.engine.onnx_cache import export_recipe_of
-
-    return (export_recipe_of(name) is not None or parse_name(name) is not None
-            or name.endswith(".plan") or timing_cache_version(name) is not None
-            or (name.startswith("torch-gate-") and name.endswith(".json")))
-
-
-def cache_problems(folder: Path | str) -> list[tuple[Path, str]]:
-    """(file, what is wrong) for every damaged artifact, orphaned hash and abandoned temporary
-    file in ``folder`` (nothing is changed). Artifacts: every file with a hash beside it, and
-    every file named like one (:func:`is_artifact_name`; a gate report goes with its plan);
-    lock files and other names (``README.md``) are not looked at."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    problems = []
-    now = time.time()
-    for p in sorted(folder.iterdir()):
-        if not p.is_file():
-            continue
-        if p.name.startswith(".") and p.name.endswith(PART_SUFFIX):
-            try:
-                if now - p.stat().st_mtime > _STALE_PART_SECONDS:
-                    problems.append((p, "temporary file of a write that never finished"))
-            except OSError:
-                pass
-        elif p.name.endswith(HASH_SUFFIX):
-            if not p.with_name(p.name[:-len(HASH_SUFFIX)]).exists():
-                problems.append((p, "hash of a file that is gone (orphaned)"))
-        elif not p.name.startswith(".") and (hash_path(p).exists() or is_artifact_name(p.name)
-                                             or _gate_report_of_plan(p)):
-            why = damage(p)
-            if why is not None:
-                problems.append((p, f"damaged: {why}"))
-    return problems

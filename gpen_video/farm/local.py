@@ -20,7 +20,16 @@ in N processes at once:
    worker *i* sees only GPU ``i mod G`` (``CUDA_VISIBLE_DEVICES``, set before torch loads);
    with one GPU all workers share it;
 4. the segments are stitched once (:func:`gpen_video.farm.stitch.stitch`: the delivery codec
-   encoded once, the source's audio muxed once) and the folder removed.
+   encoded once, the source's audio muxed once) and the folder removed. The stitch checks every
+   segment against its manifest (:mod:`gpen_video.farm.manifest`; ``auto``: picture checksums
+   when re-encoding, packet checksums when packet-copying); a chunk whose segment fails is
+   rendered once more (when the source is still the clip the job started from) and the stitch
+   repeated; failing again, the job stops with the check's error (exit 2) naming segment and
+   frame.
+
+The number of processes is bounded by the machine (:mod:`gpen_video.farm.bound`: cores, memory
+per process, frames per chunk): asking for more (``--workers 999``) runs with the bound and
+says so in one warning; ``auto`` is bounded the same way.
 
 One progress display covers the whole job (rendering, then stitching). Errors are those of a
 single run: a worker's error is raised again here with its own type and message, so the exit

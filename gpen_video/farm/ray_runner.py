@@ -8,7 +8,8 @@ The driver (this module, in the ``gpen-video farm`` process):
 2. finds the job's segment folder (``.<output name>.farm-<job key>`` beside the output unless
    ``segment_dir`` is given): the key covers the input file and every rendering option, so a
    segment already there (written by rename, so complete) belongs to this very job; it is checked
-   (frame count, timestamps) and reused — that is the resume after a crash;
+   (frame count, timestamps, its manifest's source, options and packet checksums) and reused —
+   that is the resume after a crash;
 3. starts one Ray actor per GPU (``num_gpus=1``), or without GPUs one CPU worker per
    ``cpus_per_worker`` CPUs; each actor loads the restorer and the detector once and renders
    chunk after chunk with :func:`gpen_video.pipeline.run` (``--frames A-B`` of the chunk with
@@ -16,9 +17,13 @@ The driver (this module, in the ``gpen-video farm`` process):
    it), writing ``seg-A-B.ext`` by write-then-rename;
 4. retries a chunk whose worker died (the actor is restarted by Ray and loads its engine again)
    or failed transiently, up to ``retries`` more times; a bad-input error stops the job at once;
-5. stitches the segments (:func:`gpen_video.farm.stitch.stitch`), removes the segment folder
+5. stitches the segments (:func:`gpen_video.farm.stitch.stitch`, checking each against its
+   manifest at ``farm.verify``: :mod:`gpen_video.farm.manifest`), removes the segment folder
    (unless ``keep_segments``), and reports progress over the whole job throughout
-   (:class:`~gpen_video.progress.Progress`).
+   (:class:`~gpen_video.progress.Progress`). A segment that fails its check — foreign, of
+   another job, or damaged — makes its chunk render once more (a ``retry`` event naming the
+   segment and frame) when the source is still the clip the job started from, then the stitch
+   runs again; the resume in step 2 checks reused segments the same way.
 
 Exit codes (through the CLI): 0 done; 2 bad input/options (a chunk failed with one, or Ray is
 not installed); 75 a chunk kept failing transiently or its worker kept dying, or the cluster
@@ -26,12 +31,13 @@ cannot be reached — rerun the same command, finished segments are kept and reu
 
 ``run_farm(..., chunk_hook=f)`` is for tests that make a worker fail for real: each worker calls
 ``f(chunk, attempt, frames_done)`` before a chunk (``frames_done`` 0) and after each of its frames,
-in the worker's process (``f`` is pickled to the workers with their other arguments). The CLI
+and ``f(chunk, attempt, -1, segment_path)`` once the segment is written, in the worker's process (``f`` is pickled to the workers with their other arguments). The CLI
 never sets it; the options hold no test switch.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -342,29 +348,17 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
         render_seconds = time.perf_counter() - t_render
 
         t_stitch = time.perf_counter()
-        again: set[int] = set()
-        while True:
-            try:
-                _stitch([segment_of[c.index] for c in chunks], run, fmt, (first, last),
-                        stitch_weight, progress, farm.verify)
-                break
-            except SegmentError as exc:
-                c = next((c for c in chunks if segment_of[c.index] == exc.segment), None)
-                if c is None or c.index in again:
-                    raise
-                _source_unchanged(run, identity, exc)
-                again.add(c.index)
-                progress.event("chunk", f"chunk {c.index + 1}/{len(chunks)} (frames "
-                               f"{c.frames}) failed its check ({exc}): rendering it again",
-                               chunk=c.index, frames=c.frames, status="retry", error=str(exc))
-                paths.remove_quietly(segment_of[c.index])
-                t_render = time.perf_counter()
-                workers_used, device = _render(
-                    [c], len(chunks), run, farm, fmt, chunk_hook, segment_of, reports,
-                    progress, done_frames, ranges,
-                    first_attempt=max(1, reports[c.index].attempts) + 1)
-                render_seconds += time.perf_counter() - t_render
-        stitch_seconds = time.perf_counter() - t_stitch
+        rerender = functools.partial(_render, n_chunks=len(chunks), run=run, farm=farm,
+                                     fmt=fmt, hook=chunk_hook, segment_of=segment_of,
+                                     reports=reports, progress=progress,
+                                     done_frames=done_frames, ranges=ranges)
+        again_seconds, used = _stitch_checked(chunks, segment_of, run, farm, fmt,
+                                              (first, last), stitch_weight, progress, identity,
+                                              reports, rerender)
+        if used is not None:
+            workers_used, device = used
+        render_seconds += again_seconds
+        stitch_seconds = time.perf_counter() - t_stitch - again_seconds
         progress.update(total + round(total * stitch_weight), force=True)
         kept = farm.keep_segments
         if not kept:
@@ -414,6 +408,41 @@ def _segment_folder(farm: FarmOptions, output: Path, key: str) -> Path:
         raise UsageError(f"cannot create the segment folder {folder}: {exc}") from None
     paths.remove_stale_partials_in(folder)
     return folder
+
+
+def _stitch_checked(chunks: list[Chunk], segment_of: dict[int, Path], run: RunOptions,
+                    farm: FarmOptions, fmt: SegmentFormat, span: tuple[int, int],
+                    weight: float, progress: Progress, identity: dict,
+                    reports: dict[int, ChunkReport], rerender: Callable[..., tuple[int, str]]
+                    ) -> tuple[float, tuple[int, str] | None]:
+    """Stitch; a segment that fails its check has its chunk rendered once more (when the source
+    is unchanged) and the stitch runs again. Returns (seconds spent re-rendering, the last
+    re-render's (workers, device) or None).
+
+    Raises:
+        SegmentError: the same chunk failed twice. InputError: the source changed.
+    """
+    again: set[int] = set()
+    seconds, used = 0.0, None
+    while True:
+        try:
+            _stitch([segment_of[c.index] for c in chunks], run, fmt, span, weight, progress,
+                    farm.verify)
+            return seconds, used
+        except SegmentError as exc:
+            c = next((c for c in chunks if segment_of[c.index] == exc.segment), None)
+            if c is None or c.index in again:
+                raise
+            _source_unchanged(run, identity, exc)
+            again.add(c.index)
+            progress.event("chunk", f"chunk {c.index + 1}/{len(chunks)} (frames {c.frames}) "
+                           f"failed its check ({exc}): rendering it again", chunk=c.index,
+                           frames=c.frames, status="retry", error=str(exc))
+            paths.remove_quietly(segment_of[c.index])
+            t = time.perf_counter()
+            done = reports.get(c.index)
+            used = rerender([c], first_attempt=max(1, done.attempts if done else 1) + 1)
+            seconds += time.perf_counter() - t
 
 
 def _identity(run: RunOptions) -> dict:
