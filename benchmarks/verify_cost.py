@@ -6,8 +6,8 @@ segment recorder: ``bgr0``, manifest beside each), then times, interleaved over 
 
 * ``none``: reading the segments' packets and placing them on the source timeline (what every
   stitch does);
-* ``packets``: + the manifests checked and every packet's md5 compared;
-* ``frames``: + every frame decoded and its picture's md5 compared (the packet copy's extra
+* ``packets``: + the manifests checked and every packet's sha1 compared;
+* ``frames``: + every frame decoded and its picture's sha1 compared (the packet copy's extra
   decode);
 * ``decode``: decoding alone — what a re-encoding stitch does anyway, so ``frames`` costs a
   re-encode only ``frames − decode − packets``.

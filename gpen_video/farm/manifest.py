@@ -14,8 +14,8 @@ before the segment itself is renamed into place. It holds:
   precision, detection, tracking, smoothing, blending, temporal, faces, compare — not devices,
   threads, batch sizes or folders) and their digest;
 * ``version``: the product version that rendered it;
-* ``packets``: every video packet's md5, in decode order, with its pts;
-* ``pictures``: the md5 of every frame's picture as the encoder received it (the visible bytes of
+* ``packets``: every video packet's sha1, in decode order, with its pts;
+* ``pictures``: the sha1 of every frame's picture as the encoder received it (the visible bytes of
   each plane, FFmpeg's framemd5 idea), in presentation order, with its source frame index — for
   lossless segment codecs (FFV1, PNG), whose decoded picture is that picture bit for bit; lossy
   segment codecs (ProRes, DNxHR, H.264 closed-GOP segments) carry packet checksums only.
@@ -24,9 +24,9 @@ The stitch checks segments at one of three levels (``--verify``, :data:`VERIFY_L
 
 * ``none``: timestamps and continuity only (what a stitch checked before manifests);
 * ``packets``: the manifest must be there and match (same source, same pixel options and version
-  as the other segments, the frames its timestamps say) and every packet's md5 must match —
-  the packets are read for placement anyway, so this costs one md5 per packet;
-* ``frames``: ``packets``, and every frame is decoded and its picture's md5 compared with the
+  as the other segments, the frames its timestamps say) and every packet's sha1 must match —
+  the packets are read for placement anyway, so this costs one sha1 per packet;
+* ``frames``: ``packets``, and every frame is decoded and its picture's sha1 compared with the
   manifest's (end to end: what the renderer encoded is what the stitch decodes);
 * ``auto`` (default): ``frames`` when the stitch re-encodes (it decodes every frame anyway: the
   check adds only the hashing) and ``packets`` when it packet-copies (no decode otherwise).
@@ -54,9 +54,9 @@ MANIFEST_FORMAT = 1
 MANIFEST_KIND = "gpen-video-segment"
 VERIFY_LEVELS = ("auto", "none", "packets", "frames")
 LOSSLESS_FAMILIES = frozenset({"ffv1", "png"})
-# packed formats with a filler byte (its value is the converter's or decoder's choice): the
-# picture's bytes of each pixel
-_FILLER = {"bgr0": [0, 1, 2], "rgb0": [0, 1, 2], "0bgr": [1, 2, 3], "0rgb": [1, 2, 3]}
+# packed formats with a filler byte (its value is the converter's or decoder's choice): where
+# it is in each pixel
+_FILLER = {"bgr0": 3, "rgb0": 3, "0bgr": 0, "0rgb": 0}
 _SAMPLE = 1 << 20  # bytes per sample of the source's identity digest
 # restore/detect fields that do not change what is rendered (where and how fast it runs)
 _NOT_PIXELS = {"device", "threads", "batch", "max_batch", "engine_dir", "cache_dir", "download",
@@ -159,13 +159,15 @@ def options_digest(options: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------ pictures
 
 
-def picture_md5(frame: Any) -> str:
-    """md5 of the visible bytes of every plane of an ``av.VideoFrame`` (row padding left out),
-    so the frame an encoder received and the one its lossless decoder returns hash alike."""
+def picture_hash(frame: Any) -> str:
+    """sha1 of the visible bytes of every plane of an ``av.VideoFrame`` (row padding left out;
+    the filler byte of ``bgr0`` and the like set to 0 in the frame first, as no part of the
+    picture), so the frame an encoder received and the one its lossless decoder returns hash
+    alike. sha1, not md5 as in FFmpeg's framemd5: the same job, 2× faster here (SHA extensions)."""
     import numpy as np
 
     fmt = frame.format
-    digest = hashlib.md5(usedforsecurity=False)
+    digest = hashlib.sha1(usedforsecurity=False)
     digest.update(f"{fmt.name} {frame.width}x{frame.height}".encode())
     planar = len(frame.planes) > 1
     for index, plane in enumerate(frame.planes):
@@ -174,16 +176,24 @@ def picture_md5(frame: Any) -> str:
             row = plane.width * step
         else:
             row = -(-plane.width * fmt.padded_bits_per_pixel // 8)
-        data = np.frombuffer(plane, np.uint8)[:plane.height * plane.line_size]
-        rows = data.reshape(plane.height, plane.line_size)[:, :row]
-        if fmt.name in _FILLER:  # bgr0 & co.: the filler byte is no part of the picture
-            rows = rows.reshape(plane.height, plane.width, 4)[..., _FILLER[fmt.name]]
-        digest.update(np.ascontiguousarray(rows).tobytes())
+        stride, height = plane.line_size, plane.height
+        data = np.frombuffer(plane, np.uint8)[:height * stride]
+        if fmt.name in _FILLER:
+            if not data.flags.writeable:
+                data = data.copy()
+            data.reshape(height, stride)[:, :row].reshape(height, plane.width, 4)[
+                ..., _FILLER[fmt.name]] = 0
+        view = memoryview(data)
+        if stride == row:
+            digest.update(view)
+        else:
+            for r in range(height):
+                digest.update(view[r * stride:r * stride + row])
     return digest.hexdigest()
 
 
-def packet_md5(packet: Any) -> str:
-    return hashlib.md5(bytes(packet), usedforsecurity=False).hexdigest()
+def packet_hash(packet: Any) -> str:
+    return hashlib.sha1(bytes(packet), usedforsecurity=False).hexdigest()
 
 
 # ------------------------------------------------------------------------------ writing
@@ -223,10 +233,10 @@ class SegmentRecorder:
     def picture(self, index: int, frame: Any) -> None:
         if self.lossless:
             self.picture_format = frame.format.name
-            self.pictures.append((int(index), picture_md5(frame)))
+            self.pictures.append((int(index), picture_hash(frame)))
 
     def packet(self, packet: Any) -> None:
-        self.packets.append((int(packet.pts), packet_md5(packet)))
+        self.packets.append((int(packet.pts), packet_hash(packet)))
 
     def record(self) -> dict[str, Any]:
         indices = [i for i, _ in self.pictures]
@@ -339,9 +349,9 @@ def check_same_job(segments: list[tuple[Path, dict[str, Any]]],
 
 def check_packets(segment: Path, record: dict[str, Any], packets: list[tuple[int, str]],
                   frame_of: dict[int, int]) -> None:
-    """Every packet's md5 matches the manifest's, in decode order.
+    """Every packet's sha1 matches the manifest's, in decode order.
 
-    ``packets``: (pts as demuxed, md5) per video packet; ``frame_of``: that pts → source frame
+    ``packets``: (pts as demuxed, sha1) per video packet; ``frame_of``: that pts → source frame
     index (to name the damaged frame). Pts are not compared: Matroska rounds them to 1 ms.
 
     Raises:
@@ -379,7 +389,7 @@ class PictureCheck:
         if self.expected is None:
             return
         want = self.expected.get(index)
-        if want is None or frame.format.name != self.format or picture_md5(frame) != want:
+        if want is None or frame.format.name != self.format or picture_hash(frame) != want:
             raise SegmentError(f"segment {self.segment.name} is damaged: frame {index} decodes "
                                "to another picture than was rendered (checksum mismatch); "
                                "render it again", self.segment, index)

@@ -48,7 +48,7 @@ import av.error
 
 from gpen_video.errors import InputError, OutputError, UsageError
 from gpen_video.farm import manifest
-from gpen_video.farm.manifest import PictureCheck, packet_md5
+from gpen_video.farm.manifest import PictureCheck, packet_hash
 from gpen_video.media import paths
 from gpen_video.media.codecs import CONTAINERS, SOURCE_FAMILIES, is_image_sequence
 from gpen_video.media.mux import AUDIO_LEAD, StreamCopier, tag_container, tag_output, timecode_at
@@ -126,7 +126,7 @@ class Segment:
     time_base: Fraction
     # (pts, dts, duration) per video packet, in decode order, in the segment's time base
     packets: list[tuple[int, int, int]] = field(default_factory=list)
-    hashes: list[str] = field(default_factory=list)  # md5 of each packet, in decode order
+    hashes: list[str] = field(default_factory=list)  # sha1 of each packet, in decode order
     first: int = -1  # first source frame it holds
     last: int = -1  # last source frame it holds
 
@@ -171,7 +171,7 @@ def probe_segment(path: str | os.PathLike[str]) -> Segment:
                                      "keeps no decode timestamps for B-frames): render long-GOP "
                                      "segments as .mov or .mp4")
                 seg.packets.append((int(packet.pts), int(packet.dts), int(packet.duration or 0)))
-                seg.hashes.append(packet_md5(packet))
+                seg.hashes.append(packet_hash(packet))
         except av.error.FFmpegError as exc:
             raise InputError(f"segment {path} is damaged ({exc}); render it again") from None
         if not seg.packets:
