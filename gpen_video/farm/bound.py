@@ -7,9 +7,9 @@ Three limits; the smallest wins, whatever was asked (``auto`` included):
   :data:`~gpen_video.farm.local.WORKERS_PER_GPU` per GPU;
 * **memory**: at most ``MemAvailable × MEMORY_SHARE ÷ MEMORY_PER_WORKER`` — each process loads
   its own restorer and detector and holds its own frame queues; :data:`MEMORY_PER_WORKER` is
-  the peak RSS of one worker measured on a 2-core CPU machine (GPEN-BFR-512, onnxruntime,
-  1080p: ``benchmarks/RESULTS.md``, "--workers bound"); ``GPEN_VIDEO_WORKER_MEMORY`` (GB)
-  overrides it for other models and resolutions;
+  the peak RSS of one process measured on a 2-core CPU machine with the default model
+  (GPEN-BFR-512, onnxruntime, 1080p: ``benchmarks/RESULTS.md``, "--workers bound"), so the
+  bound is conservative for smaller models; ``GPEN_VIDEO_WORKER_MEMORY`` (GB) overrides it;
 * **frames**: every process gets a chunk of at least :data:`MIN_CHUNK_FRAMES` frames: each
   chunk also decodes and detects its warm-up frames (up to ~90 with the default tracking,
   :func:`gpen_video.farm.warmup.chunk_margins`) and loads its own models, so a process with a
@@ -22,7 +22,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-MEMORY_PER_WORKER = 0.9e9  # bytes; measured peak RSS of one worker (module docstring)
+# bytes; measured peak RSS of one process here: GPEN-BFR-512 (random weights, onnxruntime, its
+# export cached), 1080p, faces in every frame: 3.50 GB (the first run, which exports, 4.25 GB)
+MEMORY_PER_WORKER = 3.5e9
 MEMORY_SHARE = 0.8  # of the memory available when the job starts
 MIN_CHUNK_FRAMES = 12  # half a second at 24 fps
 
