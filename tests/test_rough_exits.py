@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -214,9 +215,22 @@ def test_workers_999_runs_with_the_bound_and_says_why(testdata, tmp_path, capsys
     code, _, err = _run(capsys, clip, out, *render_args(testdata), "--codec", "ffv1",
                         "--workers", "999", "--progress", "json")
     assert code == 0, err
-    from gpen_video.farm.bound import available_memory, worker_bound
-
-    bound = worker_bound(os.cpu_count() or 1, 0, 24, available_memory())
     (line,) = [ln for ln in err.splitlines() if "--workers 999" in ln]
-    assert f"--workers 999: using {bound.count} process(es): " in line
-    assert bound.count <= (os.cpu_count() or 1) and bound.count <= 2  # 24 frames: ≥ 12 each
+    match = re.search(r"--workers 999: using (\d+) process\(es\): ", line)
+    assert match and 1 <= int(match.group(1)) <= min(2, os.cpu_count() or 1)  # 24 frames: ≥ 12
+    assert "24 frames make 2 chunk(s) of at least 12" in line or "core" in line
+
+
+def test_workers_bound_is_the_smallest_of_cores_memory_and_frames():
+    from gpen_video.farm.bound import MIN_CHUNK_FRAMES, worker_bound
+
+    gb = 1e9
+    assert worker_bound(2, 0, 10_000, int(100 * gb), 3.5 * gb).count == 2  # cores
+    b = worker_bound(64, 0, 10_000, int(10 * gb), 3.5 * gb)  # 0.8 × 10 / 3.5 = 2.29
+    assert (b.count, b.by_memory) == (2, 2) and "2 fit in 80% of the 10.0 GB" in b.reason
+    b = worker_bound(64, 0, 3 * MIN_CHUNK_FRAMES + 5, int(100 * gb), 3.5 * gb)
+    assert b.count == 3 and f"make 3 chunk(s) of at least {MIN_CHUNK_FRAMES}" in b.reason
+    assert worker_bound(64, 2, 10_000, int(100 * gb), 3.5 * gb).count == 8  # 4 per GPU
+    assert worker_bound(64, 0, 5, int(100 * gb), 3.5 * gb).count == 1  # never below one
+    assert worker_bound(4, 0, 10_000, None).count == 4  # memory unknown: not a limit
+    assert b.explain(999).startswith("--workers 999: using 3 process(es): ")
