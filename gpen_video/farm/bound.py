@@ -9,7 +9,8 @@ Three limits; the smallest wins, whatever was asked (``auto`` included):
   its own restorer and detector and holds its own frame queues; :data:`MEMORY_PER_WORKER` is
   the peak RSS of one process measured on a 2-core CPU machine with the default model
   (GPEN-BFR-512, onnxruntime, 1080p: ``benchmarks/RESULTS.md``, "--workers bound"), so the
-  bound is conservative for smaller models; ``GPEN_VIDEO_WORKER_MEMORY`` (GB) overrides it;
+  bound is conservative for smaller models (``--backend identity``:
+  :data:`IDENTITY_WORKER_MEMORY`); ``GPEN_VIDEO_WORKER_MEMORY`` (GB) overrides it;
 * **frames**: every process gets a chunk of at least :data:`MIN_CHUNK_FRAMES` frames: each
   chunk also decodes and detects its warm-up frames (up to ~90 with the default tracking,
   :func:`gpen_video.farm.warmup.chunk_margins`) and loads its own models, so a process with a
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 # bytes; measured peak RSS of one process here: GPEN-BFR-512 (random weights, onnxruntime, its
 # export cached), 1080p, faces in every frame: 3.50 GB (the first run, which exports, 4.25 GB)
 MEMORY_PER_WORKER = 3.5e9
+# the same with --backend identity (detector, decode, encode and queues only): 1.18 GB
+IDENTITY_WORKER_MEMORY = 1.2e9
 MEMORY_SHARE = 0.8  # of the memory available when the job starts
 MIN_CHUNK_FRAMES = 12  # half a second at 24 fps
 
@@ -60,14 +63,17 @@ def available_memory() -> int | None:
         return None
 
 
-def worker_memory(env: dict[str, str] | None = None) -> float:
-    """Bytes one worker needs: ``GPEN_VIDEO_WORKER_MEMORY`` (GB) or :data:`MEMORY_PER_WORKER`."""
+def worker_memory(backend: str = "auto", env: dict[str, str] | None = None) -> float:
+    """Bytes one worker needs: ``GPEN_VIDEO_WORKER_MEMORY`` (GB), else the measured figure for
+    ``backend`` (:data:`IDENTITY_WORKER_MEMORY` for ``identity``, :data:`MEMORY_PER_WORKER` for
+    any network)."""
+    default = IDENTITY_WORKER_MEMORY if backend == "identity" else MEMORY_PER_WORKER
     text = (env if env is not None else os.environ).get("GPEN_VIDEO_WORKER_MEMORY")
     try:
-        value = float(text) * 1e9 if text else MEMORY_PER_WORKER
+        value = float(text) * 1e9 if text else default
     except ValueError:
-        value = MEMORY_PER_WORKER
-    return value if value > 0 else MEMORY_PER_WORKER
+        value = default
+    return value if value > 0 else default
 
 
 def worker_bound(cores: int, gpus: int, frames: int, memory: int | None,

@@ -336,7 +336,8 @@ def run_workers(run: RunOptions, workers: WorkersOptions = WorkersOptions(), *,
         fmt = segment_format(src.video_info, depth, output, run.encode, "auto")
         identity = source_identity(src)
     total = last - first + 1
-    bound = worker_bound(cores, len(gpus), total, available_memory(), worker_memory())
+    bound = worker_bound(cores, len(gpus), total, available_memory(),
+                         worker_memory(run.restore.backend))
     if count > bound.count:
         log.warning("%s", bound.explain(asked))
         count = bound.count
