@@ -23,9 +23,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-# bytes; measured peak RSS of one process here: GPEN-BFR-512 (random weights, onnxruntime, its
-# export cached), 1080p, faces in every frame: 3.50 GB (the first run, which exports, 4.25 GB)
-MEMORY_PER_WORKER = 3.5e9
+# bytes; measured here, GPEN-BFR-512 (random weights, onnxruntime, its export cached), 1080p,
+# a face in every frame: peak RSS of a single run 3.50 GB, of one --workers process 4.04 GB
+# (8.05 GB for the whole 2-worker job, driver included); rounded up to cover the driver
+MEMORY_PER_WORKER = 4.2e9
 # the same with --backend identity (detector, decode, encode and queues only): 1.18 GB
 IDENTITY_WORKER_MEMORY = 1.2e9
 MEMORY_SHARE = 0.8  # of the memory available when the job starts
