@@ -27,8 +27,9 @@ from dataclasses import dataclass
 # a face in every frame: peak RSS of a single run 3.50 GB, of one --workers process 4.04 GB
 # (8.05 GB for the whole 2-worker job, driver included); rounded up to cover the driver
 MEMORY_PER_WORKER = 4.2e9
-# the same with --backend identity (detector, decode, encode and queues only): 1.18 GB
-IDENTITY_WORKER_MEMORY = 1.2e9
+# the same with --backend identity (detector, decode, encode and queues only): single run
+# 1.18 GB, one --workers process 1.50 GB (2.76 GB for the 2-worker job)
+IDENTITY_WORKER_MEMORY = 1.6e9
 MEMORY_SHARE = 0.8  # of the memory available when the job starts
 MIN_CHUNK_FRAMES = 12  # half a second at 24 fps
 
