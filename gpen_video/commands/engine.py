@@ -156,7 +156,9 @@ def _list(args: argparse.Namespace, env: Environment | None) -> int:
     for row in rows:
         print(row)
     for path, why in problems:
-        print(f"{'damaged' if why.startswith('damaged') else 'orphaned':<9}{path.name}  {why}")
+        kind, _, detail = why.partition(": ") if why.startswith("damaged") else ("orphaned", "",
+                                                                                  why)
+        print(f"{kind:<9}{path.name}  {detail}")
     if problems:
         print(f"{len(problems)} damaged or orphaned file(s): the next run rebuilds what it "
               "needs; `gpen-video engine clean` deletes them")
