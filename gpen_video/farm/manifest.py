@@ -223,6 +223,7 @@ class SegmentRecorder:
         self.version = __version__
         self.packets: list[tuple[int, str]] = []
         self.pictures: list[tuple[int, str]] = []
+        self.indices: list[int] = []  # source frame index of every frame written
         self.picture_format: str | None = None
 
     def codec(self, family: str) -> None:
@@ -231,6 +232,7 @@ class SegmentRecorder:
         self.lossless = family in LOSSLESS_FAMILIES
 
     def picture(self, index: int, frame: Any) -> None:
+        self.indices.append(int(index))
         if self.lossless:
             self.picture_format = frame.format.name
             self.pictures.append((int(index), picture_hash(frame)))
@@ -239,7 +241,7 @@ class SegmentRecorder:
         self.packets.append((int(packet.pts), packet_hash(packet)))
 
     def record(self) -> dict[str, Any]:
-        indices = [i for i, _ in self.pictures]
+        indices = self.indices
         first = min(indices) if indices else None
         last = max(indices) if indices else None
         return {"kind": MANIFEST_KIND, "format": MANIFEST_FORMAT, "version": self.version,
