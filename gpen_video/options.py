@@ -161,6 +161,7 @@ class EncodeOptions:
     timecode: str | None = None  # the timecode of the source's frame 0, replacing the file's own
     #                              (None: the file's): conform gives every restored range the
     #                              timecode its frames have in the edit, also for untagged sources
+    manifest: bool = False  # farm segments: write SEGMENT.json beside it (gpen_video.farm.manifest)
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,7 @@ class FarmOptions:
     workers: int | None = None  # default: one per GPU; without GPUs one per cpus_per_worker CPUs
     cpus_per_worker: float = 1.0  # CPUs Ray reserves for each worker
     retries: int = 2  # further attempts of a chunk whose worker died or failed transiently
+    verify: str = "auto"  # the stitch's segment check: auto | none | packets | frames
 
 
 @dataclass(frozen=True)

@@ -133,10 +133,27 @@ def other_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t is not me and t.is_alive()]
 
 
+def release_multiprocessing() -> None:
+    """Run multiprocessing's exit finalizers, as interpreter teardown would: they unlink the
+    named semaphores of the queues ``--workers`` uses (:mod:`gpen_video.farm.local`) and tell
+    Python's resource tracker so. Skipped by ``os._exit``, the tracker (a process of its own that
+    outlives this one by a moment) would print "resource_tracker: There appear to be N leaked
+    semaphore objects" after the product's last line. Only finalizers of priority ≥ 0 run (no
+    joining of processes or threads); nothing here when multiprocessing was never imported."""
+    util = sys.modules.get("multiprocessing.util")
+    if util is None:
+        return
+    try:
+        util._run_finalizers(0)
+    except Exception:  # noqa: BLE001 - on the way out; the warning is the worst case
+        pass
+
+
 def hard_exit(code: int, line: str | None = None) -> NoReturn:
     """Remove the partial outputs, print ``line``, flush, and end the process now
     (``os._exit``: no interpreter teardown, so no thread can crash it)."""
     remove_temps()
+    release_multiprocessing()
     if line:
         try:
             print(line, file=sys.stderr)

@@ -100,7 +100,7 @@ class FailChunk:
     chunk: int
     attempts: int | None = 1
 
-    def __call__(self, chunk, attempt: int, frames: int) -> None:
+    def __call__(self, chunk, attempt: int, frames: int, segment=None) -> None:
         if chunk.index != self.chunk or (self.attempts is not None and attempt > self.attempts):
             return
         if self.kind == "error" and frames == 0:
@@ -110,6 +110,42 @@ class FailChunk:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(17)
+
+
+@dataclass(frozen=True)
+class CorruptSegment:
+    """A chunk hook that damages chunk ``chunk``'s segment once it is written (on the first
+    ``attempts`` attempts): ``size`` bytes overwritten inside the packet of its ``frame``-th
+    frame, as a disk or a copy could. For ``run_farm`` and ``run_workers``."""
+
+    chunk: int
+    frame: int = 2
+    attempts: int = 1
+    size: int = 64
+
+    def __call__(self, chunk, attempt: int, frames: int, segment=None) -> None:
+        if segment is None or frames != -1 or chunk.index != self.chunk \
+                or attempt > self.attempts:
+            return
+        corrupt_packet(Path(segment), self.frame, self.size)
+
+
+def corrupt_packet(path: Path, frame: int, size: int = 64) -> int:
+    """Overwrite ``size`` bytes in the middle of the ``frame``-th video packet of ``path``
+    (decode order) with other bytes; returns the packet's pts."""
+    import av
+
+    with av.open(str(path)) as c:
+        packets = [(p.pos, p.size, p.pts) for p in c.demux(c.streams.video[0])
+                   if p.dts is not None and p.size]
+    pos, length, pts = packets[frame]
+    start = pos + max(0, length // 2 - size // 2)
+    with open(path, "r+b") as f:
+        f.seek(start)
+        old = f.read(min(size, length))
+        f.seek(start)
+        f.write(bytes((b + 97) % 256 for b in old))
+    return pts
 
 
 def inject(monkeypatch, hook: FailChunk) -> None:

@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from gpen_video.cli import main
+from gpen_video.engine.artifact import write_artifact
 from gpen_video.engine.clean import stale_files
 from gpen_video.engine.gate import GateReport
 from gpen_video.engine.key import BUILD_RECIPE, DeviceInfo, EngineKey
@@ -48,14 +49,14 @@ def folder(tmp_path):
     shutil.copy(mixed, f / (old_export.name[:-5] + ".fp16-style-m1.onnx"))
     shutil.copy(mixed, f / mixed.name.replace("-m1.onnx", "-m0.onnx"))
     for stem, recipe, passed in (("now", BUILD_RECIPE, True), ("old", 1, True)):
-        (f / f"{stem}.plan").write_bytes(b"plan")
+        write_artifact(f / f"{stem}.plan", b"plan")
         _report(recipe, "10.16.1", passed).write(f / f"{stem}.json")
-    (f / "bare.plan").write_bytes(b"plan")  # never used: no gate report
+    write_artifact(f / "bare.plan", b"plan")  # never used: no gate report
     _report(BUILD_RECIPE, "10.16.1").write(f / "orphan.json")  # its plan is gone
     _report(BUILD_RECIPE, "10.16.1", False).write(f / "now-rejected.rejected.json")
     _report(1, "10.16.1", False).write(f / "old-rejected.rejected.json")
-    (f / "timing-trt10.16.1-nvidia-h100-sm90.cache").write_bytes(b"t")
-    (f / "timing-trt10.8.0-nvidia-h100-sm90.cache").write_bytes(b"t")
+    write_artifact(f / "timing-trt10.16.1-nvidia-h100-sm90.cache", b"t")
+    write_artifact(f / "timing-trt10.8.0-nvidia-h100-sm90.cache", b"t")
     (f / "README.md").write_text("cache\n")
     (f / "profiles.json").write_text("{}\n")
     return f, export.name, mixed.name
@@ -102,7 +103,10 @@ def test_clean_command_dry_run_then_delete(folder, capsys):
     assert f"{len(expected)} stale file(s), would free" in out
     assert all(f"would delete {name}: " in out for name in expected)
     assert main(["engine", "clean", "--engine-dir", str(f)]) == 0
-    assert {p.name for p in f.iterdir()} == before - expected
+    left = {p.name for p in f.iterdir()}
+    # each deleted file's hash (PATH.sha256) goes with it
+    assert left == before - expected - {f"{name}.sha256" for name in expected}
+    assert all(name[:-len(".sha256")] in left for name in left if name.endswith(".sha256"))
     assert "freed" in capsys.readouterr().out
     assert stale_files(f) == []  # a second clean finds nothing
 

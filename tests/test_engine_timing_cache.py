@@ -36,7 +36,8 @@ def test_concurrent_merges_keep_every_entry(tmp_path: Path):
     entries = path.read_bytes().splitlines()
     assert len(entries) == 4 * 25 == len(set(entries))
     # writes are atomic renames: no temporary files are left behind
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["timing.cache", "timing.cache.lock"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["timing.cache", "timing.cache.lock",
+                                                          "timing.cache.sha256"]
 
 
 def test_read_of_a_missing_cache_is_empty(tmp_path: Path):

@@ -28,8 +28,9 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (the 'farm' extra:
                                          "pip install 'gpen-video[farm]')")
 
 from gpen_video.cli import main  # noqa: E402
-from tests.farm_helpers import (OVERLAP, PERIOD, REPO, FailChunk, audio_packets,  # noqa: E402
-                                env, face_clip, inject, lossless, render_args)
+from tests.farm_helpers import (OVERLAP, PERIOD, REPO, CorruptSegment,  # noqa: E402
+                                FailChunk, audio_packets, corrupt_packet, env, face_clip,
+                                inject, lossless, render_args)
 from tests.pipeline_helpers import read_frames  # noqa: E402
 
 
@@ -108,7 +109,8 @@ def test_farm_renders_like_one_process_and_retries_a_killed_worker(cluster, job,
     _same_as_reference(out, job)
     segdir = Path(summary["segment_dir"])
     assert sorted(p.name for p in segdir.iterdir()) == [
-        "seg-000000-000023.mkv", "seg-000024-000047.mkv", "seg-000048-000071.mkv"]
+        "seg-000000-000023.mkv", "seg-000000-000023.mkv.json", "seg-000024-000047.mkv",
+        "seg-000024-000047.mkv.json", "seg-000048-000071.mkv", "seg-000048-000071.mkv.json"]
 
 
 def test_rerun_after_a_killed_farm_reuses_finished_segments(cluster, job, tmp_path, capsys):
@@ -165,6 +167,32 @@ def test_a_chunk_that_keeps_failing_exits_75_and_keeps_nothing_at_the_output(
     statuses = [e["status"] for e in _events(captured.out) if e["event"] == "chunk"]
     assert statuses == ["retry", "failed"]
     assert not out.exists()
+
+
+def test_a_chunk_whose_segment_fails_its_check_is_rendered_again(cluster, job, tmp_path, capsys,
+                                                                 monkeypatch):
+    """Chunk 1's segment is damaged right after it is written (first attempt only, in the
+    worker): the stitch's check refuses it, naming segment and frame, the chunk is rendered
+    once more and the output is exact. Rerun on the kept segments with one of them damaged on
+    disk: that chunk alone is rendered again, the others are reused."""
+    inject(monkeypatch, CorruptSegment(chunk=1, frame=3))
+    out = tmp_path / "checked.mkv"
+    assert main(["farm", str(job["clip"]), str(out), *job["args"]]) == 0
+    events = _events(capsys.readouterr().out)
+    retry = [e for e in events if e["event"] == "chunk" and e["status"] == "retry"]
+    assert len(retry) == 1 and retry[0]["chunk"] == 1
+    assert "seg-000024-000047.mkv is damaged: frame 27 does not match" in retry[0]["error"]
+    done = {e["chunk"]: e["attempt"] for e in events
+            if e["event"] == "chunk" and e["status"] == "rendered"}
+    assert done == {0: 1, 1: 2, 2: 1}
+    _same_as_reference(out, job)
+    summary = next(e for e in events if e["event"] == "summary")
+    corrupt_packet(Path(summary["segment_dir"]) / "seg-000048-000071.mkv", 5)
+    monkeypatch.undo()
+    assert main(["farm", str(job["clip"]), str(out), *job["args"], "-y"]) == 0
+    again = next(e for e in _events(capsys.readouterr().out) if e["event"] == "summary")
+    assert again["reused"] == [0, 1] and again["rendered"] == [2]
+    _same_as_reference(out, job)
 
 
 def test_local_ray_workers_run_at_normal_priority(cluster):

@@ -68,8 +68,10 @@ def _run(argv: list[str]) -> None:
 
 
 def _check(out: Path, segdir: Path, clip: Path) -> None:
-    segments = sorted(p.name for p in segdir.iterdir() if not p.name.startswith("."))
+    segments = sorted(p.name for p in segdir.iterdir() if not p.name.startswith(".")
+                      and not p.name.endswith(".json"))
     assert len(segments) == 3
+    assert all((segdir / f"{name}.json").is_file() for name in segments)  # their manifests
     frames = read_frames(out)
     assert [f.pts for f in frames] == list(source_timeline(clip).pts)  # 30 frames, clamped
     assert audio_packets(out) == audio_packets(clip)

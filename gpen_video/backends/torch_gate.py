@@ -97,8 +97,13 @@ class GateEntry:
     @classmethod
     def read(cls, path: Path) -> "GateEntry | None":
         """The entry at ``path``; None when missing, unreadable or not one of ours."""
+        from gpen_video.engine.artifact import read_verified
+
+        data = read_verified(path)  # a damaged verdict is named, removed, and gated again
+        if data is None:
+            return None
         try:
-            record = json.loads(path.read_text())
+            record = json.loads(data)
             if record.get("kind") != KIND:
                 return None
             return cls(TorchGateKey(**record["key"]), bool(record["passed"]),
@@ -193,10 +198,10 @@ def _run_one(key: TorchGateKey, candidate: "Restorer", reference: "Restorer",
 
 
 def _write(path: Path, entry: GateEntry) -> None:
-    from gpen_video.engine.locking import atomic_write_bytes
+    from gpen_video.engine.artifact import write_artifact
 
     try:
-        atomic_write_bytes(path, entry.to_json().encode())
+        write_artifact(path, entry.to_json().encode())
     except OSError as exc:  # a read-only cache costs a gate per run, not the run
         log.warning("could not cache the torch quality gate's verdict in %s (%s); it will run "
                     "again next time", path, exc.strerror or exc)

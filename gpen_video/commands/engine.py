@@ -62,11 +62,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--cache-dir", type=Path, default=None, help="weights cache folder")
     build.add_argument("--no-download", action="store_true",
                        help="never download weights; fail if they are not cached")
-    listing = sub.add_parser("list", help="list cached engines and their quality-gate results",
-                             **fmt)
+    listing = sub.add_parser("list", help="list cached engines and their quality-gate results, "
+                                          "and damaged or orphaned cache files", **fmt)
     listing.add_argument("--engine-dir", type=Path, default=None, help="engine cache folder")
     clean = sub.add_parser("clean", help="delete cached exports, graphs and engines of earlier "
-                                         "recipes or TensorRT versions", **fmt)
+                                         "recipes or TensorRT versions, and damaged or "
+                                         "orphaned cache files", **fmt)
     clean.add_argument("--engine-dir", type=Path, default=None, help="engine cache folder")
     clean.add_argument("--dry-run", action="store_true", help="list what would go; delete nothing")
 
@@ -94,13 +95,23 @@ def _clean(args: argparse.Namespace, env: Environment | None) -> int:
             version = None  # not loadable here: judge plans by recipe only
     import torch
 
+    from gpen_video.engine.artifact import hash_path
+    from gpen_video.engine.clean import Stale, cache_problems
+
     stale = stale_files(folder, version, torch_version=torch.__version__)
+    known = {s.path for s in stale}
+    stale += [Stale(p, why) for p, why in cache_problems(folder) if p not in known]
     freed = 0
     for item in stale:
-        size = item.path.stat().st_size
+        try:
+            size = item.path.stat().st_size
+        except FileNotFoundError:
+            continue
         if not args.dry_run:
             try:
                 item.path.unlink()
+                if not item.path.name.endswith(".sha256"):
+                    hash_path(item.path).unlink(missing_ok=True)
             except FileNotFoundError:
                 continue  # another clean got there first
         freed += size
@@ -196,13 +207,22 @@ def _list(args: argparse.Namespace, env: Environment | None) -> int:
     from gpen_video.engine.paths import default_engine_dir
     from gpen_video.engine.tactics import describe_tactics
 
+    from gpen_video.engine.clean import cache_problems
+
     folder = Path(args.engine_dir) if args.engine_dir is not None else default_engine_dir(env)
     rows = describe_engines(folder) + describe_compiled(folder) + describe_tactics(folder)
+    problems = cache_problems(folder)
     if not rows:
         print(f"no engines in {folder}")
-        return 0
     for row in rows:
         print(row)
+    for path, why in problems:
+        kind, _, detail = why.partition(": ") if why.startswith("damaged") else ("orphaned", "",
+                                                                                  why)
+        print(f"{kind:<9}{path.name}  {detail}")
+    if problems:
+        print(f"{len(problems)} damaged or orphaned file(s): the next run rebuilds what it "
+              "needs; `gpen-video engine clean` deletes them")
     return 0
 
 

@@ -45,6 +45,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                            "default: a hidden folder beside OUTPUT named after the job")
     farm.add_argument("--keep-segments", action="store_true",
                       help="keep the segments after a successful stitch")
+    farm.add_argument("--verify", default="auto", choices=["auto", "none", "packets", "frames"],
+                      help="the stitch's check of each segment against its manifest (a chunk "
+                           "that fails is rendered again once); default auto: frames when "
+                           "re-encoding, packets when packet-copying")
 
 
 def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
@@ -67,6 +71,6 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     farm = FarmOptions(chunk=args.chunk, segments=args.segments, segment_dir=args.segment_dir,
                        keep_segments=args.keep_segments, ray_address=args.ray_address,
                        workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                       retries=args.retries)
+                       retries=args.retries, verify=args.verify)
     run_farm(run, farm)
     return 0

@@ -31,6 +31,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", default=None, metavar="A-B",
                         help="the span the segments must cover (default: the whole clip; an end "
                              "past the clip is clamped)")
+    check = parser.add_argument_group("checking the segments")
+    check.add_argument("--verify", default="auto", choices=["auto", "none", "packets", "frames"],
+                       help="how segments prove they are this clip's and undamaged, from the "
+                            "manifest beside each (SEGMENT.json): packets = every packet's "
+                            "checksum, frames = also every decoded picture's, none = timestamps "
+                            "only; default auto: frames when re-encoding, packets when "
+                            "packet-copying (costs: docs/farm-integrity.md)")
     encode = parser.add_argument_group("re-encoding (default: packet copy)")
     encode.add_argument("--reencode", action="store_true",
                         help="encode a delivery codec that follows the source, as "
@@ -77,7 +84,8 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
         progress.update(done)
 
     result = stitch(args.segments, args.audio_from, args.output, encode=encode,
-                    overwrite=args.overwrite, frames=frames, progress=on_frame)
+                    overwrite=args.overwrite, frames=frames, progress=on_frame,
+                    verify=args.verify)
     text = (f"gpen-video stitch: wrote {result.output}: {result.frames} frames (frames "
             f"{result.first}-{result.last}) from {result.segments} segments, "
             f"{'re-encoded' if result.reencoded else 'packet-copied'}, in {result.seconds:.1f}s")

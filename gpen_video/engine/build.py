@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 from gpen_video.engine.gate import (GATE_IMAGES, GATE_PSNR_DB, GateReport, load_gate_faces,
                                     require_pass, run_gate)
 from gpen_video.engine.key import EngineKey, cuda_device_info, timing_cache_name
-from gpen_video.engine.locking import atomic_write_bytes, lock_for
+from gpen_video.engine.artifact import check_artifact, damage, write_artifact
+from gpen_video.engine.locking import lock_for
 from gpen_video.engine.onnx_cache import cached_onnx, file_sha256
-from gpen_video.engine.paths import engine_dir
+from gpen_video.engine.paths import engine_dir, require_writable
 from gpen_video.engine.precision import FP16_POLICIES, PinPolicy
 from gpen_video.engine.profile import Profile
 from gpen_video.engine.timing_cache import TimingCacheFile
@@ -108,7 +109,7 @@ def ensure_engine(net: "torch.nn.Module", request: EngineRequest, runners: GateR
     """
     trt = import_tensorrt()
     device = cuda_device_info(request.device)
-    folder = engine_dir(request.engine_dir)
+    folder = engine_dir(request.engine_dir, writable=False)  # read-only: used if it holds it
     size = int(net.config.size)
     onnx_path = cached_onnx(net, folder, label=request.label, log=log)
     key = EngineKey(onnx_sha256=file_sha256(onnx_path), tensorrt_version=trt.__version__,
@@ -121,8 +122,10 @@ def ensure_engine(net: "torch.nn.Module", request: EngineRequest, runners: GateR
     cached = _cached(plan, report_path, rejected_path, request)
     if cached is not None:
         return BuiltEngine(plan, key, cached, built=False)
+    require_writable(folder, plan.name)
     with lock_for(plan):
-        cached = _cached(plan, report_path, rejected_path, request)  # built while we waited?
+        # built while we waited? (damaged files are named, removed and rebuilt here)
+        cached = _cached(plan, report_path, rejected_path, request, heal=True)
         if cached is not None:
             return BuiltEngine(plan, key, cached, built=False)
         faces = load_gate_faces(size, request.gate_images)  # fail before minutes of building
@@ -135,7 +138,7 @@ def ensure_engine(net: "torch.nn.Module", request: EngineRequest, runners: GateR
         if not report.passed:
             report.write(rejected_path)
             require_pass(report, request.precision)  # raises
-        atomic_write_bytes(plan, data)
+        write_artifact(plan, data)
         report.write(report_path)
         rejected_path.unlink(missing_ok=True)
         log(f"engine ready: {plan.name} ({report.summary()})")
@@ -143,14 +146,17 @@ def ensure_engine(net: "torch.nn.Module", request: EngineRequest, runners: GateR
 
 
 def _cached(plan: Path, report_path: Path, rejected_path: Path,
-            request: EngineRequest) -> GateReport | None:
+            request: EngineRequest, heal: bool = False) -> GateReport | None:
+    """The cached verdict of a sound plan (or a cached rejection, raised). ``heal`` (under the
+    lock): damaged files are named, removed and so rebuilt (:mod:`gpen_video.engine.artifact`)."""
     if request.force:
         return None
-    if plan.is_file() and report_path.is_file():
+    sound = check_artifact if heal else (lambda p: damage(p) is None)
+    if sound(plan) and sound(report_path):
         report = GateReport.read(report_path)
         if report.passed and report.threshold_db >= request.threshold_db:
             return report
-    if rejected_path.is_file():
+    if sound(rejected_path):
         report = GateReport.read(rejected_path)
         if report.threshold_db <= request.threshold_db:
             require_pass(report, request.precision)  # raises: same key, same verdict

@@ -15,6 +15,10 @@ the larger models (``benchmarks/RESULTS.md``, "Numbers behind design choices"). 
 * torch quality-gate verdict ``torch-gate-….json`` (:mod:`gpen_video.backends.torch_gate`):
   written under another torch than ``torch_version``, when that is given.
 
+Damaged files (:func:`cache_problems`): every artifact whose content fails its hash
+(:mod:`gpen_video.engine.artifact`), hashes whose file is gone, temporary files of writes that
+never finished.
+
 Where TensorRT is not installed, plans and timing caches are judged by recipe only. Lock files and
 anything not named like the above (``README.md``) are left alone.
 """
@@ -22,8 +26,11 @@ anything not named like the above (``README.md``) are left alone.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+_STALE_PART_SECONDS = 3600.0  # a temporary cache file older than this has no live writer
 
 
 @dataclass(frozen=True)
@@ -166,3 +173,54 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def _gate_report_of_plan(path: Path) -> bool:
+    name = path.name
+    stem = name[:-len(".rejected.json")] if name.endswith(".rejected.json") else \
+        name[:-len(".json")] if name.endswith(".json") else None
+    return stem is not None and path.with_name(stem + ".plan").exists()
+
+
+def is_artifact_name(name: str) -> bool:
+    """Whether a file name is one of the engine cache's artifacts: an ONNX export or precision
+    graph, a TensorRT plan or gate report, a timing cache, a torch quality-gate verdict."""
+    from gpen_video.engine.key import timing_cache_version
+    from gpen_video.engine.mixed import parse_name
+    from gpen_video.engine.onnx_cache import export_recipe_of
+
+    return (export_recipe_of(name) is not None or parse_name(name) is not None
+            or name.endswith(".plan") or timing_cache_version(name) is not None
+            or (name.startswith("torch-gate-") and name.endswith(".json")))
+
+
+def cache_problems(folder: Path | str) -> list[tuple[Path, str]]:
+    """(file, what is wrong) for every damaged artifact, orphaned hash and abandoned temporary
+    file in ``folder`` (nothing is changed). Artifacts: every file with a hash beside it, and
+    every file named like one (:func:`is_artifact_name`; a gate report goes with its plan);
+    lock files and other names (``README.md``) are not looked at."""
+    from gpen_video.engine.artifact import HASH_SUFFIX, PART_SUFFIX, damage, hash_path
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    problems = []
+    now = time.time()
+    for p in sorted(folder.iterdir()):
+        if not p.is_file():
+            continue
+        if p.name.startswith(".") and p.name.endswith(PART_SUFFIX):
+            try:
+                if now - p.stat().st_mtime > _STALE_PART_SECONDS:
+                    problems.append((p, "temporary file of a write that never finished"))
+            except OSError:
+                pass
+        elif p.name.endswith(HASH_SUFFIX):
+            if not p.with_name(p.name[:-len(HASH_SUFFIX)]).exists():
+                problems.append((p, "hash of a file that is gone (orphaned)"))
+        elif not p.name.startswith(".") and (hash_path(p).exists() or is_artifact_name(p.name)
+                                             or _gate_report_of_plan(p)):
+            why = damage(p)
+            if why is not None:
+                problems.append((p, f"damaged: {why}"))
+    return problems

@@ -123,9 +123,9 @@ class GateReport:
         return json.dumps(record, indent=2, allow_nan=False)
 
     def write(self, path: Path | str) -> Path:
-        from gpen_video.engine.locking import atomic_write_bytes
+        from gpen_video.engine.artifact import write_artifact
 
-        return atomic_write_bytes(Path(path), self.to_json().encode())
+        return write_artifact(Path(path), self.to_json().encode())  # with its hash
 
     @classmethod
     def read(cls, path: Path | str) -> "GateReport":

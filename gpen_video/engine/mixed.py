@@ -247,20 +247,21 @@ def mixed_onnx(onnx_path: Path | str, precision: str, policy: "PinPolicy") -> Pa
     """
     import onnx
 
-    from gpen_video.engine.locking import atomic_write_bytes, lock_for
+    from gpen_video.engine.artifact import check_artifact, damage, write_artifact
+    from gpen_video.engine.locking import lock_for
     from gpen_video.engine.precision import plan_onnx
 
     source = Path(onnx_path)
     tag = policy.name.replace("+", "-")
     target = source.with_name(f"{source.stem}.{precision}-{tag}-m{FORMAT}.onnx")  # see parse_name
-    if target.is_file():
+    if damage(target) is None:
         return target
     with lock_for(target):
-        if target.is_file():
+        if check_artifact(target):  # a damaged one: named once, removed, rebuilt
             return target
         plan = plan_onnx(source, policy)
         model = to_mixed_precision(onnx.load(str(source)), precision, plan.low)
-        atomic_write_bytes(target, model.SerializeToString())
+        write_artifact(target, model.SerializeToString())
     return target
 
 

@@ -8,7 +8,8 @@ architecture (:class:`~gpen_video.models.config.GpenConfig`), the opset, the tor
 (the exporter) and :data:`EXPORT_RECIPE` (bumped when the export code changes its graph).
 File: ``<label>-<size>px-opset<N>-r<recipe>-<key[:16]>.onnx`` in the engine folder; found by its
 key whatever the label it was first saved under (the recipe in the name lets ``engine clean`` tell
-exports of an earlier recipe).
+exports of an earlier recipe). Written and checked through :mod:`gpen_video.engine.artifact`: a
+hash beside it, a damaged file rebuilt, a sound one in a read-only folder used as it is.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpen_video.engine.artifact import check_artifact, damage, write_artifact
+from gpen_video.engine.artifact import file_sha256  # noqa: F401 - re-exported (engine.build)
 from gpen_video.engine.locking import lock_for
-from gpen_video.engine.paths import engine_dir
+from gpen_video.engine.paths import engine_dir, require_writable
 
 if TYPE_CHECKING:
     import torch
@@ -90,21 +93,24 @@ def cached_onnx(
     from gpen_video.models.export import DEFAULT_OPSET, export_onnx
 
     opset = DEFAULT_OPSET if opset is None else int(opset)
-    folder = engine_dir(cache_dir)
+    folder = engine_dir(cache_dir, writable=False)
     config = model.config
     key = onnx_cache_key(weights_digest(model), config, opset)
     suffix = f"-{config.size}px-opset{opset}-r{EXPORT_RECIPE}-{key[:16]}.onnx"
     found = _find(folder, suffix)
-    if found is not None:
-        return found
-    path = folder / f"{_slug(label)}{suffix}"
+    if found is not None and damage(found) is None:
+        return found  # sound: used as it is, even from a read-only folder
+    path = found if found is not None else folder / f"{_slug(label)}{suffix}"
+    require_writable(folder, path.name)
     with lock_for(folder / f"export{suffix}"):
-        found = _find(folder, suffix)  # another process may have exported it while we waited
-        if found is not None:
+        # another process may have exported (or repaired) it while we waited; a damaged one
+        # is named in one warning and removed here
+        found = _find(folder, suffix)
+        if found is not None and check_artifact(found):
             return found
         if log is not None:
             log(f"exporting {label} to ONNX (dynamic batch, opset {opset}): {path}")
-        export_onnx(model, path, opset=opset)
+        write_artifact(path, lambda tmp: export_onnx(model, tmp, opset=opset))
     return path
 
 
@@ -121,12 +127,3 @@ def export_recipe_of(name: str) -> int | None:
 def _find(folder: Path, suffix: str) -> Path | None:
     """A cached export with this key, whatever label it was first saved under."""
     return next((p for p in sorted(folder.glob(f"*{suffix}")) if p.is_file()), None)
-
-
-def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

@@ -9,6 +9,7 @@ variables come from an :class:`~gpen_video.environment.Environment` (the CLI's).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from gpen_video.environment import Environment
@@ -32,22 +33,48 @@ def default_engine_dir(env: Environment | None = None) -> Path:
     return env.user_cache / "engines"
 
 
-def engine_dir(explicit: Path | str | None = None, env: Environment | None = None) -> Path:
+def engine_dir(explicit: Path | str | None = None, env: Environment | None = None, *,
+               writable: bool = True) -> Path:
     """``explicit`` or :func:`default_engine_dir`, created if missing.
 
+    ``writable=False``: an existing read-only folder is returned as it is (for reading what it
+    holds; :func:`require_writable` before writing into it).
+
     Raises:
-        OutputError: the folder cannot be created or is not writable.
+        OutputError: the folder cannot be created, or (``writable``) is not writable.
     """
     folder = Path(explicit).expanduser() if explicit is not None else default_engine_dir(env)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the engine cache folder {folder}: "
                           f"{exc.strerror or exc}; pass another with --engine-dir (or set "
                           "GPEN_VIDEO_ENGINES), or use --backend torch, which needs none"
                           ) from None
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"the engine cache folder {folder} is not writable; pass another with "
-                          "--engine-dir (or set GPEN_VIDEO_ENGINES), or use --backend torch, "
-                          "which needs none")
+    if writable:
+        require_writable(folder)
     return folder
+
+
+def require_writable(folder: Path, what: str = "") -> None:
+    """Raises OutputError (where to point ``--engine-dir``) unless ``folder`` is writable.
+
+    ``what``: the file that needs writing, named in the message."""
+    if not _can_write(folder):
+        need = f" and {what} must be written there" if what else ""
+        raise OutputError(f"the engine cache folder {folder} is not writable{need}; pass "
+                          "another with --engine-dir (or set GPEN_VIDEO_ENGINES), or use "
+                          "--backend torch, which needs none")
+
+
+def _can_write(folder: Path) -> bool:
+    """Whether a file can be created in ``folder`` (tried: mode bits do not stop root, an
+    immutable folder or a read-only mount does)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False

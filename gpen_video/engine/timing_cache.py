@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from gpen_video.engine.locking import DEFAULT_TIMEOUT_S, atomic_write_bytes, lock_for
+from gpen_video.engine.artifact import read_verified, write_artifact
+from gpen_video.engine.locking import DEFAULT_TIMEOUT_S, lock_for
 
 
 class TimingCacheFile:
@@ -39,11 +40,8 @@ class TimingCacheFile:
         """
         with lock_for(self.path, self.timeout):
             data = merge(self._read_unlocked())
-            atomic_write_bytes(self.path, data)
+            write_artifact(self.path, data)
             return data
 
     def _read_unlocked(self) -> bytes:
-        try:
-            return self.path.read_bytes()
-        except FileNotFoundError:
-            return b""
+        return read_verified(self.path) or b""  # damaged: named once, removed, started afresh

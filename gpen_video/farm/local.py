@@ -20,7 +20,16 @@ in N processes at once:
    worker *i* sees only GPU ``i mod G`` (``CUDA_VISIBLE_DEVICES``, set before torch loads);
    with one GPU all workers share it;
 4. the segments are stitched once (:func:`gpen_video.farm.stitch.stitch`: the delivery codec
-   encoded once, the source's audio muxed once) and the folder removed.
+   encoded once, the source's audio muxed once) and the folder removed. The stitch checks every
+   segment against its manifest (:mod:`gpen_video.farm.manifest`; ``auto``: picture checksums
+   when re-encoding, packet checksums when packet-copying); a chunk whose segment fails is
+   rendered once more (when the source is still the clip the job started from) and the stitch
+   repeated; failing again, the job stops with the check's error (exit 2) naming segment and
+   frame.
+
+The number of processes is bounded by the machine (:mod:`gpen_video.farm.bound`: cores, memory
+per process, frames per chunk): asking for more (``--workers 999``) runs with the bound and
+says so in one warning; ``auto`` is bounded the same way.
 
 One progress display covers the whole job (rendering, then stitching). Errors are those of a
 single run: a worker's error is raised again here with its own type and message, so the exit
@@ -47,6 +56,8 @@ from typing import Any, TextIO
 from gpen_video import errors
 from gpen_video.environment import Environment
 from gpen_video.errors import GpenVideoError, TransientError, UsageError
+from gpen_video.farm.bound import available_memory, worker_bound, worker_memory
+from gpen_video.farm.manifest import SegmentError, source_identity
 from gpen_video.farm.plan import STITCH_WEIGHT, plan_chunks, segment_format
 from gpen_video.farm.warmup import chunk_margins, chunk_ranges
 from gpen_video.progress import Progress
@@ -83,6 +94,7 @@ class WorkersReport:
     busiest_worker_seconds: float = 0.0
     # the chunks' host syncs summed, {stage: {kind: n}} (warm-up frames included)
     host_syncs: dict[str, dict[str, int]] = field(default_factory=dict)
+    rerendered: tuple[int, ...] = ()  # chunks rendered again after failing their check
 
     @property
     def fps(self) -> float:
@@ -112,7 +124,8 @@ class WorkersReport:
                 "fps_after_load": round(self.fps_after_load, 3),
                 "host_syncs": self.host_syncs,
                 "host_syncs_per_frame": round(self.syncs_per_frame(), 3),
-                "detect_syncs_per_frame": round(self.syncs_per_frame(detection=True), 3)}
+                "detect_syncs_per_frame": round(self.syncs_per_frame(detection=True), 3),
+                "rerendered": list(self.rerendered)}
 
     def text(self) -> str:
         return (f"gpen-video: wrote {self.output}: {self.frames} frames, {self.faces} faces, "
@@ -210,11 +223,11 @@ def _raise_again(name: str, message: str, code: int, where: str) -> None:
 
 
 def _worker_main(index: int, env: dict[str, str], threads: int, run: RunOptions,
-                 tasks: Any, events: Any, parent: int) -> None:
+                 tasks: Any, events: Any, parent: int, hook: Any = None) -> None:
     """Entry point of worker ``index`` (a spawned process): load once, render chunks."""
     os.environ.update(env)
     try:
-        _serve(index, threads, run, tasks, events, parent)
+        _serve(index, threads, run, tasks, events, parent, hook)
     except (KeyboardInterrupt, _Orphaned):
         pass  # the parent stops the job; the pipeline removed its temporary file
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
@@ -224,7 +237,7 @@ def _worker_main(index: int, env: dict[str, str], threads: int, run: RunOptions,
 
 
 def _serve(index: int, threads: int, run: RunOptions, tasks: Any, events: Any,
-           parent: int) -> None:
+           parent: int, hook: Any = None) -> None:
     import torch
 
     from gpen_video import pipeline
@@ -246,7 +259,7 @@ def _serve(index: int, threads: int, run: RunOptions, tasks: Any, events: Any,
                 continue
             if task is None:
                 return
-            chunk, options = task
+            chunk, options, attempt = task
             state = {"frames": 0, "sent": 0.0}
 
             def observer(_index: int, _faces: list) -> None:
@@ -266,6 +279,8 @@ def _serve(index: int, threads: int, run: RunOptions, tasks: Any, events: Any,
                     raise
                 events.put(("error", index, chunk.index, _describe(exc)))
                 return
+            if hook is not None:  # tests only: the segment is written
+                hook(chunk, attempt, -1, options.output)
             events.put(("done", index, chunk.index, summary.as_dict()))
     finally:
         restorer.close()
@@ -287,11 +302,13 @@ def _source_facts(run: RunOptions) -> tuple[int, int, int, float]:
 
 def run_workers(run: RunOptions, workers: WorkersOptions = WorkersOptions(), *,
                 env: Environment | None = None, stdout: TextIO | None = None,
-                stderr: TextIO | None = None) -> WorkersReport:
+                stderr: TextIO | None = None, chunk_hook: Any = None) -> WorkersReport:
     """Render ``run`` with ``workers.count`` local processes and stitch (module docstring).
 
     ``env``: the environment's ``OMP_NUM_THREADS`` and ``CUDA_VISIBLE_DEVICES`` (default: this
-    process's).
+    process's). ``chunk_hook``: tests only — called in the worker's process as
+    ``hook(chunk, attempt, -1, segment)`` once a chunk's segment is written (pickled to the
+    workers; the CLI never sets it).
 
     Raises:
         UsageError, InputError, OutputError, WeightsError, BackendUnavailable: as a single
@@ -312,11 +329,18 @@ def run_workers(run: RunOptions, workers: WorkersOptions = WorkersOptions(), *,
     env = env if env is not None else Environment.read()
     gpus = _gpus(run.restore.device, env)
     cores = os.cpu_count() or 1
+    asked = workers.count
     count = workers.count or resolve_workers(run.restore.device, env)
     first, last, depth, fps = _source_facts(run)
     with VideoSource(run.input) as src:
         fmt = segment_format(src.video_info, depth, output, run.encode, "auto")
+        identity = source_identity(src)
     total = last - first + 1
+    bound = worker_bound(cores, len(gpus), total, available_memory(),
+                         worker_memory(run.restore.backend))
+    if count > bound.count:
+        log.warning("%s", bound.explain(asked))
+        count = bound.count
     size = -(-total // max(1, count * max(1, workers.chunks_per_worker)))
     chunks = plan_chunks(first, last, size)
     count = min(count, len(chunks))
@@ -333,17 +357,20 @@ def run_workers(run: RunOptions, workers: WorkersOptions = WorkersOptions(), *,
                             progress="none", encode=fmt.encode, range=r))
                 for c, r in zip(chunks, ranges)]
         t_render = time.perf_counter()
-        chunk_summaries = _render(jobs, count, threads, gpus, run, progress)
+        chunk_summaries = _render(jobs, count, threads, gpus, run, progress, hook=chunk_hook)
         render_seconds = time.perf_counter() - t_render
-        stitch_seconds = _stitch(jobs, run, fmt.reencode, (first, last), progress, total,
-                                 stitch_weight)
+        stitch_seconds, again = _stitch_checked(jobs, run, fmt.reencode, (first, last),
+                                                progress, total, stitch_weight, identity,
+                                                (threads, gpus, chunk_hook))
+        chunk_summaries = [again.get(i, s) for i, s in enumerate(chunk_summaries)]
         report = WorkersReport(output=output, frames=total,
                                faces=sum(c["faces"] for c in chunk_summaries),
                                chunks=len(chunks), workers=count, threads=threads,
                                render_seconds=render_seconds, stitch_seconds=stitch_seconds,
                                seconds=time.perf_counter() - t0,
                                busiest_worker_seconds=_busiest_worker(chunk_summaries),
-                               host_syncs=_summed_syncs(chunk_summaries))
+                               host_syncs=_summed_syncs(chunk_summaries),
+                               rerendered=tuple(sorted(again)))
         summary = report.as_dict()
         progress.close(summary, report.text())
         return report
@@ -371,8 +398,49 @@ def render_chunks(jobs: list, count: int, run: RunOptions, progress: Progress, *
     return summaries, threads
 
 
+def _stitch_checked(jobs: list, run: RunOptions, reencode: bool, span: tuple[int, int],
+                    progress: Progress, total: int, weight: float, identity: dict,
+                    render: tuple) -> tuple[float, dict[int, dict]]:
+    """Stitch; a segment that fails its check (:mod:`gpen_video.farm.manifest`) is rendered
+    again once, when the source is still the clip the job started from, and the stitch
+    repeated. Returns (stitch seconds, the re-rendered chunks' summaries by chunk index).
+
+    Raises:
+        SegmentError: the same chunk failed its check twice, or the source changed.
+    """
+    again: dict[int, dict] = {}
+    t = 0.0
+    while True:
+        try:
+            return t + _stitch(jobs, run, reencode, span, progress, total, weight), again
+        except SegmentError as exc:
+            t += exc.__dict__.pop("_seconds", 0.0)
+            index = next((i for i, (_, o) in enumerate(jobs)
+                          if exc.segment is not None and Path(o.output) == exc.segment), None)
+            if index is None or index in again:
+                raise
+            _source_unchanged(run, identity, exc)
+            log.warning("%s: rendering chunk %s again", exc, jobs[index][0].frames)
+            threads, gpus, hook = render
+            again[index] = _render([jobs[index]], 1, threads, gpus, run, progress, hook=hook,
+                                   attempt=2)[0]
+
+
+def _source_unchanged(run: RunOptions, identity: dict, exc: Exception) -> None:
+    """Raises InputError when the source is no longer the clip the job started from."""
+    from gpen_video.farm.manifest import same_source
+    from gpen_video.media import VideoSource
+
+    with VideoSource(run.input) as src:
+        now = source_identity(src)
+    if not same_source(now, identity):
+        raise errors.InputError(f"{exc}; and {Path(run.input).name} changed while the job "
+                                "ran: run the job again on the finished file") from None
+
+
 def _stitch(jobs: list, run: RunOptions, reencode: bool, span: tuple[int, int],
             progress: Progress, total: int, weight: float) -> float:
+    from gpen_video.farm.manifest import pixel_options
     from gpen_video.farm.stitch import stitch
 
     t = time.perf_counter()
@@ -380,26 +448,31 @@ def _stitch(jobs: list, run: RunOptions, reencode: bool, span: tuple[int, int],
     def on_stitch(done: int, _total: int) -> None:
         progress.update(total + done * weight)
 
-    stitch([options.output for _, options in jobs], run.input, run.output,
-           encode=run.encode if reencode else None, overwrite=run.overwrite, frames=span,
-           progress=on_stitch)
+    try:
+        stitch([options.output for _, options in jobs], run.input, run.output,
+               encode=run.encode if reencode else None, overwrite=run.overwrite, frames=span,
+               progress=on_stitch, options=pixel_options(run))
+    except SegmentError as exc:
+        exc._seconds = time.perf_counter() - t
+        raise
     progress.update(total + round(total * weight), force=True)
     return time.perf_counter() - t
 
 
 def _render(jobs: list, count: int, threads: int, gpus: list[str], run: RunOptions,
-            progress: Progress) -> list[dict[str, Any]]:
+            progress: Progress, *, hook: Any = None, attempt: int = 1) -> list[dict[str, Any]]:
     """Render every job on ``count`` processes; returns the chunks' run summaries
-    (:meth:`gpen_video.pipeline.Summary.as_dict`), in chunk order."""
+    (:meth:`gpen_video.pipeline.Summary.as_dict`), in the order of ``jobs``."""
     ctx = multiprocessing.get_context("spawn")
     tasks, events = ctx.Queue(), ctx.Queue()
-    for job in sorted(jobs, key=lambda j: -j[0].count):
-        tasks.put(job)
+    position = {c.index: k for k, (c, _) in enumerate(jobs)}
+    for chunk, options in sorted(jobs, key=lambda j: -j[0].count):
+        tasks.put((chunk, options, attempt))
     for _ in range(count):
         tasks.put(None)
     procs = [ctx.Process(target=_worker_main, name=f"gpen-video-worker-{i}", daemon=True,
                          args=(i, worker_environment(i, threads, gpus, run.restore.device),
-                               threads, run, tasks, events, os.getpid()))
+                               threads, run, tasks, events, os.getpid(), hook))
              for i in range(count)]
     frames: dict[int, int] = {}
     done: dict[int, dict] = {}
@@ -419,10 +492,10 @@ def _render(jobs: list, count: int, threads: int, gpus: list[str], run: RunOptio
                 frames[chunk] = payload["frames"]
             elif kind == "error":
                 where = f"worker {worker}" + ("" if chunk is None else
-                                              f" (chunk {jobs[chunk][0].frames})")
+                                              f" (chunk {jobs[position[chunk]][0].frames})")
                 _raise_again(*payload, where=where)
             progress.update(sum(frames.values()))
-        return [done[k] for k in sorted(done)]
+        return [done[c.index] for c, _ in jobs]
     finally:
         _stop(procs)
         tasks.cancel_join_thread()

@@ -80,9 +80,10 @@ def plan_chunks(first: int, last: int, chunk: int) -> list[Chunk]:
 
 def lossless_encode(bit_depth: int) -> EncodeOptions:
     """FFV1 holding the pipeline's RGB images bit for bit (8-bit ``bgr0``, else ``gbrp16le``),
-    without the source's audio (the stitch muxes it once)."""
+    without the source's audio (the stitch muxes it once), with a manifest
+    (:mod:`gpen_video.farm.manifest`)."""
     return EncodeOptions(codec="ffv1", pix_fmt="bgr0" if bit_depth <= 8 else "gbrp16le",
-                         tracks=False)
+                         tracks=False, manifest=True)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ def segment_format(source: SourceVideoInfo, bit_depth: int, output: str | os.Pat
         # segment's timestamps to fit audio priming). QuickTime segments keep decode timestamps,
         # which Matroska drops for B-frames; FFV1 stays in the output's container (.mkv, .mp4).
         suffix = output.suffix.lower() if family == "ffv1" else ".mov"
-        return SegmentFormat(mode, suffix, replace(encode, tracks=False), reencode=False)
+        return SegmentFormat(mode, suffix, replace(encode, tracks=False, manifest=True),
+                             reencode=False)
     return SegmentFormat("lossless", LOSSLESS_SUFFIX, lossless_encode(bit_depth), reencode=True)
 
 

@@ -8,7 +8,8 @@ The driver (this module, in the ``gpen-video farm`` process):
 2. finds the job's segment folder (``.<output name>.farm-<job key>`` beside the output unless
    ``segment_dir`` is given): the key covers the input file and every rendering option, so a
    segment already there (written by rename, so complete) belongs to this very job; it is checked
-   (frame count, timestamps) and reused — that is the resume after a crash;
+   (frame count, timestamps, its manifest's source, options and packet checksums) and reused —
+   that is the resume after a crash;
 3. starts one Ray actor per GPU (``num_gpus=1``), or without GPUs one CPU worker per
    ``cpus_per_worker`` CPUs; each actor loads the restorer and the detector once and renders
    chunk after chunk with :func:`gpen_video.pipeline.run` (``--frames A-B`` of the chunk with
@@ -16,9 +17,13 @@ The driver (this module, in the ``gpen-video farm`` process):
    it), writing ``seg-A-B.ext`` by write-then-rename;
 4. retries a chunk whose worker died (the actor is restarted by Ray and loads its engine again)
    or failed transiently, up to ``retries`` more times; a bad-input error stops the job at once;
-5. stitches the segments (:func:`gpen_video.farm.stitch.stitch`), removes the segment folder
+5. stitches the segments (:func:`gpen_video.farm.stitch.stitch`, checking each against its
+   manifest at ``farm.verify``: :mod:`gpen_video.farm.manifest`), removes the segment folder
    (unless ``keep_segments``), and reports progress over the whole job throughout
-   (:class:`~gpen_video.progress.Progress`).
+   (:class:`~gpen_video.progress.Progress`). A segment that fails its check — foreign, of
+   another job, or damaged — makes its chunk render once more (a ``retry`` event naming the
+   segment and frame) when the source is still the clip the job started from, then the stitch
+   runs again; the resume in step 2 checks reused segments the same way.
 
 Exit codes (through the CLI): 0 done; 2 bad input/options (a chunk failed with one, or Ray is
 not installed); 75 a chunk kept failing transiently or its worker kept dying, or the cluster
@@ -26,13 +31,14 @@ cannot be reached — rerun the same command, finished segments are kept and reu
 
 ``run_farm(..., chunk_hook=f)`` is for tests that make a worker fail for real: each worker calls
 ``f(chunk, attempt, frames_done)`` before a chunk (``frames_done`` 0) and after each of its frames,
-in the worker's process (``f`` is pickled to the workers with their other arguments). The CLI
+and ``f(chunk, attempt, -1, segment_path)`` once the segment is written, in the worker's process (``f`` is pickled to the workers with their other arguments). The CLI
 never sets it; the options hold no test switch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -45,6 +51,7 @@ from typing import Any, Callable, TextIO
 
 from gpen_video.errors import (EXIT_TRANSIENT, EXIT_USAGE, GpenVideoError, TransientError,
                                UsageError)
+from gpen_video.farm.manifest import SegmentError, pixel_options
 from gpen_video.farm.plan import (STITCH_WEIGHT, Chunk, SegmentFormat, default_segment_dir,
                                   job_key, plan_chunks, segment_format)
 from gpen_video.farm.warmup import chunk_margins, chunk_ranges
@@ -196,6 +203,8 @@ class _ChunkWorker:
         t0 = time.perf_counter()
         summary = pipeline.run(options, restorer=self.restorer, detector=self.detector,
                                observer=observer)
+        if hook is not None:
+            hook(chunk, attempt, -1, Path(segment))  # the segment is written
         self.board.update.remote(chunk.index, attempt, summary.frames)
         return {"frames": summary.frames, "faces": summary.faces,
                 "seconds": time.perf_counter() - t0, "pid": os.getpid()}
@@ -288,11 +297,16 @@ def _resolve_span(run: RunOptions) -> tuple[int, int, int, bool]:
         return src.range.start, src.range.end, src.bit_depth, src.range.clamped
 
 
-def _check_segment(path: Path, chunk: Chunk, timeline: Any, source: Path) -> bool:
-    from gpen_video.farm.stitch import place_segments, probe_segment
+def _check_segment(path: Path, chunk: Chunk, timeline: Any, source: Path,
+                   options: dict | None = None) -> bool:
+    """A segment on disk is this chunk's: its timestamps, and its manifest's source, options
+    and packet checksums (:mod:`gpen_video.farm.manifest`)."""
+    from gpen_video.farm.stitch import place_segments, probe_segment, verify_segments
 
     try:
-        place_segments([probe_segment(path)], timeline, source, (chunk.start, chunk.end))
+        placed = place_segments([probe_segment(path)], timeline, source,
+                                (chunk.start, chunk.end))
+        verify_segments(placed, source, "packets", options)
         return True
     except GpenVideoError as exc:
         log.warning("segment %s is not usable (%s): rendering it again", path.name, exc)
@@ -337,7 +351,8 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
                    f"{farm.chunk}, {fmt.mode} segments in {folder}", first=first, last=last,
                    chunks=len(chunks), segment_mode=fmt.mode, segment_dir=str(folder))
 
-    reports = _reusable(chunks, segment_of, Path(run.input), progress)
+    reports = _reusable(chunks, segment_of, Path(run.input), progress, pixel_options(run))
+    identity = _identity(run)
     todo = [c for c in chunks if c.index not in reports]
     done_frames = sum(chunks[i].count for i in reports)
     progress.update(done_frames)
@@ -352,9 +367,17 @@ def run_farm(run: RunOptions, farm: FarmOptions = FarmOptions(), *,
         render_seconds = time.perf_counter() - t_render
 
         t_stitch = time.perf_counter()
-        _stitch([segment_of[c.index] for c in chunks], run, fmt, (first, last), stitch_weight,
-                progress)
-        stitch_seconds = time.perf_counter() - t_stitch
+        rerender = functools.partial(_render, n_chunks=len(chunks), run=run, farm=farm,
+                                     fmt=fmt, hook=chunk_hook, segment_of=segment_of,
+                                     reports=reports, progress=progress,
+                                     done_frames=done_frames, ranges=ranges)
+        again_seconds, used = _stitch_checked(chunks, segment_of, run, farm, fmt,
+                                              (first, last), stitch_weight, progress, identity,
+                                              reports, rerender)
+        if used is not None:
+            workers_used, device = used
+        render_seconds += again_seconds
+        stitch_seconds = time.perf_counter() - t_stitch - again_seconds
         progress.update(total + round(total * stitch_weight), force=True)
         kept = farm.keep_segments
         if not kept:
@@ -406,8 +429,61 @@ def _segment_folder(farm: FarmOptions, output: Path, key: str) -> Path:
     return folder
 
 
+def _stitch_checked(chunks: list[Chunk], segment_of: dict[int, Path], run: RunOptions,
+                    farm: FarmOptions, fmt: SegmentFormat, span: tuple[int, int],
+                    weight: float, progress: Progress, identity: dict,
+                    reports: dict[int, ChunkReport], rerender: Callable[..., tuple[int, str]]
+                    ) -> tuple[float, tuple[int, str] | None]:
+    """Stitch; a segment that fails its check has its chunk rendered once more (when the source
+    is unchanged) and the stitch runs again. Returns (seconds spent re-rendering, the last
+    re-render's (workers, device) or None).
+
+    Raises:
+        SegmentError: the same chunk failed twice. InputError: the source changed.
+    """
+    again: set[int] = set()
+    seconds, used = 0.0, None
+    while True:
+        try:
+            _stitch([segment_of[c.index] for c in chunks], run, fmt, span, weight, progress,
+                    farm.verify)
+            return seconds, used
+        except SegmentError as exc:
+            c = next((c for c in chunks if segment_of[c.index] == exc.segment), None)
+            if c is None or c.index in again:
+                raise
+            _source_unchanged(run, identity, exc)
+            again.add(c.index)
+            progress.event("chunk", f"chunk {c.index + 1}/{len(chunks)} (frames {c.frames}) "
+                           f"failed its check ({exc}): rendering it again", chunk=c.index,
+                           frames=c.frames, status="retry", error=str(exc))
+            paths.remove_quietly(segment_of[c.index])
+            t = time.perf_counter()
+            done = reports.get(c.index)
+            used = rerender([c], first_attempt=max(1, done.attempts if done else 1) + 1)
+            seconds += time.perf_counter() - t
+
+
+def _identity(run: RunOptions) -> dict:
+    from gpen_video.farm.manifest import source_identity
+    from gpen_video.media import VideoSource
+
+    with VideoSource(run.input) as src:
+        return source_identity(src)
+
+
+def _source_unchanged(run: RunOptions, identity: dict, exc: Exception) -> None:
+    """Raises InputError when the source is no longer the clip the job started from."""
+    from gpen_video.errors import InputError
+    from gpen_video.farm.manifest import same_source
+
+    if not same_source(_identity(run), identity):
+        raise InputError(f"{exc}; and {Path(run.input).name} changed while the job ran: run "
+                         "the job again on the finished file") from None
+
+
 def _stitch(segments: list[Path], run: RunOptions, fmt: SegmentFormat, span: tuple[int, int],
-            weight: float, progress: Progress) -> None:
+            weight: float, progress: Progress, verify: str = "auto") -> None:
     """Stitch the segments into ``run.output``, reporting progress after the rendered frames."""
     from gpen_video.farm.stitch import stitch
 
@@ -422,7 +498,7 @@ def _stitch(segments: list[Path], run: RunOptions, fmt: SegmentFormat, span: tup
 
     stitch(segments, run.input, output, encode=run.encode if fmt.reencode else None,
            overwrite=run.overwrite, frames=span, progress=on_stitch,
-           timecode=run.encode.timecode)
+           timecode=run.encode.timecode, verify=verify, options=pixel_options(run))
 
 
 def _check_options(run: RunOptions, farm: FarmOptions) -> None:
@@ -438,7 +514,7 @@ def _check_options(run: RunOptions, farm: FarmOptions) -> None:
 
 
 def _reusable(chunks: list[Chunk], segment_of: dict[int, Path], source: Path,
-              progress: Progress) -> dict[int, ChunkReport]:
+              progress: Progress, options: dict | None = None) -> dict[int, ChunkReport]:
     """Reports of the chunks whose segment is already on disk and checks out (the resume)."""
     from gpen_video.farm.stitch import source_timeline
 
@@ -446,7 +522,7 @@ def _reusable(chunks: list[Chunk], segment_of: dict[int, Path], source: Path,
     reports: dict[int, ChunkReport] = {}
     for c in chunks:
         seg = segment_of[c.index]
-        if seg.exists() and _check_segment(seg, c, timeline, source):
+        if seg.exists() and _check_segment(seg, c, timeline, source, options):
             reports[c.index] = ChunkReport(c.index, c.start, c.end, "reused", 0,
                                            segment=seg.name)
             progress.event("chunk", f"chunk {c.index + 1}/{len(chunks)} (frames {c.frames}) "
@@ -467,7 +543,7 @@ def _remove_segments(folder: Path, own_folder: bool, segments: list[Path]) -> No
 def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions,
             fmt: SegmentFormat, hook: ChunkHook | None, segment_of: dict[int, Path],
             reports: dict[int, ChunkReport], progress: Progress, done_frames: int,
-            ranges: dict[int, RangeOptions]) -> tuple[int, str]:
+            ranges: dict[int, RangeOptions], first_attempt: int = 1) -> tuple[int, str]:
     """Render ``todo`` on Ray actors; fill ``reports``. Returns (workers, device)."""
     ray = _import_ray()
     started = _connect(ray, farm.ray_address)
@@ -498,7 +574,7 @@ def _render(todo: list[Chunk], n_chunks: int, run: RunOptions, farm: FarmOptions
                        device=device)
 
         pending: deque[Chunk] = deque(todo)
-        attempts: dict[int, int] = {c.index: 0 for c in todo}
+        attempts: dict[int, int] = {c.index: first_attempt - 1 for c in todo}
         running: dict[Any, tuple[int, Chunk]] = {}
         idle = list(range(n))
         finished_frames = done_frames

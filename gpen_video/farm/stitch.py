@@ -47,6 +47,8 @@ import av
 import av.error
 
 from gpen_video.errors import InputError, OutputError, UsageError
+from gpen_video.farm import manifest
+from gpen_video.farm.manifest import PictureCheck, packet_hash
 from gpen_video.media import paths
 from gpen_video.media.codecs import CONTAINERS, SOURCE_FAMILIES, is_image_sequence
 from gpen_video.media.mux import AUDIO_LEAD, StreamCopier, tag_container, tag_output, timecode_at
@@ -124,6 +126,7 @@ class Segment:
     time_base: Fraction
     # (pts, dts, duration) per video packet, in decode order, in the segment's time base
     packets: list[tuple[int, int, int]] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)  # sha1 of each packet, in decode order
     first: int = -1  # first source frame it holds
     last: int = -1  # last source frame it holds
 
@@ -168,6 +171,7 @@ def probe_segment(path: str | os.PathLike[str]) -> Segment:
                                      "keeps no decode timestamps for B-frames): render long-GOP "
                                      "segments as .mov or .mp4")
                 seg.packets.append((int(packet.pts), int(packet.dts), int(packet.duration or 0)))
+                seg.hashes.append(packet_hash(packet))
         except av.error.FFmpegError as exc:
             raise InputError(f"segment {path} is damaged ({exc}); render it again") from None
         if not seg.packets:
@@ -235,15 +239,72 @@ def place_segments(segments: list[Segment], timeline: Timeline, source: Path,
     return ordered
 
 
+def verify_segments(placed: list[Segment], source: Path, level: str,
+                    options: dict | None = None) -> dict[Path, dict]:
+    """The placed segments' manifests, checked at ``level`` (``none``: nothing read; else each
+    manifest must name this source, the frames the timestamps gave, one job's options and
+    version, and every packet's checksum; :mod:`gpen_video.farm.manifest`). Pictures are checked
+    while decoding (:func:`check_pictures`, or the re-encode's own decode).
+
+    Raises:
+        SegmentError: the first segment that fails, named (and its damaged frame).
+    """
+    if level == "none":
+        return {}
+    from gpen_video.media import VideoSource
+
+    with VideoSource(source) as src:
+        identity = manifest.source_identity(src)
+    records = {}
+    for seg in placed:
+        record = manifest.read_manifest(seg.path)
+        manifest.check_identity(seg.path, record, identity, seg.first, seg.last)
+        records[seg.path] = record
+    manifest.check_same_job([(s.path, records[s.path]) for s in placed], options)
+    for seg in placed:
+        shown = sorted(p for p, _, _ in seg.packets)
+        frame_of = {p: seg.first + i for i, p in enumerate(shown)}
+        manifest.check_packets(seg.path, records[seg.path],
+                               [(p, h) for (p, _, _), h in zip(seg.packets, seg.hashes)],
+                               frame_of)
+    return records
+
+
+def check_pictures(seg: Segment, record: dict) -> None:
+    """Decode ``seg`` and compare every picture with its manifest's checksum (lossless
+    segments; lossy ones carry packet checksums only, and are decoded to prove they decode).
+
+    Raises:
+        SegmentError: a frame decodes to another picture, or does not decode.
+    """
+    check = PictureCheck(seg.path, record)
+    index = seg.first
+    try:
+        with av.open(str(seg.path)) as reader:
+            for frame in reader.decode(reader.streams.video[0]):
+                check.check(index, frame)
+                index += 1
+    except av.error.FFmpegError as exc:
+        raise manifest.SegmentError(f"segment {seg.path.name} is damaged: frame {index} does "
+                                    f"not decode ({exc}); render it again", seg.path,
+                                    index) from None
+    if index != seg.last + 1:
+        raise manifest.SegmentError(f"segment {seg.path.name} decoded to {index - seg.first} of "
+                                    f"its {seg.frames} frames: damaged; render it again", seg.path)
+
+
 def expand_segments(segments: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Segment paths, a folder replaced by the video files in it (sorted; hidden files, such as
-    unfinished temporaries, skipped).
+    unfinished temporaries, skipped); segment manifests (``SEGMENT.json``) given among them are
+    left out (they are read beside their segment).
 
     Raises:
         InputError: a folder holds no video file.
     """
     out: list[Path] = []
     for item in map(Path, segments):
+        if item.suffix == ".json" and Path(item.stem).suffix.lower() in CONTAINERS:
+            continue  # a segment's manifest (``stitch SEGDIR/*`` names them too)
         if item.is_dir():
             found = sorted(p for p in item.iterdir() if p.is_file()
                            and not p.name.startswith(".") and p.suffix.lower() in CONTAINERS)
@@ -274,7 +335,8 @@ def stitch(segments: Sequence[str | os.PathLike[str]], source: str | os.PathLike
            output: str | os.PathLike[str], *, encode: EncodeOptions | None = None,
            overwrite: bool = False, frames: tuple[int, int | None] | None = None,
            progress: Callable[[int, int], None] | None = None,
-           timecode: str | None = None) -> StitchResult:
+           timecode: str | None = None, verify: str = "auto",
+           options: dict | None = None) -> StitchResult:
     """Join ``segments`` into ``output`` with ``source``'s audio and metadata (module doc).
 
     Args:
@@ -290,15 +352,22 @@ def stitch(segments: Sequence[str | os.PathLike[str]], source: str | os.PathLike
         progress: called with (frames written, frames in total).
         timecode: the timecode of the source's frame 0, replacing the file's own (as
             ``EncodeOptions.timecode``; None: the file's).
+        verify: ``auto``, ``none``, ``packets`` or ``frames``: how the segments prove they are
+            this source's and undamaged (:mod:`gpen_video.farm.manifest`).
+        options: the job's pixel options (:func:`~gpen_video.farm.manifest.pixel_options`),
+            which every segment's manifest must match; None: they must only agree.
 
     Raises:
         UsageError: no segments, packet copy into a container that cannot hold the segments'
             codec, or segments with different encodings.
         InputError: the source or a segment cannot be read, or continuity fails.
+        SegmentError: (an InputError) a segment of another clip or job, without its manifest,
+            or damaged (``.segment`` names it, ``.frame`` the frame when known).
         OutputError: the output path cannot be written (or is the source or a segment).
     """
     t0 = time.perf_counter()
     source, output = Path(source), Path(output)
+    level = manifest.effective_level(verify, encode is not None)
     if not segments:
         raise UsageError("no segments to stitch")
     seg_paths = expand_segments(segments)
@@ -324,14 +393,19 @@ def stitch(segments: Sequence[str | os.PathLike[str]], source: str | os.PathLike
                             (start, end))
     whole = start == 0 and end == last_frame
     total = end - start + 1
+    records = verify_segments(placed, source, level, options)
     if encode is None:
+        if level == "frames":
+            for seg in placed:
+                check_pictures(seg, records[seg.path])
         notes = _copy(placed, source, output, timeline, (start, end), whole, overwrite, progress,
                       total, timecode)
     else:
         if timecode is not None:
             encode = replace(encode, timecode=timecode)
         notes = _reencode(placed, source, output, timeline, (start, end), whole, encode,
-                          overwrite, progress, total)
+                          overwrite, progress, total,
+                          records if level == "frames" else {})
     return StitchResult(output=output, frames=total, first=start, last=end,
                         segments=len(placed), reencoded=encode is not None,
                         seconds=time.perf_counter() - t0, notes=tuple(notes))
@@ -468,7 +542,8 @@ def _copy_packets(placed: list[Segment], out: av.container.OutputContainer,
 
 def _reencode(placed: list[Segment], source: Path, output: Path, timeline: Timeline,
               span: tuple[int, int], whole: bool, encode: EncodeOptions, overwrite: bool,
-              progress: Callable[[int, int], None] | None, total: int) -> list[str]:
+              progress: Callable[[int, int], None] | None, total: int,
+              records: dict[Path, dict]) -> list[str]:
     from gpen_video.media import VideoSink
 
     src = VideoSource(source, None if whole else RangeOptions(start=span[0], end=span[1]))
@@ -477,7 +552,11 @@ def _reencode(placed: list[Segment], source: Path, output: Path, timeline: Timel
         with sink:
             written = 0
             for seg in placed:
-                with VideoSource(seg.path, errors="strict") as reader:
+                check = PictureCheck(seg.path, records[seg.path]) if seg.path in records \
+                    else None
+                inspect = None if check is None else \
+                    (lambda i, f, c=check, s=seg: c.check(s.first + i, f))
+                with VideoSource(seg.path, errors="strict", inspect=inspect) as reader:
                     if (reader.height, reader.width) != (src.height, src.width) or \
                             reader.image_dtype != src.image_dtype:
                         raise InputError(f"segment {seg.path.name} is {reader.width}x"

@@ -76,6 +76,11 @@ CONTAINERS: dict[str, tuple[str, frozenset[str]]] = {
     ".mkv": ("matroska", frozenset({"h264", "hevc", "prores", "ffv1", "vp9", "av1"})),
     ".webm": ("webm", frozenset({"vp9", "av1"})),
 }
+# what a container delivers when the codec follows the source: FFmpeg's MP4 muxer takes FFV1
+# and PNG (the farm's intra segments use it), but MP4 players do not play them, so a run that
+# follows a PNG or FFV1 source into .mp4 writes H.264 and says so; --codec still writes them
+DELIVERED: dict[str, frozenset[str]] = {".mp4": frozenset({"h264", "hevc"}),
+                                        ".m4v": frozenset({"h264", "hevc"})}
 IMAGE_SUFFIXES: dict[str, str] = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".exr": "exr",
                                   ".dpx": "dpx"}
 
@@ -308,8 +313,36 @@ def choose_encoder(source: SourceVideoInfo, output: str | Path,
     else:
         _note_lost_detail(family, source, pix_fmt, layout, depth, sequence, notes)
 
+    _check_chroma_fits(family, pix_fmt, source, options.pix_fmt is not None)
     return EncoderSpec(family=family, encoder=encoder, pix_fmt=pix_fmt, options=codec_options,
                        container=container, image_sequence=sequence, notes=tuple(notes))
+
+
+# encoders that refuse a size their chroma subsampling does not divide (x264 and x265 stop with
+# FFmpeg's "Generic error in an external library" after the models have loaded)
+_EVEN_SIZE_ENCODERS = frozenset({"h264", "hevc"})
+
+
+def _check_chroma_fits(family: str, pix_fmt: str, source: SourceVideoInfo,
+                       asked: bool) -> None:
+    """Raises UsageError, before anything loads, when ``pix_fmt`` subsamples chroma across an
+    odd width or height of the source (coded size) for an encoder that refuses it."""
+    import av
+
+    if family not in _EVEN_SIZE_ENCODERS or not (source.width and source.height):
+        return
+    chroma = av.VideoFormat(pix_fmt, 2, 2).components[-1]  # a chroma plane of a 2×2 picture
+    odd = [(name, n) for name, n, halved in (("width", source.width, chroma.width == 1),
+                                             ("height", source.height, chroma.height == 1))
+           if halved and n % 2]
+    if not odd:
+        return
+    full = "yuv444p10le" if pix_fmt_layout(pix_fmt)[1] > 8 else "yuv444p"
+    which = " and ".join(f"{name} {n}" for name, n in odd)
+    chosen = "--pix-fmt" if asked else "following the source"
+    raise UsageError(f"{family} cannot encode {pix_fmt} ({chosen}) at an odd {which} "
+                     f"({source.width}x{source.height}): its chroma is halved there; add "
+                     f"--pix-fmt {full} (full chroma, any size), or write .mkv with --codec ffv1")
 
 
 def _sequence_family(output: Path, options: EncodeOptions) -> str:
@@ -344,9 +377,12 @@ def _container_family(source: SourceVideoInfo, output: Path, options: EncodeOpti
         family = fallback
         notes.append(f"the source's codec, {codec_name(source.codec)}, has no encoder here: "
                      f"writing {shown} (choose another with --codec)")
-    if family not in holds:
-        notes.append(f"{output.suffix} cannot hold {family} (the source's codec): "
-                     f"writing {shown} instead; use .mov or .mkv to keep {family}")
+    if family not in holds or family not in DELIVERED.get(output.suffix.lower(), holds):
+        good = sorted(s for s, (_, fams) in CONTAINERS.items() if family in fams
+                      and family in DELIVERED.get(s, fams))
+        notes.append(f"{output.suffix} cannot hold {family} (the source's codec) for players: "
+                     f"writing {shown} instead; use {' or '.join(good) or 'another file type'} "
+                     f"to keep {family}")
         family = fallback
     return family
 

@@ -108,8 +108,10 @@ def _movie_output(options: RunOptions) -> Path:
     return Path(to_printf(output)) if has_pattern(output) else output
 
 
-def open_sink(options: RunOptions, source: Any, size: tuple[int, int] | None = None) -> Any:
-    """The job's output, opened (a temporary file/folder until ``close``)."""
+def open_sink(options: RunOptions, source: Any, size: tuple[int, int] | None = None,
+              recorder: Any = None) -> Any:
+    """The job's output, opened (a temporary file/folder until ``close``); ``recorder``: a farm
+    segment's manifest recorder (movie output only)."""
     from gpen_video.media.passes import LayeredSink, needs_layers
 
     if _sequence_to_images(options, source):
@@ -121,7 +123,7 @@ def open_sink(options: RunOptions, source: Any, size: tuple[int, int] | None = N
         from gpen_video.media.sink import VideoSink
 
         main = VideoSink(_movie_output(options), source, options.encode,
-                         overwrite=options.overwrite, size=size)
+                         overwrite=options.overwrite, size=size, recorder=recorder)
     passes = options.passes.paths()
     if not needs_layers(source, passes) and options.passes.matte_layer is None:
         return main

@@ -9,8 +9,9 @@ for image sequences). The writing process holds an exclusive ``flock`` on it for
 and registers it with :mod:`gpen_video.shutdown`, which removes it on any exit. A process killed
 outright (SIGKILL, power loss) cannot clean up, but its lock dies with it: the next partial
 created for the same target removes the partials of that target whose lock is free and whose
-owner is gone (:func:`remove_stale_partials`). A live run's partial is never touched: its lock
-is held.
+owner is gone (:func:`remove_stale_partials`): files and folders alike, so a single run also
+sweeps the segment folder a killed ``--workers`` run left (:func:`sweep_partials`). A live run's
+partial is never touched: its lock is held.
 """
 
 from __future__ import annotations
@@ -88,6 +89,11 @@ def write_error(exc: BaseException, folder: Path, what: str, hint: str = "") -> 
     ``writing out.mp4 failed``; ``hint``: what to do, for the other errors.
     """
     reason = SPACE_ERRNOS.get(getattr(exc, "errno", None))
+    if reason is None and getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"{what}: permission denied in {folder} (it is read-only, or its "
+                           "permissions changed while gpen-video ran); make it writable or "
+                           "choose another output folder, then run again (the next run to this "
+                           "output removes any partial file left there)")
     if reason is None:
         detail = getattr(exc, "strerror", None) or str(exc)
         return OutputError(f"{what}: {detail}{'; ' + hint if hint else ''}")
@@ -175,6 +181,12 @@ def remove_stale_partials(output: Path, sequence: bool = False) -> list[Path]:
     return removed
 
 
+def sweep_partials(output: Path) -> list[Path]:
+    """Every dead partial of ``output``, whatever kind of run left it: a single run's file, an
+    image sequence's or a ``--workers`` run's segment folder (a live run's are kept)."""
+    return remove_stale_partials(output) + remove_stale_partials(output, sequence=True)
+
+
 def remove_stale_partials_in(folder: Path) -> list[Path]:
     """:func:`remove_stale_partials` for every target in ``folder`` (a farm's own segment
     folder)."""
@@ -205,7 +217,7 @@ def temp_file_for(output: Path) -> Path:
         OutputError: the folder cannot be written.
     """
     folder = _folder_of(output)
-    remove_stale_partials(output)
+    sweep_partials(output)
     for _ in range(100):
         name = folder / f".{output.stem}{TEMP_TAG}{os.getpid()}-{secrets.token_hex(4)}" \
                         f"{output.suffix}"
@@ -229,7 +241,7 @@ def temp_dir_for(output: Path) -> Path:
         OutputError: the folder cannot be written.
     """
     folder = _folder_of(output)
-    remove_stale_partials(output, sequence=True)
+    sweep_partials(output)
     try:
         name = Path(tempfile.mkdtemp(
             prefix=f".{output.stem.replace('%', '')}{TEMP_TAG}{os.getpid()}-", dir=folder))

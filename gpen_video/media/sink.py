@@ -102,8 +102,11 @@ class VideoSink:
     def __init__(self, path: str | os.PathLike[str], source: VideoSource,
                  options: EncodeOptions | None = None, overwrite: bool = False, *,
                  audio: bool = True, subtitles: bool = True,
-                 size: tuple[int, int] | None = None) -> None:
+                 size: tuple[int, int] | None = None, recorder: object | None = None) -> None:
         self.path = Path(path)
+        # farm segments: checksums of what is encoded, and the manifest written before the
+        # rename (gpen_video.farm.manifest.SegmentRecorder)
+        self._recorder = recorder
         self.source = source
         self.size = (source.width, source.height) if size is None else (int(size[0]),
                                                                          int(size[1]))
@@ -111,6 +114,8 @@ class VideoSink:
         self.overwrite = overwrite
         self.spec: EncoderSpec = check_sink(self.path, source, self.options, overwrite)
         self.notes: list[str] = list(self.spec.notes)
+        if recorder is not None:
+            recorder.codec(self.spec.family)
         for note in self.spec.notes:
             log.warning("%s: %s", self.path.name, note)
         self.frames_written = 0
@@ -244,6 +249,8 @@ class VideoSink:
 
             put_alpha(av_frame, self.source.orientation.to_coded(alpha[..., None])[..., 0],
                       self.source.alpha_bits)
+        if self._recorder is not None:
+            self._recorder.picture(frame.index, av_frame)
         av_frame.pts = frame.pts
         av_frame.time_base = frame.time_base
         self._durations.append(frame.duration)
@@ -332,6 +339,8 @@ class VideoSink:
         if self._copier is not None and not self._copier.done:
             t = packet_time(packet)
             self._copier.pump(None if t is None else t + AUDIO_LEAD)
+        if self._recorder is not None:
+            self._recorder.packet(packet)
         self._out.mux(packet)
 
     def _mux_last(self) -> None:
@@ -367,6 +376,8 @@ class VideoSink:
                 self._copier.close()
             self._out.close()
             self._out = None
+            if self._recorder is not None:
+                self._recorder.write(self.path)  # the manifest first, then the segment
             if self.spec.image_sequence:
                 paths.finalize_sequence(self._temp, self.path.parent, self.overwrite)
             else:

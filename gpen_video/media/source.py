@@ -26,7 +26,7 @@ import heapq
 import logging
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -179,6 +179,11 @@ def _check_input_file(path: Path) -> None:
         raise InputError(f"input {path} does not exist")
     if path.is_dir():
         raise InputError(f"input {path} is a folder, not a video file")
+    if not path.is_file():  # a FIFO, socket or device: no size, no second read
+        kind = "a named pipe (FIFO)" if path.is_fifo() else "not a regular file"
+        raise InputError(f"input {path} is {kind}: gpen-video reads its input more than once "
+                         "(to index frames, then to decode, and again for the audio); save the "
+                         "stream to a file first and give that")
     if path.stat().st_size == 0:
         raise InputError(f"input {path} is empty (0 bytes)")
 
@@ -239,8 +244,12 @@ class VideoSource:
     """
 
     def __init__(self, path: str | os.PathLike[str], range: RangeOptions | None = None, *,
-                 threads: int = 0, errors: ErrorPolicy = "conceal") -> None:
+                 threads: int = 0, errors: ErrorPolicy = "conceal",
+                 inspect: Callable[[int, av.VideoFrame], None] | None = None) -> None:
         self.path = Path(path)
+        # called with (frame index, decoded av.VideoFrame) before each frame is converted: the
+        # farm's stitch checks a segment's pictures against their checksums with it
+        self._inspect = inspect
         if errors not in ("conceal", "strict"):
             raise ValueError(f"errors must be 'conceal' or 'strict', not {errors!r}")
         self._threads = threads
@@ -264,9 +273,13 @@ class VideoSource:
             videos = [s for s in container.streams.video
                       if not (int(s.disposition) & int(av.stream.Disposition.attached_pic))]
             if not videos:
-                kinds = sorted({s.type for s in container.streams}) or ["no streams"]
-                raise InputError(f"input {self.path} has no video stream ({', '.join(kinds)} "
-                                 "only): gpen-video needs a video")
+                covers = [s for s in container.streams.video if s not in videos]
+                kinds = sorted({s.type for s in container.streams if s not in covers})
+                if covers:
+                    kinds.append("a cover picture")
+                raise InputError(f"input {self.path} has no video stream (only "
+                                 f"{' and '.join(kinds) or 'no streams at all'}): gpen-video "
+                                 "needs a video")
             stream = videos[0]
             cc = stream.codec_context
             self.stream_index: int = stream.index
@@ -723,6 +736,8 @@ class VideoSource:
                               "concealed the errors", self.path.name, index,
                               float(pts * self.time_base))
             self.concealed_frames.append(index)
+        if self._inspect is not None:
+            self._inspect(index, av_frame)
         image = self.to_rgb(av_frame)
         state.last_image = image
         if state.pending_lost:

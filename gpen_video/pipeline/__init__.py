@@ -149,7 +149,14 @@ def _open_sink(options: RunOptions, source: Any) -> Any:
     from gpen_video.media.endpoints import open_sink
     from gpen_video.review import output_size
 
-    return open_sink(options, source, output_size(options.compare, source.width, source.height))
+    recorder = None
+    if options.encode.manifest:  # a farm segment (gpen_video.farm.manifest)
+        from gpen_video.farm.manifest import (SegmentJob, SegmentRecorder, pixel_options,
+                                              source_identity)
+
+        recorder = SegmentRecorder(SegmentJob(source_identity(source), pixel_options(options)))
+    return open_sink(options, source, output_size(options.compare, source.width, source.height),
+                     recorder=recorder)
 
 
 def _leave_to_stragglers(wiring: Any, sink: Any, *objects: Any) -> None:
