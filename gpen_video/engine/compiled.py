@@ -14,8 +14,9 @@ Cache key: the weights' sha256, the architecture, the device model
 (:func:`gpen_video.engine.tactics.device_model`), the precision, the maximum batch, the tactic plan,
 the torch version and :data:`COMPILE_RECIPE`. Files:
 ``<label>-<size>px-<precision>-b<max>-<device>-<key[:16]>.pt2`` and a ``.json`` record beside it
-(build seconds, the build check, the package's sha256, checked on every load: a damaged package
-is reported, removed and built again).
+(build seconds, the build check); both are written with their hash
+(:mod:`gpen_video.engine.artifact`), checked on every load: a damaged package is reported, removed
+and built again.
 
 Needs a C++ compiler on the CPU (Inductor generates C++), Triton on CUDA.
 :func:`compiler_missing` says which is absent; callers then run the eager form with one warning.
@@ -31,14 +32,13 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gpen_video.engine.locking import atomic_write_bytes, lock_for
-from gpen_video.engine.onnx_cache import file_sha256
+from gpen_video.engine.artifact import check_artifact, remove_artifact, write_artifact
+from gpen_video.engine.locking import lock_for
 from gpen_video.engine.tactics import device_model
 from gpen_video.models.inference import InferenceGPEN
 
@@ -139,10 +139,10 @@ def compiled_engine(form: InferenceGPEN, weights_sha256: str, device: str, preci
         diff = _build(form, device, precision, max_batch, path)
         seconds = time.perf_counter() - start
         record = {"key": asdict(key), "recipe": COMPILE_RECIPE, "build_seconds": round(seconds, 2),
-                  "max_abs_diff": diff, "sha256": file_sha256(path),
+                  "max_abs_diff": diff,
                   "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-        atomic_write_bytes(path.with_suffix(".json"),
-                           json.dumps(record, indent=1, sort_keys=True).encode())
+        write_artifact(path.with_suffix(".json"),
+                       json.dumps(record, indent=1, sort_keys=True).encode())
     engine = _load(path, device)
     if engine is None:
         raise RuntimeError(f"the compiled engine {path} could not be loaded after its build")
@@ -174,51 +174,53 @@ def _build(form: InferenceGPEN, device: str, precision: str, max_batch: int, pat
         example = _example(form, 2, device)
     with torch.inference_mode(False), torch.no_grad():
         program = torch.export.export(form, (example,), dynamic_shapes=dynamic)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".pt2", dir=path.parent)
-        os.close(fd)
+    found: dict[str, float] = {}
+
+    def build(tmp: Path) -> None:  # the package written and checked before it is renamed
+        package = tmp.with_name(tmp.name + ".pt2")  # Inductor wants the .pt2 ending
         try:
             torch._inductor.aoti_compile_and_package(
-                program, package_path=tmp, inductor_configs={"freezing": True})
-            runner = torch._inductor.aoti_load_package(tmp)
+                program, package_path=str(package), inductor_configs={"freezing": True})
+            runner = torch._inductor.aoti_load_package(str(package))
             check = _example(form, 2 if max_batch > 1 else 1, device, seed=1)
             with torch.inference_mode():
                 want = form(check)
                 got = runner(check)
                 got = got[0] if isinstance(got, (list, tuple)) else got
-                diff = float((got.float() - want.float()).abs().max())
-            if not diff <= BUILD_TOLERANCE[precision]:
+                found["diff"] = float((got.float() - want.float()).abs().max())
+            if not found["diff"] <= BUILD_TOLERANCE[precision]:
                 raise RuntimeError(f"the compiled engine differs from the eager network by "
-                                   f"{diff:.3g} (tolerance {BUILD_TOLERANCE[precision]:g})")
-            os.replace(tmp, path)
+                                   f"{found['diff']:.3g} (tolerance "
+                                   f"{BUILD_TOLERANCE[precision]:g})")
+            os.replace(package, tmp)
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return diff
+            package.unlink(missing_ok=True)
+
+    write_artifact(path, build)
+    return found["diff"]
 
 
 def _load(path: Path, device: str) -> CompiledEngine | None:
     """The engine at ``path``, or None when it is not there; a package whose bytes do not match
-    its record (or without one) is reported, removed, and so built again."""
+    its hash, or without its record, is reported, removed, and so built again."""
     import torch._inductor
 
     record_path = path.with_suffix(".json")
-    if not path.is_file():
+    if not check_artifact(path):
+        remove_artifact(record_path)  # a record without its package says nothing
         return None
     try:
-        record = json.loads(record_path.read_text())
-        if file_sha256(path) != record["sha256"]:
-            raise ValueError("its bytes do not match the sha256 recorded at build")
+        record = json.loads(record_path.read_bytes()) if check_artifact(record_path) else None
+        if record is None:
+            raise ValueError("its record is missing or damaged")
         start = time.perf_counter()
         runner = torch._inductor.aoti_load_package(str(path))
         seconds = time.perf_counter() - start
     except Exception as exc:  # noqa: BLE001 — any failure to read it means: build it again
-        log.warning("the compiled engine %s is damaged or incomplete (%s): removed, building "
-                    "it again", path, exc)
-        for stale in (path, record_path):
-            try:
-                stale.unlink()
-            except OSError:
-                pass
+        log.warning("the compiled engine %s cannot be used (%s): removed, building it again",
+                    path, exc)
+        remove_artifact(path)
+        remove_artifact(record_path)
         return None
     return CompiledEngine(runner, path, False, float(record.get("build_seconds", 0.0)), seconds,
                           float(record.get("max_abs_diff", 0.0)))

@@ -8,12 +8,12 @@ candidate of every site on them (warm-up, then the median of ``repeats`` runs, t
 synchronised), keeps the fastest, and caches the plan with every time it measured, so the next
 run on this device reuses it without timing (``gpen-video engine list`` shows it).
 
-Cache: ``tactics-<size>px-<precision>-b<batch>-<device>-<key[:16]>.json`` in the engine folder.
+Cache: ``tactics-<size>px-<precision>-b<batch>-<device>-<key[:16]>.json`` in the engine folder,
+written with its hash (:mod:`gpen_video.engine.artifact`).
 The key covers what changes the timings or the candidates: the architecture, the device model
 (CPU model and thread count; GPU name and compute capability), the precision, the batch, the torch
 version and :data:`TACTICS_RECIPE`. Weights do not change timings and are not in it. Files are
-written whole (temporary file, rename) under the folder's lock; one that cannot be read is
-reported, removed and timed again.
+written whole under the folder's lock; a damaged one is reported, removed and timed again.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import platform
 import re
 import statistics
@@ -32,7 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gpen_video.engine.locking import atomic_write_bytes, lock_for
+from gpen_video.engine.artifact import read_verified, remove_artifact, write_artifact
+from gpen_video.engine.locking import lock_for
 from gpen_video.models.inference import InferenceGPEN, TacticPlan
 
 log = logging.getLogger("gpen_video.engine")
@@ -208,28 +208,27 @@ def choose_tactics(form: InferenceGPEN, device: str, precision: str, batch: int,
         record = {"key": asdict(key), "recipe": TACTICS_RECIPE, "plan": plan.as_dict(),
                   "times_ms": times, "timing_seconds": round(seconds, 3),
                   "timed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-        atomic_write_bytes(path, json.dumps(record, indent=1, sort_keys=True).encode())
+        write_artifact(path, json.dumps(record, indent=1, sort_keys=True).encode())
     log.info("tactics timed in %.1f s and cached: %s", seconds, path)
     return TimedPlan(plan, times, path, True, seconds)
 
 
 def _read(path: Path, form: InferenceGPEN) -> TimedPlan | None:
-    """The cached plan at ``path`` applied to ``form``, or None (missing; a damaged or foreign
-    file is reported once and removed, so it is timed again)."""
-    if not path.is_file():
+    """The cached plan at ``path`` applied to ``form``, or None (missing; a damaged file is
+    reported once and removed by :func:`gpen_video.engine.artifact.read_verified`, one that no
+    longer fits the network likewise here, so it is timed again)."""
+    data = read_verified(path)
+    if data is None:
         return None
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(data)
         plan = TacticPlan.of(dict(record["plan"]), "timed")
         form.apply_plan(plan)
         return TimedPlan(plan, dict(record["times_ms"]), path, False, 0.0)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("the tactic cache %s is damaged (%s): removed, timing again",
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("the tactic cache %s does not fit this network (%s): removed, timing again",
                     path, type(exc).__name__)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        remove_artifact(path)
         return None
 
 
