@@ -44,6 +44,17 @@ def check_before_loading(options: RunOptions, source: Any, need_restorer: bool =
     from gpen_video.media.sink import check_sink
 
     check_sink(options.output, source, options.encode, options.overwrite)
+    check_weights(options, need_restorer, need_detector)
+    log.info("%s and %s checked; loading the models", options.input, options.output)
+
+
+def check_weights(options: RunOptions, need_restorer: bool = True,
+                  need_detector: bool = True) -> None:
+    """Make sure every weights file the run needs is there (downloaded now when allowed).
+
+    Raises:
+        WeightsError, DownloadError: as :func:`check_before_loading`.
+    """
     missing = missing_weights(options, need_restorer, need_detector)
     if missing:
         downloadable = [m for m in missing if m.explicit is None and m.registry_name is not None]
@@ -51,7 +62,6 @@ def check_before_loading(options: RunOptions, source: Any, need_restorer: bool =
         if len(downloadable) < len(missing) or not allowed:
             raise WeightsError(missing_message(missing, downloads_off=not allowed))
         _download(missing, options)
-    log.info("%s and %s checked; loading the models", options.input, options.output)
 
 
 def missing_weights(options: RunOptions, need_restorer: bool = True,

@@ -10,6 +10,7 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
@@ -84,12 +85,37 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
                               "engines/ in a checkout, else the user cache)")
 
     faces = parser.add_argument_group("faces")
+    configure_faces(faces)
+    faces.add_argument("--faces", default="all", choices=FACE_SELECTIONS,
+                       help="all (default): every face; largest: only the largest face of "
+                            "each frame (after --tracks/--skip-tracks)")
+    configure_selection(parser)
+    _configure_output(parser)
+
+
+def configure_selection(parser: argparse.ArgumentParser) -> None:
+    """Faces from an analysis, and which tracks to restore (``gpen-video analyse``,
+    :mod:`gpen_video.faces.selection`)."""
+    group = parser.add_argument_group(
+        "faces file and track selection (docs/faces-file.md; ids as on the contact sheet)")
+    group.add_argument("--faces-from", type=Path, default=None, metavar="FACES",
+                       help="render with the faces of `gpen-video analyse IN FACES` instead of "
+                            "detecting (no detector loaded; bit-identical to a detecting run "
+                            "with the analysis's options; default: detect)")
+    group.add_argument("--tracks", default=None, metavar="ID,ID",
+                       help="restore only these tracks (default: every track)")
+    group.add_argument("--skip-tracks", default=None, metavar="ID,ID",
+                       help="never restore these tracks: their pixels stay the source's "
+                            "(default: none)")
+
+
+def configure_faces(faces: Any) -> None:
+    """The detection and tracking options (a run's and ``gpen-video analyse``'s)."""
     faces.add_argument("--detector", default="auto", choices=DETECTOR_CHOICES,
                        help="RetinaFace backbone; auto: the one --detector-weights holds, "
                             "resnet50 without that option")
     faces.add_argument("--detector-weights", type=Path, default=None,
                        help="local RetinaFace weights file (offline use)")
-    faces.add_argument("--faces", default="all", choices=FACE_SELECTIONS)
     faces.add_argument("--detect", dest="detect_mode", default="tracked",
                        choices=DETECT_MODES,
                        help="tracked (default): each tracked face is re-detected in a window "
@@ -112,8 +138,13 @@ def configure_job(parser: argparse.ArgumentParser) -> None:
     faces.add_argument("--smooth", default="rts", choices=SMOOTH_METHODS,
                        help="temporal smoothing of each face's alignment")
 
+
+def _configure_output(parser: argparse.ArgumentParser) -> None:
+    """Blending, encoding, the frame range and reporting."""
     blend = parser.add_argument_group("blending")
-    blend.add_argument("--strength", type=float, default=1.0, help="0 = original, 1 = restored")
+    blend.add_argument("--strength", action="append", default=None, metavar="S|ID=S",
+                       help="0 = original, 1 = restored (default 1); ID=S sets one track's "
+                            "strength (repeat: --strength 0.8 --strength 4=0.5)")
     blend.add_argument("--color-match", action="store_true",
                        help="match restored colours to the source face")
     blend.add_argument("--temporal", default="residual", choices=TEMPORAL_MODES,
@@ -197,8 +228,9 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
         if start is not None or end is not None:
             raise UsageError("use either --frames or --start/--end, not both")
         start, end = parse_frames(args.frames)
-    if not 0.0 <= args.strength <= 1.0:
-        raise UsageError(f"--strength {args.strength}: must be between 0 and 1")
+    from gpen_video.faces.selection import parse_ids, parse_strengths
+
+    strength, track_strength = parse_strengths(args.strength)
     for flag, value in (("--batch", args.batch),
                         ("--max-batch", 1 if args.max_batch is None else args.max_batch)):
         if value < 1:
@@ -216,6 +248,9 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
         output=args.output,
         overwrite=args.overwrite,
         faces=args.faces,
+        faces_from=args.faces_from,
+        tracks=parse_ids("--tracks", args.tracks),
+        skip_tracks=parse_ids("--skip-tracks", args.skip_tracks) or (),
         on_damage=args.on_damage,
         progress="none" if args.quiet else args.progress,
         compare=args.compare,
@@ -236,8 +271,8 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
                              download=not args.no_download,
                              max_side=args.detect_size, every=args.detect_every),
         smooth=SmoothOptions(method=args.smooth),
-        blend=BlendOptions(strength=args.strength, color_match=args.color_match,
-                           geometry=args.geometry),
+        blend=BlendOptions(strength=strength, track_strength=track_strength,
+                           color_match=args.color_match, geometry=args.geometry),
         temporal=TemporalOptions(mode=args.temporal),
         encode=EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset,
                              pix_fmt=args.pix_fmt),
@@ -268,7 +303,43 @@ def _overlap(value: object) -> int:
         raise UsageError(f"--overlap {value!r}: a number of frames, or auto") from None
 
 
+# (flag, argparse dest, where the faces file's header keeps it): what a faces file decides
+ANALYSIS_FLAGS = (("--detect", "detect_mode", ("detect", "mode")),
+                  ("--detect-every", "detect_every", ("detect", "every")),
+                  ("--min-face", "min_face", ("detect", "scan_min_iod")),
+                  ("--detect-size", "detect_size", ("detect", "max_side")),
+                  ("--detector", "detector", ("detect", "network")),
+                  ("--smooth", "smooth", ("smooth", "method")))
+
+
+def check_faces_from(args: argparse.Namespace) -> None:
+    """``--faces-from`` with an analysis option given explicitly (not its default) that differs
+    from the analysis's: the analysis wins, so the option would be ignored — refused instead.
+
+    Raises:
+        UsageError: naming the option, its value and the analysis's; FacesFileError: the file's
+            header cannot be read.
+    """
+    from gpen_video.faces.faces_file import read_header
+
+    if getattr(args, "faces_from", None) is None:
+        return
+    header = read_header(args.faces_from)
+    defaults = argparse.ArgumentParser()
+    configure_job(defaults)
+    for flag, dest, (part, key) in ANALYSIS_FLAGS:
+        value, default = getattr(args, dest, None), defaults.get_default(dest)
+        recorded = header["options"].get(part, {}).get(key)
+        if value != default and value != recorded:
+            raise UsageError(
+                f"{flag} {value} contradicts {args.faces_from} (analysed with {flag} "
+                f"{recorded}): with --faces-from the analysis decides where the faces are and "
+                f"nothing is detected, so the analysis wins; drop {flag}, or analyse again "
+                f"with it (`gpen-video analyse {args.input} FACES {flag} {value}`)")
+
+
 def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
+    check_faces_from(args)
     options = options_from_args(args, env)
     if str(args.overlap).strip().lower() == "auto":
         from gpen_video.farm.warmup import auto_range
@@ -306,8 +377,14 @@ def _check_before_workers(options: RunOptions) -> None:
     from gpen_video.media import VideoSource
     from gpen_video.preflight import check_before_loading
 
+    from gpen_video.pipeline import _check_options, open_analysis
+
+    chunked = replace(options, range=replace(options.range, overlap=max(1, options.range.overlap)))
+    _check_options(chunked)  # every chunk but the first starts inside the clip
     with VideoSource(options.input, options.range) as source:
-        check_before_loading(options, source)
+        check_before_loading(options, source, need_detector=options.faces_from is None)
+        if options.faces_from is not None:
+            open_analysis(options, source)
 
 
 def _workers(args: argparse.Namespace, env: Environment | None = None) -> WorkersOptions | None:
