@@ -200,7 +200,8 @@ class FacesWriter:
                "tracks": [[i, *span] for i, span in sorted(self._tracks.items())],
                "cuts": self._cuts, "hashes": {str(k): v for k, v in sorted(self.hashes.items())}}
         self._text.write(_line({"end": end}))
-        self._text.close()  # closes the gzip stream and the file
+        self._text.close()  # ends the gzip stream (GzipFile leaves the file open)
+        self._raw.close()
         from gpen_video.media import paths
 
         paths.finalize_file(self.temporary, self.path, self.overwrite)
@@ -210,10 +211,11 @@ class FacesWriter:
         """Delete the temporary file (after an error or an interruption)."""
         from gpen_video.media import paths
 
-        try:
-            self._text.close()
-        except Exception:  # noqa: BLE001 - the file is deleted anyway
-            pass
+        for stream in (self._text, self._raw):
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001 - the file is deleted anyway
+                pass
         paths.remove_quietly(self.temporary)
         paths.release(self.temporary)
 
