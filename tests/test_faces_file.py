@@ -200,6 +200,35 @@ def test_workers_with_the_faces_file_render_what_one_process_renders(work, tmp_p
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
+@pytest.mark.slow
+def test_the_ray_farm_with_the_faces_file_renders_what_one_process_renders(work, tmp_path):
+    """``gpen-video farm --chunk 16 --faces-from`` (three chunks on Ray actors that load no
+    detector), temporal off: every frame equals the single run's."""
+    ray = pytest.importorskip("ray", reason="the 'farm' extra")
+    from gpen_video.cli import main
+
+    single = tmp_path / "single.mkv"
+    options = replace(work["base"], faces_from=work["faces"], output=single,
+                      temporal=replace(work["base"].temporal, mode="off"))
+    render(options)
+    out = tmp_path / "farm.mkv"
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        code = main(["farm", str(work["clip"]), str(out), "--model", str(work["model"]),
+                     "--backend", "torch", "--device", "cpu", "--codec", "ffv1",
+                     "--temporal", "off", "--progress", "none", "--chunk", "16",
+                     "--segments", "lossless", "--faces-from", str(work["faces"])])
+    finally:
+        if started:
+            ray.shutdown()
+    assert code == 0
+    a, b = frames_of(single), frames_of(out)
+    assert len(a) == len(b) == 48
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
 # -- done-when 3: the sheet, selection -----------------------------------------------------------
 
 def test_the_contact_sheet_has_a_cell_per_track(work):
