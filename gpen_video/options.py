@@ -235,3 +235,5 @@ class BenchOptions:
     gpus: str = "all"  # all | N: one worker process per GPU; 0 or no GPU: one CPU worker
     workdir: Path | None = None  # clips and outputs (None: a temporary folder, removed after)
     quality: bool = False  # also measure the last timed output (gpen_video.quality)
+    faces_from: bool = False  # analyse each clip once (untimed); the timed runs read that
+    #                           faces file (--faces-from) instead of detecting
