@@ -464,8 +464,7 @@ def run_bench(options: BenchOptions, *, restorer: Any = None, detector: Any = No
             "backend": run.restore.backend, "precision": run.restore.precision,
             "batch": run.restore.batch, "detector": run.detect.network,
             "detector_batch": run.detect.batch, "detect_mode": run.detect.mode,
-            "faces_from": "analysis made once per clip, untimed" if options.faces_from
-            else None,
+            "faces_from": options.faces_from,  # True: runs read an analysis (made untimed)
             "temporal": run.temporal.mode,
             "encode": {k: v for k, v in vars(run.encode).items() if v is not None},
             "frames": options.frames, "repeats": options.repeats, "modes": list(modes),
