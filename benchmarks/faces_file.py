@@ -94,9 +94,11 @@ def size(minutes: float, work: Path) -> dict:
                              cy=base.params.cy + jitter[1], width=base.params.width + jitter[2],
                              angle=base.params.angle + jitter[3] * 1e-3)
             faces.append(replace(base, track_id=k + 1, frame_index=i, params=params,
-                                 landmarks=base.landmarks + rng.normal(0, 0.5, (5, 2)).astype(
-                                     np.float32),
-                                 box=base.box + rng.normal(0, 0.5, 4).astype(np.float32),
+                                 # the detector's outputs are float32 values
+                                 landmarks=(base.landmarks + rng.normal(0, 0.5, (5, 2))).astype(
+                                     np.float32).astype(np.float64),
+                                 box=(base.box + rng.normal(0, 0.5, 4)).astype(
+                                     np.float32).astype(np.float64),
                                  frames_since_start=i, score=float(np.float32(
                                      min(0.99999, base.score + rng.normal(0, 1e-4))))))
         prepared += time.perf_counter() - t0

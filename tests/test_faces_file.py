@@ -98,13 +98,18 @@ def test_every_number_round_trips_exactly(tmp_path):
     for k, v in enumerate(values[:2]):
         p = SimilarityParams(float(v * 100 + rng.random()), float(rng.random() * 1e3),
                              float(rng.random() * 400 + 1e-9), float(values[2 + k]))
-        faces.append(TrackedFace(k + 1, k, np.zeros((2, 3)), 128, p, rng.random((5, 2)) * 1e3,
-                                 True, float(rng.random()), True, False, False, 3, None,
-                                 float(values[0] / 2), box=rng.random(4)))
+        # face 1: the detector's float32 outputs (written as float32); face 2: float64 ones
+        kind = np.float32 if k == 0 else np.float64
+        faces.append(TrackedFace(k + 1, k, np.zeros((2, 3)), 128, p,
+                                 (rng.random((5, 2)) * 1e3).astype(kind), True,
+                                 float(kind(rng.random())), True, False, False, 3, None,
+                                 float(values[0] / 2), box=rng.random(4).astype(kind)))
     writer.write(0, False, faces[:1])
     writer.write(1, True, faces[1:])
     writer.close()
     records = list(open_faces(tmp_path / "x.faces").frames())
+    assert {"sf", "lmf", "boxf"} <= records[0].faces[0].keys()
+    assert {"s", "lm", "box"} <= records[1].faces[0].keys()
     for record, face in zip(records, faces):
         back = tracked_face(record.faces[0], face.frame_index, 128)
         for a, b in ((back.params, face.params),):

@@ -28,9 +28,12 @@ Then one line per frame, ``start`` … ``end`` in order::
 
     {"f": 12, "cut": true?, "faces": [{"id": 1, "p": [cx, cy, width, angle], "a": alpha,
       "n": frames_since_start, "e": frames_to_end | null, "d": detected, "c": confirmed,
-      "s": score, "lm": [x0, y0, … x4, y4]?, "box": [x0, y0, x1, y1] | null}, …], "crc": "…"}
+      "sf": score, "lmf": [x0, y0, … x4, y4]?, "boxf": [x0, y0, x1, y1] | "box": null}, …],
+     "crc": "…"}
 
-``p`` is the smoothed similarity (:class:`~gpen_video.faces.types.SimilarityParams`), ``a`` the
+``s``, ``lm`` and ``box`` are written as ``sf``, ``lmf``, ``boxf`` when every value is a float32
+(the detector's outputs are): the shortest decimal that reads back to that float32, which is read
+through float32 (a third smaller; the same float64 bits). ``p`` is the smoothed similarity (:class:`~gpen_video.faces.types.SimilarityParams`), ``a`` the
 paste ramp, ``lm`` the detector's 5 points (present on detected frames; elsewhere they are the
 template mapped through ``p``), ``cut`` present only on a frame that starts a shot. The last
 line closes the file::
@@ -135,11 +138,36 @@ def face_record(face: Any) -> dict[str, Any]:
         "id": int(face.track_id), "p": _numbers([p.cx, p.cy, p.width, p.angle]),
         "a": float(face.alpha_hint), "n": int(face.frames_since_start),
         "e": None if face.frames_to_end is None else int(face.frames_to_end),
-        "d": bool(face.detected), "c": bool(face.confirmed), "s": float(face.score)}
+        "d": bool(face.detected), "c": bool(face.confirmed)}
+    _put(record, "s", [face.score])
     if face.detected:
-        record["lm"] = _numbers(face.landmarks)
-    record["box"] = None if face.box is None else _numbers(face.box)
+        _put(record, "lm", face.landmarks)
+    if face.box is None:
+        record["box"] = None
+    else:
+        _put(record, "box", face.box)
     return record
+
+
+def _put(record: dict[str, Any], key: str, values: Any) -> None:
+    """``values`` under ``key`` (float64, shortest repr), or under ``key + "f"`` written as
+    float32 when every value is a float32 (the detector's outputs are: about a third smaller;
+    read back through float32, the same float64 bits)."""
+    numbers = _numbers(values)
+    single = np.asarray(numbers, np.float64).astype(np.float32)
+    if np.array_equal(single.astype(np.float64), numbers):
+        short = [float(str(v)) for v in single]
+        record[key + "f"] = short[0] if key == "s" else short
+    else:
+        record[key] = numbers[0] if key == "s" else numbers
+
+
+def _get(record: dict[str, Any], key: str) -> Any:
+    """The float64 values :func:`_put` wrote under ``key`` (None if absent)."""
+    if key + "f" in record:
+        return np.asarray(record[key + "f"], np.float64).astype(np.float32).astype(np.float64)
+    value = record.get(key)
+    return None if value is None else np.asarray(value, np.float64)
 
 
 def _line(record: dict[str, Any]) -> str:
@@ -459,7 +487,7 @@ def _check_header(path: Path, record: dict[str, Any]) -> None:
             raise FacesFileError(f"{path} line 1, field {key}: missing")
 
 
-_FACE_FIELDS = {"id": int, "p": 4, "a": float, "n": int, "d": bool, "c": bool, "s": float}
+_FACE_FIELDS = {"id": int, "p": 4, "a": float, "n": int, "d": bool, "c": bool}
 
 
 def _check_frame_fields(record: dict[str, Any]) -> None:
@@ -492,10 +520,16 @@ def _check_frame_fields(record: dict[str, Any]) -> None:
         e = face.get("e")
         if e is not None and (not isinstance(e, int) or isinstance(e, bool) or e < 0):
             raise ValueError(f"faces[{k}].e: expected a whole number ≥ 0 or null")
-        if "lm" in face and not _floats(face["lm"], 10):
-            raise ValueError(f"faces[{k}].lm: expected 10 numbers")
-        if face.get("box") is not None and not _floats(face["box"], 4):
-            raise ValueError(f"faces[{k}].box: expected 4 numbers or null")
+        for key, n in (("s", 1), ("lm", 10), ("box", 4)):
+            for name in (key, key + "f"):
+                value = face.get(name)
+                if key == "s" and name in face:
+                    value = [value]
+                if value is not None and not _floats(value, n):
+                    raise ValueError(f"faces[{k}].{name}: expected {n} number"
+                                     f"{'s' if n > 1 else ''}")
+        if "s" not in face and "sf" not in face:
+            raise ValueError(f"faces[{k}].s: expected a number")
         if face["p"][2] <= 0 or not 0.0 < face["a"] <= 1.0:
             raise ValueError(f"faces[{k}].{'p' if face['p'][2] <= 0 else 'a'}: out of range")
 
@@ -535,13 +569,13 @@ def tracked_face(record: dict[str, Any], index: int, crop_size: int) -> Any:
     from gpen_video.faces.types import SimilarityParams, TrackedFace
 
     params = SimilarityParams(*(float(v) for v in record["p"]))
-    landmarks = (np.asarray(record["lm"], np.float64).reshape(5, 2) if "lm" in record
-                 else template_in_frame(params))
+    lm = _get(record, "lm")
+    landmarks = lm.reshape(5, 2) if lm is not None else template_in_frame(params)
     to_end = record["e"]
     return TrackedFace(
         track_id=record["id"], frame_index=index, matrix=params_to_matrix(params, crop_size),
         crop_size=crop_size, params=params, landmarks=landmarks, detected=record["d"],
-        score=float(record["s"]), confirmed=record["c"], is_start=record["n"] == 0,
+        score=float(_get(record, "s")), confirmed=record["c"], is_start=record["n"] == 0,
         is_end=to_end == 0, frames_since_start=record["n"], frames_to_end=to_end,
         alpha_hint=float(record["a"]),
-        box=None if record.get("box") is None else np.asarray(record["box"], np.float64))
+        box=_get(record, "box"))

@@ -106,8 +106,10 @@ def open_analysis(options: RunOptions, source: Any) -> Any:
             if frame is not None:
                 faces.check_frame(frame.index, frame.image, whole.path.name)
     rng = source.range
-    start, end = (rng.start, rng.end) if rng is not None else (0, source.frame_count - 1)
-    faces.check_range(start, end)
+    if rng is not None:
+        faces.check_range(rng.start, rng.end)
+    elif faces.start != 0 or not faces.header["range"].get("to_end"):
+        faces.check_range(0, max(faces.last + 1, source.frame_count - 1))  # the whole clip
     tracks = [t.track_id for t in faces.tracks]
     selection(options).check_known(tracks, str(options.faces_from))
     for track, _ in options.blend.track_strength:
