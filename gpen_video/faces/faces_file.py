@@ -204,6 +204,11 @@ class FacesWriter:
         self._cuts: list[int] = []
         self.hashes: dict[int, str] = {}
 
+    @property
+    def tracks(self) -> int:
+        """Tracks written so far."""
+        return len(self._tracks)
+
     def write(self, index: int, cut: bool, faces: list[Any]) -> None:
         """The next frame's faces (all of them, before any selection), in frame order."""
         if index != self._next:

@@ -155,7 +155,7 @@ def analyse(options: RunOptions, faces_path: Path, *, sheet_path: Path | None = 
             written = sheet.write(sheet_path) if sheet is not None else None
             report = AnalysisReport(
                 Path(faces_path), written, write.writer.frames, write.writer.faces,
-                len(write.writer._tracks), time.perf_counter() - start,
+                write.writer.tracks, time.perf_counter() - start,
                 Path(faces_path).stat().st_size, dict(clock.seconds))
             return report
         finally:
