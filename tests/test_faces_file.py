@@ -164,18 +164,18 @@ def _chunks(work, options, tag: str, borders=(16, 32)):
 
 def test_three_chunks_read_exactly_the_single_runs_alignment(work):
     """A track crosses both borders (face 1), another the second (face 2): every chunk's
-    matrices are the single run's bit for bit; with --temporal off (nothing else carries state
-    across a border) every frame is the single run's."""
+    matrices are the single (detecting) run's bit for bit; with --temporal off (nothing else
+    carries state across a border) every frame is the single run's. (With the temporal filter
+    on, the chunks' frames: benchmarks/faces_file.py chunks.)"""
     options = replace(work["base"], faces_from=work["faces"])
-    seen, _ = _chunks(work, options, "file")
+    off = replace(options, temporal=replace(options.temporal, mode="off"))
+    seen, chunked = _chunks(work, off, "file-off")
     assert seen.keys() == work["single"].keys()
     for i, faces in work["single"].items():
         assert [(f.track_id, f.matrix.tobytes(), f.alpha) for f in faces] == \
             [(f.track_id, f.matrix.tobytes(), f.alpha) for f in seen[i]], i
-    off = replace(options, temporal=replace(options.temporal, mode="off"))
     single_off = work["folder"] / "single_off.mkv"
     render(replace(off, output=single_off))
-    _, chunked = _chunks(work, off, "file-off")
     assert all(np.array_equal(a, b) for a, b in zip(frames_of(single_off), chunked))
 
 
@@ -480,6 +480,18 @@ def test_analyse_command_refuses_an_existing_file_and_leaves_nothing_on_error(wo
                  "--detector-weights", str(tmp_path / "nope.pth")])
     assert code == 2 and not missing.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.faces"]
+
+
+def test_analyse_command_writes_the_file_and_the_sheet_beside_it(work, tmp_path):
+    from gpen_video.cli import main
+
+    target = tmp_path / "clip.faces"
+    weights = work["testdata"] / "weights" / "detection_mobilenet0.25_Final.pth"
+    assert main(["analyse", str(work["clip"]), str(target), "--detector-weights", str(weights),
+                 "--device", "cpu", "--progress", "none", "--frames", "0-11"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.faces", "clip.faces.sheet.png"]
+    faces = open_faces(target)
+    assert (faces.start, faces.last) == (0, 11) and faces.track_ids == (1,)
 
 
 def test_detect_options_are_recorded(work):

@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the faces file to write (gzip'd JSON lines, whatever the name; "
                              "written only when complete)")
     parser.add_argument("-y", "--overwrite", action="store_true",
-                        help="replace FACES if it exists")
+                        help="replace FACES if it exists (default: refuse)")
     faces = parser.add_argument_group("faces (as a render takes them; a render reading the file "
                                       "must not contradict them)")
     configure_faces(faces)
