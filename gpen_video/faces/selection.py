@@ -56,6 +56,7 @@ class TrackSelection:
     tracks: tuple[int, ...] | None = None  # only these ids (None: every track)
     skip: tuple[int, ...] = ()  # never these ids
     largest: bool = False  # then the largest face of each frame only
+    strength_ids: tuple[int, ...] = ()  # ids given their own --strength (must exist too)
 
     def select(self, faces: Sequence[Any]) -> list[Any]:
         """The faces of one frame to restore, in their order."""
@@ -68,7 +69,7 @@ class TrackSelection:
     @property
     def named(self) -> tuple[int, ...]:
         """Every id the selection names (they must exist)."""
-        return tuple(sorted(set(self.tracks or ()) | set(self.skip)))
+        return tuple(sorted(set(self.tracks or ()) | set(self.skip) | set(self.strength_ids)))
 
     def check_known(self, known: Iterable[int], where: str) -> None:
         """Raises:

@@ -83,7 +83,8 @@ def selection(options: RunOptions) -> Any:
     from gpen_video.faces.selection import TrackSelection
 
     return TrackSelection(tracks=options.tracks, skip=tuple(options.skip_tracks),
-                          largest=options.faces == "largest")
+                          largest=options.faces == "largest",
+                          strength_ids=tuple(t for t, _ in options.blend.track_strength))
 
 
 def open_analysis(options: RunOptions, source: Any) -> Any:
@@ -110,14 +111,7 @@ def open_analysis(options: RunOptions, source: Any) -> Any:
         faces.check_range(rng.start, rng.end)
     elif faces.start != 0 or not faces.header["range"].get("to_end"):
         faces.check_range(0, max(faces.last + 1, source.frame_count - 1))  # the whole clip
-    tracks = [t.track_id for t in faces.tracks]
-    selection(options).check_known(tracks, str(options.faces_from))
-    for track, _ in options.blend.track_strength:
-        if track not in tracks:
-            selection_error = (f"--strength {track}=…: no track {track} in "
-                               f"{options.faces_from} (its tracks: "
-                               f"{', '.join(map(str, tracks)) or 'none'})")
-            raise UsageError(selection_error)
+    selection(options).check_known(faces.track_ids, str(options.faces_from))
     return faces
 
 
