@@ -500,3 +500,25 @@ def test_detect_options_are_recorded(work):
     assert header["options"]["detect"]["weights"] == "detection_mobilenet0.25_Final.pth"
     assert header["clip"]["frame_count"] == 48 and header["clip"]["fps"] == "25"
     assert open_faces(work["faces"]).hashes.keys() == {0, 12, 24, 35, 47}
+
+
+def test_bench_faces_from_times_renders_that_detect_nothing(work, tmp_path):
+    """``gpen-video bench --faces-from analyse``: one untimed analysis per clip, then the timed
+    runs read it: faces restored, detect 0 s."""
+    from gpen_video.backends.identity import IdentityRestorer
+    from gpen_video.bench import run_bench
+    from gpen_video.options import BenchOptions, RestoreOptions, RunOptions
+
+    run = RunOptions(input=Path("-"), output=Path("-"), progress="none",
+                     restore=RestoreOptions(backend="identity", device="cpu", batch=4),
+                     detect=work["base"].detect)
+    options = BenchOptions(run=run, scenes=("320x180:1",), frames=8, repeats=1, warmup=2,
+                           mode="serial", workdir=tmp_path, faces_from=True)
+    report = run_bench(options, restorer=IdentityRestorer(restore=RestoreOptions(batch=4),
+                                                           size=256),
+                       detector=work["detector"])
+    (worker,) = report["scenes"][0]["workers"]
+    (timed,) = worker["serial"]["runs"]
+    assert worker["faces_from"] and worker["analysis_seconds"] > 0
+    assert timed["faces"] == 8 and timed["stage_seconds"]["detect"] == 0.0
+    assert report["config"]["faces_from"] is True
