@@ -15,8 +15,8 @@ import numpy as np
 from tests.pipeline_helpers import face_scene, write_clip
 
 SIZE = (288, 512)  # H, W
-FRAMES = 48
-LATE = 20  # face 2's first frame
+FRAMES = 36
+LATE = 10  # face 2's first frame (found by the scan at frame 12)
 FACE_PX = 100
 
 

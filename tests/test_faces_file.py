@@ -62,7 +62,7 @@ def test_a_render_from_the_faces_file_is_the_detecting_run_bit_for_bit(work, mon
     out = work["folder"] / "from_file.mkv"
     seen = render(replace(work["base"], output=out, faces_from=work["faces"]))
     single, read = frames_of(work["base"].output), frames_of(out)
-    assert len(single) == len(read) == 48
+    assert len(single) == len(read) == 36
     assert all(np.array_equal(a, b) for a, b in zip(single, read))
     assert seen.keys() == work["single"].keys()
     for i, faces in work["single"].items():
@@ -81,8 +81,8 @@ def test_analysis_is_deterministic_and_ids_follow_first_appearance(work, tmp_pat
     assert again.read_bytes() == work["faces"].read_bytes()  # gzip without a timestamp
     spans = {t.track_id: t for t in open_faces(again).tracks}
     assert sorted(spans) == [1, 2]
-    assert spans[1].first == 0 and spans[1].last == 47
-    assert LATE <= spans[2].first <= LATE + 12 and spans[2].last == 47  # scans: every 12
+    assert spans[1].first == 0 and spans[1].last == 35
+    assert LATE <= spans[2].first <= LATE + 12 and spans[2].last == 35  # scans: every 12
 
 
 def test_every_number_round_trips_exactly(tmp_path):
@@ -143,13 +143,13 @@ def test_the_six_real_clips_render_the_same_from_the_file(testdata, tmp_path, na
 
 # -- chunks --------------------------------------------------------------------------------------
 
-def _chunks(work, options, tag: str, borders=(16, 32)):
+def _chunks(work, options, tag: str, borders=(12, 24)):
     """Render the clip as three chunks (the margins of --workers) in this process; the pasted
     faces of every chunk's output frames and the chunks' frames in order."""
     from gpen_video.farm.warmup import chunk_margins
 
     margins = chunk_margins(options, 25.0)
-    spans = [(0, borders[0] - 1), (borders[0], borders[1] - 1), (borders[1], 47)]
+    spans = [(0, borders[0] - 1), (borders[0], borders[1] - 1), (borders[1], 35)]
     seen: dict[int, list] = {}
     frames = []
     for k, (a, b) in enumerate(spans):
@@ -201,13 +201,13 @@ def test_workers_with_the_faces_file_render_what_one_process_renders(work, tmp_p
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
     a, b = frames_of(single), frames_of(chunked)
-    assert len(a) == len(b) == 48
+    assert len(a) == len(b) == 36
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
 @pytest.mark.slow
 def test_the_ray_farm_with_the_faces_file_renders_what_one_process_renders(work, tmp_path):
-    """``gpen-video farm --chunk 16 --faces-from`` (three chunks on Ray actors that load no
+    """``gpen-video farm --chunk 12 --faces-from`` (three chunks on Ray actors that load no
     detector), temporal off: every frame equals the single run's."""
     ray = pytest.importorskip("ray", reason="the 'farm' extra")
     from gpen_video.cli import main
@@ -223,14 +223,14 @@ def test_the_ray_farm_with_the_faces_file_renders_what_one_process_renders(work,
     try:
         code = main(["farm", str(work["clip"]), str(out), "--model", str(work["model"]),
                      "--backend", "torch", "--device", "cpu", "--codec", "ffv1",
-                     "--temporal", "off", "--progress", "none", "--chunk", "16",
+                     "--temporal", "off", "--progress", "none", "--chunk", "12",
                      "--segments", "lossless", "--faces-from", str(work["faces"])])
     finally:
         if started:
             ray.shutdown()
     assert code == 0
     a, b = frames_of(single), frames_of(out)
-    assert len(a) == len(b) == 48
+    assert len(a) == len(b) == 36
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
@@ -355,7 +355,7 @@ def _assert_refused(code: int, message: str, out: Path, *words: str) -> None:
 def test_an_analysis_of_another_clip_is_refused(work, tmp_path, testdata):
     other = testdata / "videos" / "liveportrait_d0.mp4"
     code, message, out = _cli(work, tmp_path, clip=other)
-    _assert_refused(code, message, out, "another clip", "frame_count 48 ≠ 78", "height 288 ≠ 512",
+    _assert_refused(code, message, out, "another clip", "frame_count 36 ≠ 78", "height 288 ≠ 512",
                     "two.mov")
 
 
@@ -380,7 +380,7 @@ def test_another_frame_range_is_refused(work, tmp_path):
     code, message, out = _cli(work, tmp_path, "--frames", "10-30", faces=part)
     _assert_refused(code, message, out, "analysed frames 0-19", "field range", "10-30")
     code, message, out = _cli(work, tmp_path, faces=part)  # the whole clip
-    _assert_refused(code, message, out, "frames 0-47")
+    _assert_refused(code, message, out, "frames 0-35")
 
 
 def test_a_truncated_file_is_refused(work, tmp_path):
@@ -498,8 +498,8 @@ def test_detect_options_are_recorded(work):
     header = open_faces(work["faces"]).header
     assert header["options"]["detect"]["mode"] == DetectOptions().mode
     assert header["options"]["detect"]["weights"] == "detection_mobilenet0.25_Final.pth"
-    assert header["clip"]["frame_count"] == 48 and header["clip"]["fps"] == "25"
-    assert open_faces(work["faces"]).hashes.keys() == {0, 12, 24, 35, 47}
+    assert header["clip"]["frame_count"] == 36 and header["clip"]["fps"] == "25"
+    assert open_faces(work["faces"]).hashes.keys() == {0, 9, 18, 26, 35}
 
 
 def test_bench_faces_from_times_renders_that_detect_nothing(work, tmp_path):
