@@ -33,6 +33,9 @@ from gpen_video.shutdown import SignalGuard, Terminated, finish, stopped_message
 # name -> (module, one-line summary). ``run`` is used when the first argument names no command.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("gpen_video.commands.run", "restore the faces in a video (the default command)"),
+    "analyse": ("gpen_video.commands.analyse",
+                "detect and track faces once: a faces file for --faces-from and a contact "
+                "sheet"),
     "download": ("gpen_video.commands.download", "download official weights into the cache"),
     "export": ("gpen_video.commands.export", "export a GPEN checkpoint to ONNX (dynamic batch)"),
     "bench": ("gpen_video.commands.bench", "measure fps per GPU and per stage"),

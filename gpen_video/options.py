@@ -136,6 +136,8 @@ class BlendOptions:
     """Paste-back of restored faces."""
 
     strength: float = 1.0  # 0 = original, 1 = fully restored
+    track_strength: tuple[tuple[int, float], ...] = ()  # (track id, strength) overriding
+    #                                                    `strength` (--strength ID=S)
     color_match: bool = False  # match the restored crop's colour statistics to the source crop
     ramp_frames: int = 5  # alpha ramp at track start and end
     geometry: str = "auto"  # auto | cpu | torch: where crops/paste run (gpen_video.compose)
@@ -211,6 +213,9 @@ class RunOptions:
     output: Path
     overwrite: bool = False
     faces: str = "all"  # all | largest
+    faces_from: Path | None = None  # a faces file (gpen-video analyse): no detector, its faces
+    tracks: tuple[int, ...] | None = None  # restore only these track ids (None: every track)
+    skip_tracks: tuple[int, ...] = ()  # never restore these track ids
     on_damage: str = "conceal"  # conceal | fail: a damaged input packet (VideoSource errors=)
     progress: str = "bar"  # bar | plain | json | none
     compare: str = "off"  # off | side-by-side | split: review output (gpen_video.review)
@@ -287,3 +292,5 @@ class BenchOptions:
     gpus: str = "all"  # all | N: one worker process per GPU; 0 or no GPU: one CPU worker
     workdir: Path | None = None  # clips and outputs (None: a temporary folder, removed after)
     quality: bool = False  # also measure the last timed output (gpen_video.quality)
+    faces_from: bool = False  # analyse each clip once (untimed); the timed runs read that
+    #                           faces file (--faces-from) instead of detecting

@@ -17,11 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gpen_video"
 LIMIT = 80
 
 # "path relative to gpen_video/::function" → why it may be longer
-EXCEPTIONS: dict[str, str] = {
-    "commands/run.py::configure_render": "argparse declarations of a job's rendering options: "
-                                     "one add_argument per option, grouped as --help shows "
-                                     "them; splitting it would only scatter the help text",
-}
+EXCEPTIONS: dict[str, str] = {}
 
 
 def long_functions(limit: int = LIMIT) -> dict[str, int]:

@@ -234,16 +234,27 @@ class Worker:
         suffix = Path(clip["clip"]).suffix or ".mp4"
         batch = max(1, self.template.restore.batch)
         warm = options.warmup if options.warmup is not None else min(frames, 2 * batch)
+        faces_from, analysis_seconds = None, None
+        if options.faces_from:  # --faces-from analyse: the timed runs read an analysis
+            from gpen_video.pipeline.analysis import analyse
+
+            faces_from = workdir / f"faces_{tag}.faces"
+            log(f"bench: {clip['scene']} on {self.device}: analysing {frames} frames (untimed)")
+            analysis_seconds = analyse(
+                replace(_job(self.template, clip["clip"], faces_from, frames, self.device),
+                        progress="none"), faces_from, detector=self.detector).seconds
         if warm > 0:
             log(f"bench: {clip['scene']} on {self.device}: warm-up run, {warm} frames (untimed)")
-            pipeline.run(_job(self.template, clip["clip"], workdir / f"warmup_{tag}{suffix}",
-                              warm, self.device), restorer=self.restorer,
-                         detector=self.detector)
+            pipeline.run(replace(_job(self.template, clip["clip"],
+                                      workdir / f"warmup_{tag}{suffix}", warm, self.device),
+                                 faces_from=faces_from),
+                         restorer=self.restorer, detector=self.detector)
         runs: dict[str, list] = {m: [] for m in modes}
         for i in range(options.repeats):
             for mode in modes:
-                job = _job(self.template, clip["clip"], workdir / f"out_{tag}_{mode}{suffix}",
-                           frames, self.device)
+                job = replace(_job(self.template, clip["clip"],
+                                   workdir / f"out_{tag}_{mode}{suffix}", frames, self.device),
+                              faces_from=faces_from)
                 if barrier is not None:
                     barrier.wait()
                 run = self.timed_run(job, serial=mode == "serial")
@@ -253,7 +264,8 @@ class Worker:
                     f"of {run['seconds']:.2f} s wall (load {run['load_avg_1min']})")
             if after_repeat is not None:
                 after_repeat(i)
-        out = {**self.describe(), "warmup_frames": warm,
+        out = {**self.describe(), "warmup_frames": warm, "faces_from": faces_from is not None,
+               "analysis_seconds": analysis_seconds,
                **{mode: aggregate(rs) for mode, rs in runs.items()}}
         if options.quality:
             out["quality"] = self.quality(clip, workdir / f"out_{tag}_{modes[-1]}{suffix}", log)
@@ -453,6 +465,7 @@ def run_bench(options: BenchOptions, *, restorer: Any = None, detector: Any = No
             "backend": run.restore.backend, "precision": run.restore.precision,
             "batch": run.restore.batch, "detector": _detector_name(run.detect),
             "detector_batch": run.detect.batch, "detect_mode": run.detect.mode,
+            "faces_from": options.faces_from,  # True: runs read an analysis (made untimed)
             "temporal": run.temporal.mode,
             "encode": {k: v for k, v in vars(run.encode).items() if v is not None},
             "frames": options.frames, "repeats": options.repeats, "modes": list(modes),

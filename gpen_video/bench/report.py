@@ -86,6 +86,10 @@ def format_worker(scene: dict, w: dict, config: dict) -> list[str]:
     lines.append(f"  detector  {config['detector']} ({runtime}batch {config['detector_batch']}, "
                  f"{config.get('detect_mode', 'full')} detection) · "
                  f"temporal {config['temporal']} · warm-up {w['warmup_frames']} frames, untimed")
+    if w.get("faces_from"):
+        lines.append(f"  faces     read from an analysis made once "
+                     f"({number(w.get('analysis_seconds'), '.1f')} s, untimed): the timed runs "
+                     "detect nothing")
     lines.append(f"  timed     {head['frames']} frames, {head['faces']} faces per run × "
                  f"{len(head['runs'])} repeat(s) per mode; medians, spread = min–max")
     lines.append("")

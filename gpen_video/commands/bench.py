@@ -122,6 +122,10 @@ def _timing_options(parser: argparse.ArgumentParser) -> None:
     timing.add_argument("--quality", action="store_true",
                         help="also measure the last timed output against its clip: warping-error, "
                              "sharpness and landmark-jitter ratios (as gpen-video measure)")
+    timing.add_argument("--faces-from", dest="faces_from", default=None, choices=["analyse"],
+                        help="analyse: analyse each clip once (untimed, `gpen-video analyse`) "
+                             "and time renders that read the faces file instead of detecting "
+                             "(default: the timed renders detect)")
 
     report = parser.add_argument_group("reporting")
     report.add_argument("--workdir", type=Path, default=None, metavar="DIR",
@@ -178,7 +182,8 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
     return BenchOptions(run=run, clip=args.input, face=args.face,
                         scenes=tuple(args.scene or ("1080p:1",)), frames=timed_length(args),
                         repeats=args.repeats, warmup=args.warmup, mode=args.mode,
-                        gpus=args.gpus, workdir=args.workdir, quality=args.quality)
+                        gpus=args.gpus, workdir=args.workdir, quality=args.quality,
+                        faces_from=args.faces_from == "analyse")
 
 
 def execute(args: argparse.Namespace, env: Environment | None = None) -> int:

@@ -9,6 +9,7 @@ Takes every option of ``gpen-video IN OUT`` (model, backend, faces, encoding, ``
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from gpen_video.commands import run as run_command
@@ -57,6 +58,7 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     if args.segment:
         raise UsageError("--segment is for single chunks (gpen-video IN SEG.mkv --frames A-B "
                          "--segment); gpen-video farm chooses its segments itself (--segments)")
+    run_command.check_faces_from(args)
     # folders left open: each worker resolves them from its own environment (its machine's)
     run = run_command.options_from_args(args)
     from gpen_video.media.endpoints import refuse_chunked
@@ -68,6 +70,13 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
         check_inputs_exist(run.input)
         check_weights(run)
         check_torch_stack()
+    if run.faces_from is not None:  # the faces file checked once here, not once per chunk
+        from gpen_video.media import VideoSource
+        from gpen_video.pipeline import _check_options, open_analysis
+
+        _check_options(replace(run, range=replace(run.range, overlap=max(1, run.range.overlap))))
+        with VideoSource(run.input, run.range) as source:
+            open_analysis(run, source)
     farm = FarmOptions(chunk=args.chunk, segments=args.segments, segment_dir=args.segment_dir,
                        keep_segments=args.keep_segments, ray_address=args.ray_address,
                        workers=args.workers, cpus_per_worker=args.cpus_per_worker,

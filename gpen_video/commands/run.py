@@ -11,6 +11,7 @@ import sys
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
@@ -117,14 +118,30 @@ def configure_render(parser: argparse.ArgumentParser,
     if groups is None:
         groups = {key: parser.add_argument_group(GROUP_TITLES[key]) for key in RENDER_GROUPS}
     faces = groups["faces"]
+    configure_faces(faces, groups["temporal"])
+    faces.add_argument("--faces", default="all", choices=FACE_SELECTIONS,
+                       help="all: every face; largest: only the largest face of each frame "
+                            "(after --tracks/--skip-tracks)")
+    configure_selection(parser)
+    _configure_restoration(groups["restore"])
+    groups["temporal"].add_argument(
+        "--temporal", default="residual", choices=TEMPORAL_MODES,
+        help="temporal smoothing of what the restorer changed (its residual), per face: damps "
+             "detail that changes from frame to frame, keeps the picture's own detail "
+             "untouched; off: each frame as restored")
+    _configure_encoding(groups["encode"])
+    _configure_machine(groups["machine"])
+
+
+def configure_faces(faces: Any, smooth: Any = None) -> None:
+    """The detection and tracking options (a run's and ``gpen-video analyse``'s); ``--smooth``
+    goes into ``smooth`` (the temporal group of a run) when given."""
     faces.add_argument("--detector", default="auto", choices=DETECTOR_CHOICES,
                        help="RetinaFace backbone; auto: the one --detector-weights holds, "
                             "resnet50 without that option")
     faces.add_argument("--detector-weights", type=Path, default=None, metavar="PATH",
                        help="local RetinaFace weights file (offline use); default: the weights "
                             "cache, downloaded on first use")
-    faces.add_argument("--faces", default="all", choices=FACE_SELECTIONS,
-                       help="restore every face, or only the largest one in each frame")
     faces.add_argument("--detect", dest="detect_mode", default="tracked",
                        choices=DETECT_MODES,
                        help="tracked (default): each tracked face is re-detected in a window "
@@ -144,8 +161,29 @@ def configure_render(parser: argparse.ArgumentParser,
                        help="tracked: scan the whole frame every N frames (default 0: about "
                             "0.5 s of video); full: detect on every Nth frame only, the tracker "
                             "predicts in between (default 0: every frame)")
+    (smooth if smooth is not None else faces).add_argument(
+        "--smooth", default="rts", choices=SMOOTH_METHODS,
+        help="smoothing of each face's alignment over time (rts: a Kalman smoother with a "
+             "look-ahead of 0.5 s; none: per frame)")
 
-    restore = groups["restore"]
+
+def configure_selection(parser: argparse.ArgumentParser) -> None:
+    """Faces from an analysis, and which tracks to restore (``gpen-video analyse``,
+    :mod:`gpen_video.faces.selection`)."""
+    group = parser.add_argument_group(
+        "faces file and track selection (docs/faces-file.md; ids as on the contact sheet)")
+    group.add_argument("--faces-from", type=Path, default=None, metavar="FACES",
+                       help="render with the faces of `gpen-video analyse IN FACES` instead of "
+                            "detecting (no detector loaded; bit-identical to a detecting run "
+                            "with the analysis's options; default: detect)")
+    group.add_argument("--tracks", default=None, metavar="ID,ID",
+                       help="restore only these tracks (default: every track)")
+    group.add_argument("--skip-tracks", default=None, metavar="ID,ID",
+                       help="never restore these tracks: their pixels stay the source's "
+                            "(default: none)")
+
+
+def _configure_restoration(restore: Any) -> None:
     restore.add_argument("--model", default="GPEN-BFR-512",
                          help="GPEN-BFR-256|512|1024|2048 (downloaded on first use) or a .pth "
                               "path")
@@ -166,22 +204,15 @@ def configure_render(parser: argparse.ArgumentParser,
     restore.add_argument("--batch", type=int, default=8, metavar="N",
                          help="faces per forward pass, gathered across frames (on the CPU the "
                               "backends run one face per pass: faster per face there)")
-    restore.add_argument("--strength", type=float, default=1.0,
-                         help="how much of the restoration is pasted: 0 = original, "
-                              "1 = restored")
+    restore.add_argument("--strength", action="append", default=None, metavar="S|ID=S",
+                         help="how much of the restoration is pasted: 0 = original, 1 = restored "
+                              "(default 1); ID=S sets one track's strength (repeat: --strength "
+                              "0.8 --strength 4=0.5)")
     restore.add_argument("--color-match", action="store_true",
                          help="match restored colours to the source face")
 
-    temporal = groups["temporal"]
-    temporal.add_argument("--smooth", default="rts", choices=SMOOTH_METHODS,
-                          help="smoothing of each face's alignment over time (rts: a "
-                               "Kalman smoother with a look-ahead of 0.5 s; none: per frame)")
-    temporal.add_argument("--temporal", default="residual", choices=TEMPORAL_MODES,
-                          help="temporal smoothing of what the restorer changed (its residual), "
-                               "per face: damps detail that changes from frame to frame, keeps "
-                               "the picture's own detail untouched; off: each frame as restored")
 
-    encode = groups["encode"]
+def _configure_encoding(encode: Any) -> None:
     encode.add_argument("--codec", default=None,
                         choices=["h264", "hevc", "prores", "dnxhr", "ffv1", "png", "tiff", "exr",
                                  "dpx", "vp9", "av1"],
@@ -200,7 +231,8 @@ def configure_render(parser: argparse.ArgumentParser,
                              "twice as wide) or split at the middle (left source, right result), "
                              "same timing and audio; not for delivery")
 
-    machine = groups["machine"]
+
+def _configure_machine(machine: Any) -> None:
     machine.add_argument("--device", default="auto",
                          help="auto | cpu | cuda | cuda:N (auto: the first GPU, else the CPU)")
     machine.add_argument("--geometry", default="auto", choices=GEOMETRIES,
@@ -274,8 +306,9 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
         if start is not None or end is not None:
             raise UsageError("use either --frames or --start/--end, not both")
         start, end = parse_frames(args.frames)
-    if not 0.0 <= args.strength <= 1.0:
-        raise UsageError(f"--strength {args.strength}: must be between 0 and 1")
+    from gpen_video.faces.selection import parse_ids, parse_strengths
+
+    strength, track_strength = parse_strengths(args.strength)
     for flag, value in (("--batch", args.batch),
                         ("--max-batch", 1 if args.max_batch is None else args.max_batch)):
         if value < 1:
@@ -293,6 +326,9 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
         output=args.output,
         overwrite=args.overwrite,
         faces=args.faces,
+        faces_from=args.faces_from,
+        tracks=parse_ids("--tracks", args.tracks),
+        skip_tracks=parse_ids("--skip-tracks", args.skip_tracks) or (),
         on_damage=args.on_damage or "conceal",
         progress="none" if args.quiet else args.progress,
         compare=args.compare,
@@ -314,8 +350,8 @@ def options_from_args(args: argparse.Namespace, env: Environment | None = None) 
                              download=not args.no_download,
                              max_side=args.detect_size, every=args.detect_every),
         smooth=SmoothOptions(method=args.smooth),
-        blend=BlendOptions(strength=args.strength, color_match=args.color_match,
-                           geometry=args.geometry),
+        blend=BlendOptions(strength=strength, track_strength=track_strength,
+                           color_match=args.color_match, geometry=args.geometry),
         temporal=TemporalOptions(mode=args.temporal),
         encode=EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset,
                              pix_fmt=args.pix_fmt, start_number=args.start_number),
@@ -395,7 +431,43 @@ def _overlap(value: object) -> int:
         raise UsageError(f"--overlap {value!r}: a number of frames, or auto") from None
 
 
+# (flag, argparse dest, where the faces file's header keeps it): what a faces file decides
+ANALYSIS_FLAGS = (("--detect", "detect_mode", ("detect", "mode")),
+                  ("--detect-every", "detect_every", ("detect", "every")),
+                  ("--min-face", "min_face", ("detect", "scan_min_iod")),
+                  ("--detect-size", "detect_size", ("detect", "max_side")),
+                  ("--detector", "detector", ("detect", "network")),
+                  ("--smooth", "smooth", ("smooth", "method")))
+
+
+def check_faces_from(args: argparse.Namespace) -> None:
+    """``--faces-from`` with an analysis option given explicitly (not its default) that differs
+    from the analysis's: the analysis wins, so the option would be ignored — refused instead.
+
+    Raises:
+        UsageError: naming the option, its value and the analysis's; FacesFileError: the file's
+            header cannot be read.
+    """
+    from gpen_video.faces.faces_file import read_header
+
+    if getattr(args, "faces_from", None) is None:
+        return
+    header = read_header(args.faces_from)
+    defaults = argparse.ArgumentParser()
+    configure_job(defaults)
+    for flag, dest, (part, key) in ANALYSIS_FLAGS:
+        value, default = getattr(args, dest, None), defaults.get_default(dest)
+        recorded = header["options"].get(part, {}).get(key)
+        if value != default and value != recorded:
+            raise UsageError(
+                f"{flag} {value} contradicts {args.faces_from} (analysed with {flag} "
+                f"{recorded}): with --faces-from the analysis decides where the faces are and "
+                f"nothing is detected, so the analysis wins; drop {flag}, or analyse again "
+                f"with it (`gpen-video analyse {args.input} FACES {flag} {value}`)")
+
+
 def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
+    check_faces_from(args)
     options = options_from_args(args, env)
     if str(args.overlap).strip().lower() == "auto":
         from gpen_video.farm.warmup import auto_range
@@ -438,8 +510,14 @@ def _check_before_workers(options: RunOptions) -> None:
     from gpen_video.media import VideoSource
     from gpen_video.preflight import check_before_loading
 
+    from gpen_video.pipeline import _check_options, open_analysis
+
+    chunked = replace(options, range=replace(options.range, overlap=max(1, options.range.overlap)))
+    _check_options(chunked)  # every chunk but the first starts inside the clip
     with VideoSource(options.input, options.range) as source:
-        check_before_loading(options, source)
+        check_before_loading(options, source, need_detector=options.faces_from is None)
+        if options.faces_from is not None:
+            open_analysis(options, source)
 
 
 def _workers(args: argparse.Namespace, env: Environment | None = None) -> WorkersOptions | None:

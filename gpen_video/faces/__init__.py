@@ -39,8 +39,16 @@ Tracking, smoothing, timing
     each :class:`TrackedFace` has ``track_id``, ``frame_index``, ``matrix`` (smoothed, for
     ``crop_size``; ``params_to_matrix(params, S)`` for another size), ``params``,
     ``landmarks``, ``detected``, ``score``, ``confirmed``, ``is_start``/``is_end``, ``frames_since_start``,
-    ``frames_to_end`` and ``alpha_hint`` (paste ramp). Tracks never continue across a cut;
-    tracks that end unconfirmed are never emitted.
+    ``frames_to_end``, ``alpha_hint`` (paste ramp) and ``box`` (the detector's, where
+    detected). Tracks never continue across a cut; tracks that end unconfirmed are never
+    emitted.
+
+Track ids, selection, the faces file
+    The tracker's ids have gaps; users see 1, 2, 3 … in order of first appearance
+    (:mod:`~gpen_video.faces.selection`, which also selects faces: ``--tracks``,
+    ``--skip-tracks``, ``--faces largest``). :mod:`~gpen_video.faces.faces_file` writes and
+    reads what the faces stage emitted (``gpen-video analyse``, ``--faces-from``), exactly;
+    :mod:`~gpen_video.faces.sheet` draws the contact sheet to choose tracks from.
 
 Detection scheduling
     ``FaceAnalyser(detector, stream, DetectOptions, cut_threshold, fps, clock)`` sits in front

@@ -306,4 +306,5 @@ class FaceStream:
             frames_since_start=since,
             frames_to_end=to_end,
             alpha_hint=float(alpha),
+            box=detection.box if detection is not None else None,
         )

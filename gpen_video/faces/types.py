@@ -101,10 +101,13 @@ class TrackedFace:
     frames_since_start: int  # 0 on the first emitted frame
     frames_to_end: int | None  # 0 on the last frame; None when the end is not known yet
     alpha_hint: float  # paste ramp factor in (0, 1]
+    box: Box | None = None  # the detector's box on frames where the face was detected, else None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "matrix", _frozen_array(self.matrix, (2, 3)))
         object.__setattr__(self, "landmarks", _frozen_array(self.landmarks, (5, 2)))
+        if self.box is not None:
+            object.__setattr__(self, "box", _frozen_array(self.box, (4,)))
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,8 @@ def _serve(index: int, threads: int, run: RunOptions, tasks: Any, events: Any,
     restorer = create_restorer(run.model, run.restore)
     restorer.load()
     try:
-        detector = FaceDetector(run.detect)
+        # with a faces file (--faces-from) nothing is detected: no detector is loaded
+        detector = FaceDetector(run.detect) if run.faces_from is None else None
         while True:
             try:
                 task = tasks.get(timeout=0.5)

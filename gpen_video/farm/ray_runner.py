@@ -168,7 +168,8 @@ class _ChunkWorker:
 
             self.restorer = create_restorer(run.model, run.restore)
             self.restorer.load()
-            self.detector = FaceDetector(run.detect)
+            if run.faces_from is None:  # a faces file: nothing is detected
+                self.detector = FaceDetector(run.detect)
         except Exception as exc:  # noqa: BLE001 - re-raised by render(), typed, for the driver
             self.init_error = exc
 

@@ -30,6 +30,9 @@ view needs those frames too. This module is the one place that says how many:
     (frames after which its starting state weighs less than ``TEMPORAL_TOLERANCE``), or the
     colour matcher's (``--color-match``, a moving average), whichever is longer.
 
+With a faces file (``--faces-from``, :mod:`gpen_video.faces.faces_file`) every chunk reads the
+single run's alignment: ``lead`` is only ``prime`` and there is no ``tail``.
+
 ``tail`` (decoded after ``B``, tracked, not restored)
     the face stream's look-ahead (:attr:`gpen_video.faces.FaceStream.delay`): the RTS lag, the
     frames that decide whether a gap is filled, and a track's fade-out; rounded up to end a
@@ -98,6 +101,11 @@ def chunk_margins(run: RunOptions, fps: float) -> ChunkMargins:
     from gpen_video.faces.analyse import stream_detect_every
     from gpen_video.faces.smooth import SmoothTuning
 
+    if run.faces_from is not None:
+        # a faces file holds the single run's alignment for every frame: no tracker or smoother
+        # to warm, no look-ahead; only the temporal filter's memory is restored before the range
+        prime = temporal_memory(run)
+        return ChunkMargins(lead=prime, prime=prime, tail=0, step=1)
     every = stream_detect_every(run.detect, fps)  # frames per measurement of a face
     batch = max(1, run.detect.batch)
     tuning = SmoothTuning()

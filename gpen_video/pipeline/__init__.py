@@ -64,6 +64,55 @@ def _check_options(options: RunOptions) -> None:
         raise UsageError(f"--strength {options.blend.strength}: must be between 0 and 1")
     if options.restore.batch < 1:
         raise UsageError(f"--batch {options.restore.batch}: must be at least 1")
+    for track, strength in options.blend.track_strength:
+        if not 0.0 <= strength <= 1.0:
+            raise UsageError(f"--strength {track}={strength}: must be between 0 and 1")
+    rng = options.range
+    chunk = bool(rng.start or rng.overlap or rng.start_timecode)
+    if options.faces_from is None and chunk and (options.tracks is not None
+                                                 or options.skip_tracks
+                                                 or options.blend.track_strength):
+        raise UsageError("track ids are numbered over the whole clip, and this render starts "
+                         "inside it: with --frames/--start (or --workers, farm chunks) select "
+                         "tracks from an analysis, `gpen-video analyse IN FACES` then "
+                         "--faces-from FACES")
+
+
+def selection(options: RunOptions) -> Any:
+    """The run's :class:`~gpen_video.faces.selection.TrackSelection`."""
+    from gpen_video.faces.selection import TrackSelection
+
+    return TrackSelection(tracks=options.tracks, skip=tuple(options.skip_tracks),
+                          largest=options.faces == "largest",
+                          strength_ids=tuple(t for t, _ in options.blend.track_strength))
+
+
+def open_analysis(options: RunOptions, source: Any) -> Any:
+    """The run's faces file (``--faces-from``), every line checked, against the clip, the
+    frames this run renders and the track ids it names.
+
+    Raises:
+        FacesFileError: see :func:`gpen_video.faces.faces_file.open_faces` and the checks of
+            :class:`~gpen_video.faces.faces_file.FacesFile`; UsageError: unknown track ids.
+    """
+    from gpen_video.faces.faces_file import open_faces
+    from gpen_video.media import VideoSource
+
+    faces = open_faces(options.faces_from)
+    with VideoSource(options.input) as whole:  # identity of the clip, not of the range
+        faces.check_clip(whole)
+        first = faces.start if faces.start == 0 else None
+        if first is not None:  # the clip's first frame: decoded at once, no seek
+            frame = next(iter(whole), None)
+            if frame is not None:
+                faces.check_frame(frame.index, frame.image, whole.path.name)
+    rng = source.range
+    if rng is not None:
+        faces.check_range(rng.start, rng.end)
+    elif faces.start != 0 or not faces.header["range"].get("to_end"):
+        faces.check_range(0, max(faces.last + 1, source.frame_count - 1))  # the whole clip
+    selection(options).check_known(faces.track_ids, str(options.faces_from))
+    return faces
 
 
 def run(
@@ -110,17 +159,20 @@ def run(
     own_restorer = restorer is None
     sink = None
     try:
-        check_before_loading(options, source, restorer is None, detector is None)
+        reading = options.faces_from is not None  # no detector: the faces come from a file
+        check_before_loading(options, source, restorer is None,
+                             detector is None and not reading)
+        faces = open_analysis(options, source) if reading else None
         from gpen_video.backends import create_restorer  # (torch) only after the cheap checks
         if own_restorer:
             restorer = create_restorer(options.model, options.restore)
         restorer.load()
-        if detector is None:
+        if detector is None and not reading:
             from gpen_video.faces import FaceDetector
 
             detector = FaceDetector(options.detect)
         clock = clock if clock is not None else StageClock()
-        stages = _build_stages(options, source, restorer, detector, clock, observer)
+        stages = _build_stages(options, source, restorer, detector, clock, observer, faces)
         sink = _open_sink(options, source)
         from gpen_video.pipeline.stages import Encode
 
@@ -170,37 +222,53 @@ def _leave_to_stragglers(wiring: Any, sink: Any, *objects: Any) -> None:
 
 
 def _build_stages(options: RunOptions, source: Any, restorer: Any, detector: Any,
-                  clock: StageClock, observer: Any) -> list:
-    """The analyse, restore and compose stages for ``options`` (the encoder comes last, once
-    the output is opened)."""
+                  clock: StageClock, observer: Any, faces: Any = None) -> list:
+    """The analyse (or, with a faces file ``faces``, read), restore and compose stages for
+    ``options`` (the encoder comes last, once the output is opened)."""
     from gpen_video.compose import create_geometry
     from gpen_video.compose.temporal import TemporalSmoother
     from gpen_video.media.endpoints import wants_layers
-    from gpen_video.faces import FaceStream
-    from gpen_video.faces.analyse import stream_detect_every
-    from gpen_video.pipeline.stages import (AnalyseFaces, ComposeFaces, RestoreFaces,
+    from gpen_video.pipeline.stages import (ComposeFaces, ReadFaces, RestoreFaces,
                                             restored_frames)
 
     size = restorer.spec.size
-    fps = float(source.fps) if source.fps else 25.0
-    stream = FaceStream(options.track, options.smooth, fps=fps, crop_size=size,
-                        ramp_frames=options.blend.ramp_frames,
-                        detect_every=stream_detect_every(options.detect, fps))
+    per_track = dict(options.blend.track_strength)
     geometry, why = create_geometry(options.blend.geometry, size, restorer.device,
-                                    strength=options.blend.strength)
+                                    strength=1.0 if per_track else options.blend.strength)
     log.info(why)
-    _detect_through(detector, geometry.lane)
+    if faces is None:
+        _detect_through(detector, geometry.lane)
+        analyse = analyse_stage(options, source, detector, size, clock)
+    else:
+        analyse = ReadFaces(faces, size, clock, selection=selection(options),
+                            source_name=Path(options.input).name)
     temporal = TemporalSmoother(size, options.temporal.mode)
     restores = restored_frames(source.range, options.range.prime)
-    return [AnalyseFaces(detector, stream, clock, batch=options.detect.batch,
-                         largest=options.faces == "largest", detect=options.detect, fps=fps,
-                         cut_threshold=options.track.cut_threshold),
+    return [analyse,
             RestoreFaces(restorer, geometry, clock, batch=options.restore.batch,
                          restores=restores),
             ComposeFaces(geometry, temporal, clock, strength=options.blend.strength,
                          color_match=options.blend.color_match, observer=observer,
                          restores=restores, compare=options.compare,
-                         layers=wants_layers(options, source))]
+                         layers=wants_layers(options, source),
+                         track_strength=per_track)]
+
+
+def analyse_stage(options: RunOptions, source: Any, detector: Any, crop_size: int,
+                  clock: StageClock) -> Any:
+    """The detecting faces stage of ``options`` (also ``gpen-video analyse``'s: one stage, so
+    a faces file holds what a render's restorer would have been given)."""
+    from gpen_video.faces import FaceStream
+    from gpen_video.faces.analyse import stream_detect_every
+    from gpen_video.pipeline.stages import AnalyseFaces
+
+    fps = float(source.fps) if source.fps else 25.0
+    stream = FaceStream(options.track, options.smooth, fps=fps, crop_size=crop_size,
+                        ramp_frames=options.blend.ramp_frames,
+                        detect_every=stream_detect_every(options.detect, fps))
+    return AnalyseFaces(detector, stream, clock, batch=options.detect.batch,
+                        detect=options.detect, fps=fps,
+                        cut_threshold=options.track.cut_threshold, selection=selection(options))
 
 
 def _detect_through(detector: Any, lane: Any) -> None:

@@ -37,6 +37,7 @@ class FrameJob:
     faces: list[FaceJob]
     cut: bool
     source: Any = None  # the frame as the geometry holds it, when it has faces to restore
+    analysed: Any = None  # every face the faces stage reported (before selection), or None
 
     @property
     def ready(self) -> bool:

@@ -78,8 +78,9 @@ class AnalyseFaces:
 
     def __init__(self, detector: Any, stream: Any, clock: StageClock, *, batch: int = 1,
                  every: int = 1, largest: bool = False, detect: Any = None, fps: float = 25.0,
-                 cut_threshold: float = 30.0) -> None:
+                 cut_threshold: float = 30.0, selection: Any = None) -> None:
         from gpen_video.faces.analyse import FaceAnalyser
+        from gpen_video.faces.selection import TrackNumbers, TrackSelection
         from gpen_video.options import DetectOptions
 
         if detect is None:
@@ -87,7 +88,9 @@ class AnalyseFaces:
         self.analyser = FaceAnalyser(detector, stream, detect, cut_threshold=cut_threshold,
                                      fps=fps, clock=clock)
         self.batch = max(1, batch)
-        self.largest = largest
+        # users' track ids (gpen_video.faces.selection), then which faces are restored
+        self.numbers = TrackNumbers()
+        self.selection = selection if selection is not None else TrackSelection(largest=largest)
         self._held: deque = deque()  # frames given to the analyser, waiting for their faces
         self._todo: list = []  # frames read, not yet analysed
 
@@ -103,7 +106,11 @@ class AnalyseFaces:
     def finish(self) -> list[FrameJob]:
         out = self._analyse(self._todo) if self._todo else []
         self._todo = []
-        return out + self._release(self.analyser.flush())
+        out += self._release(self.analyser.flush())
+        # --tracks/--skip-tracks naming a track this run never saw: said before the output
+        # is kept (the encoder after this stage has not closed it yet)
+        self.selection.check_known(range(1, self.numbers.count + 1), "this run")
+        return out
 
     def _analyse(self, frames: list) -> list[FrameJob]:
         self._held.extend(frames)
@@ -114,11 +121,59 @@ class AnalyseFaces:
         out = []
         for ff in ready:
             frame = self._held.popleft()
-            faces = list(ff.faces)
-            if self.largest and len(faces) > 1:
-                faces = [max(faces, key=lambda f: f.params.width)]
-            out.append(FrameJob(frame, [FaceJob(f) for f in faces], ff.cut))
+            faces = self.numbers.renumber(ff.faces)
+            job = FrameJob(frame, [FaceJob(f) for f in self.selection.select(faces)], ff.cut)
+            job.analysed = faces
+            out.append(job)
         return out
+
+
+class ReadFaces:
+    """Frames → :class:`FrameJob` with the faces a faces file (``--faces-from``,
+    :mod:`gpen_video.faces.faces_file`) holds for them, at once (no look-ahead, no detector):
+    the same jobs :class:`AnalyseFaces` makes when it detects with the file's options. Frames
+    outside the analysed range get no faces; a decoded frame the file hashed is checked."""
+
+    name = "analyse"
+
+    def __init__(self, faces: Any, crop_size: int, clock: StageClock, *, selection: Any,
+                 source_name: str = "the input") -> None:
+        self.faces = faces  # gpen_video.faces.faces_file.FacesFile
+        self.crop_size = crop_size
+        self.clock = clock
+        self.selection = selection
+        self.source_name = source_name
+        self._records = faces.frames()
+        self._next: Any = None
+
+    def process(self, frame: Any) -> list[FrameJob]:
+        from gpen_video.faces.faces_file import tracked_face
+
+        t = time.perf_counter()
+        self.faces.check_frame(frame.index, frame.image, self.source_name)
+        record = self._record(frame.index)
+        job = FrameJob(frame, [], False)
+        if record is not None:
+            faces = [tracked_face(f, frame.index, self.crop_size) for f in record.faces]
+            job = FrameJob(frame, [FaceJob(f) for f in self.selection.select(faces)],
+                           record.cut)
+            job.analysed = faces
+        self.clock.add("track", t)
+        return [job]
+
+    def finish(self) -> list[FrameJob]:
+        close = getattr(self._records, "close", None)
+        if close is not None:
+            close()
+        return []
+
+    def _record(self, index: int) -> Any:
+        """The file's line for frame ``index`` (frames come in increasing order)."""
+        while self._next is None or self._next.index < index:
+            self._next = next(self._records, None)
+            if self._next is None:
+                return None
+        return self._next if self._next.index == index else None
 
 
 class RestoreFaces:
@@ -202,14 +257,20 @@ class ComposeFaces:
                  color_match: bool = False,
                  observer: Callable[[int, list[PastedFace]], None] | None = None,
                  restores: Callable[[Any], bool] | None = None,
-                 compare: str = "off", layers: bool = False) -> None:
+                 compare: str = "off", layers: bool = False,
+                 track_strength: dict[int, float] | None = None) -> None:
         self.restores = restores or _in_range
         # hand on each frame's FaceLayer too (comp passes, EXR plates: gpen_video.compose.layer)
         self.layers = None
         if layers:
             from gpen_video.compose.reference import Blender
 
-            self.layers = Blender(geometry.size, strength)
+            # per-track strengths ride on the alphas, as for the geometry (below)
+            self.layers = Blender(geometry.size, 1.0 if track_strength else strength)
+        # per-track --strength ID=S: the geometry is then built with strength 1 and each face's
+        # alpha carries its track's strength (``strength`` for the others: alpha × strength × 1
+        # is alpha × strength exactly, so their pixels are those of a run without overrides)
+        self.track_strength = dict(track_strength or {})
         self.geometry = geometry
         self.compare = compare  # off | side-by-side | split (gpen_video.review)
         self.temporal = temporal
@@ -237,20 +298,22 @@ class ComposeFaces:
                                *(f.restored for f in job.faces)])
         items = self._adjusted(job)
         t = self.clock.add("temporal", t)
+        alphas = [f.face.alpha_hint * self._strength(f.face.track_id) if self.track_strength
+                  else f.face.alpha_hint for f in job.faces]
         layer = None
         if self.layers is not None and job.frame.in_range:
             from gpen_video.compose.layer import face_layer
 
             layer = face_layer(self.layers, self.geometry.to_host(items),
                                [f.face.matrix for f in job.faces],
-                               [f.face.alpha_hint for f in job.faces], job.frame.image.shape)
+                               alphas, job.frame.image.shape)
         image = self.geometry.paste(job.frame.image, job.source, items,
-                                    [f.face.matrix for f in job.faces],
-                                    [f.face.alpha_hint for f in job.faces])
+                                    [f.face.matrix for f in job.faces], alphas)
         job.source = None
         self.clock.add("paste", t)
         seen = [PastedFace(f.face.track_id, np.asarray(f.face.matrix), self.geometry.size,
-                           f.face.alpha_hint * self.strength) for f in job.faces]
+                           f.face.alpha_hint * self._strength(f.face.track_id))
+                for f in job.faces]
         for f in job.faces:
             f.crop = f.restored = None
         if not job.frame.in_range:  # a primed frame: it warmed the temporal state
@@ -269,6 +332,9 @@ class ComposeFaces:
 
     def finish(self) -> list:
         return []
+
+    def _strength(self, track_id: int) -> float:
+        return self.track_strength.get(track_id, self.strength)
 
     def _adjusted(self, job: FrameJob) -> list:
         """The restored crops after colour matching and temporal smoothing, as the geometry
