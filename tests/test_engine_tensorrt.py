@@ -86,7 +86,9 @@ def test_engine_list(tmp_path, capsys):
                         psnr_db=47.25, psnr_per_image_db=[47.25, 50.0], max_abs_error=0.01,
                         mean_abs_error=0.001, images=["a.png", "b.png"], size=512, passed=True,
                         extra={"precision": "fp16"})
-    (tmp_path / "gpen-512px-fp16.plan").write_bytes(b"plan")
+    from gpen_video.engine.artifact import write_artifact
+
+    write_artifact(tmp_path / "gpen-512px-fp16.plan", b"plan")  # as builds write plans
     report.write(tmp_path / "gpen-512px-fp16.json")
     report.passed = False
     report.psnr_db = 31.5

@@ -458,20 +458,7 @@ def run_bench(options: BenchOptions, *, restorer: Any = None, detector: Any = No
         "command": command or "",
         "machine": machine_info(),
         "versions": versions(run.restore.backend),
-        "config": {
-            "model": run.model.name, "random_weights": run.model.random_weights,
-            "checkpoint": None if run.model.checkpoint_path is None else str(
-                run.model.checkpoint_path),
-            "backend": run.restore.backend, "precision": run.restore.precision,
-            "batch": run.restore.batch, "detector": _detector_name(run.detect),
-            "detector_batch": run.detect.batch, "detect_mode": run.detect.mode,
-            "faces_from": options.faces_from,  # True: runs read an analysis (made untimed)
-            "temporal": run.temporal.mode,
-            "encode": {k: v for k, v in vars(run.encode).items() if v is not None},
-            "frames": options.frames, "repeats": options.repeats, "modes": list(modes),
-            "gpus": options.gpus, "devices": devices, "device_note": device_note,
-            "workers_as_processes": bool(processes),
-        },
+        "config": _config(options, modes, devices, device_note, bool(processes)),
         "load_avg_1min": {"before": load_before, "after": load_average()},
         "total_seconds": round(time.perf_counter() - t0, 2),
         "scenes": [],
@@ -483,6 +470,27 @@ def run_bench(options: BenchOptions, *, restorer: Any = None, detector: Any = No
         entry["total_fps"] = _combine(workers)
         report["scenes"].append(entry)
     return report
+
+
+def _config(options: Any, modes: Any, devices: list, device_note: Any,
+            processes: bool) -> dict[str, Any]:
+    """The report's record of what was timed."""
+    run = options.run
+    return {
+        "model": run.model.name, "random_weights": run.model.random_weights,
+        "checkpoint": None if run.model.checkpoint_path is None else str(
+            run.model.checkpoint_path),
+        "backend": run.restore.backend, "precision": run.restore.precision,
+        "compile": run.restore.compile, "tactics": run.restore.tactics,
+        "batch": run.restore.batch, "detector": _detector_name(run.detect),
+        "detector_batch": run.detect.batch, "detect_mode": run.detect.mode,
+        "faces_from": options.faces_from,  # True: runs read an analysis (made untimed)
+        "temporal": run.temporal.mode,
+        "encode": {k: v for k, v in vars(run.encode).items() if v is not None},
+        "frames": options.frames, "repeats": options.repeats, "modes": list(modes),
+        "gpus": options.gpus, "devices": devices, "device_note": device_note,
+        "workers_as_processes": processes,
+    }
 
 
 def _detector_name(detect: Any) -> str:

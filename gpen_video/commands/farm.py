@@ -64,6 +64,9 @@ def execute(args: argparse.Namespace, env: Environment | None = None) -> int:
     from gpen_video.media.endpoints import refuse_chunked
 
     refuse_chunked(run, "gpen-video farm")
+    from gpen_video.farm.ray_runner import _import_ray
+
+    _import_ray()  # Ray missing: say so before checking (or downloading) any weights
     if args.ray_address is None:  # a local cluster: this machine's weights are the workers'
         from gpen_video.preflight import check_inputs_exist, check_torch_stack, check_weights
 
