@@ -29,21 +29,13 @@ from pathlib import Path
 import torch
 
 from gpen_video.bench.roofline import MODELED_GPUS, modeled_seconds, trace_forward
-from gpen_video.models.inference import TacticPlan, inference_form
+from gpen_video.models.inference import inference_form, uniform_plan
 from gpen_video.models.load import build_gpen
 from gpen_video.models.weights import REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_JSON = REPO / "benchmarks" / "results" / "gpen_roofline.json"
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
-
-
-def uniform_plan(form, blur: str, modulation: str) -> TacticPlan:
-    choices = {}
-    for name, site in form.sites().items():
-        options = site.candidates()
-        choices[name] = next(t for t in (f"{blur}/{modulation}", blur, modulation) if t in options)
-    return TacticPlan.of(choices, f"uniform:{blur}/{modulation}")
 
 
 def graphs(name: str):

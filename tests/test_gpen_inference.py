@@ -14,21 +14,12 @@ from gpen_video.backends.torch_backend import to_channels_last
 from gpen_video.models.config import GpenConfig
 from gpen_video.models.gpen import GPEN
 from gpen_video.models.inference import (BLUR_TACTICS, MODULATION_TACTICS, TacticPlan,
-                                         composite_kernel, inference_form)
+                                         composite_kernel, inference_form, uniform_plan)
 from gpen_video.models.load import build_gpen, load_gpen
 from gpen_video.models.weights import REGISTRY
 
 TOLERANCE = 1e-5
 COMBOS = [f"{b}/{m}" for b in BLUR_TACTICS for m in MODULATION_TACTICS]
-
-
-def uniform(form, blur: str, modulation: str) -> TacticPlan:
-    """``blur`` at every resampling site, ``modulation`` at every modulated conv."""
-    choices = {}
-    for name, site in form.sites().items():
-        options = site.candidates()
-        choices[name] = next(t for t in (f"{blur}/{modulation}", blur, modulation) if t in options)
-    return TacticPlan.of(choices, f"uniform:{blur}/{modulation}")
 
 
 def rotated(form, shift: int) -> TacticPlan:
@@ -55,7 +46,7 @@ def test_every_tactic_matches_the_plain_gpen_256(gpen256: GPEN, blur: str, modul
     generator = torch.Generator().manual_seed(1)
     x = torch.rand(2, 3, 256, 256, generator=generator) * 2 - 1  # batch 2: grouped weights too
     form = inference_form(gpen256)
-    form.apply_plan(uniform(form, blur, modulation))
+    form.apply_plan(uniform_plan(form, blur, modulation))
     with torch.inference_mode():
         want = gpen256(x)
         got = form(x)
@@ -118,7 +109,7 @@ def test_only_the_chosen_tactics_kernels_are_kept() -> None:
     net = build_gpen(GpenConfig(64, channel_multiplier=1, narrow=0.25))
     form = inference_form(net)
     plain_bytes = sum(b.numel() for b in form.buffers())
-    form.apply_plan(uniform(form, "composite", "activations"))
+    form.apply_plan(uniform_plan(form, "composite", "activations"))
     assert sum(b.numel() for b in form.buffers()) > plain_bytes
     form.apply_plan(TacticPlan())
     assert sum(b.numel() for b in form.buffers()) == plain_bytes

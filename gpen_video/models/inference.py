@@ -45,7 +45,6 @@ RGB in [-1, 1] in and raw RGB out, N free, deterministic.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -530,6 +529,16 @@ class InferenceGPEN(nn.Module):
             out = self.convs[2 * j + 1](out, next(it), feature)
             skip = to_rgb(out, next(it), skip)
         return skip
+
+
+def uniform_plan(form: InferenceGPEN, blur: str, modulation: str) -> TacticPlan:
+    """``blur`` at every resampling site and ``modulation`` at every modulated conv of
+    ``form`` (for comparisons: the roofline, tests)."""
+    choices = {}
+    for name, site in form.sites().items():
+        options = site.candidates()
+        choices[name] = next(t for t in (f"{blur}/{modulation}", blur, modulation) if t in options)
+    return TacticPlan.of(choices, f"uniform:{blur}/{modulation}")
 
 
 def inference_form(net: GPEN, plan: TacticPlan | None = None) -> InferenceGPEN:
