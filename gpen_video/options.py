@@ -34,6 +34,8 @@ ON_DAMAGE = ("conceal", "fail")  # RunOptions.on_damage
 PROGRESS_MODES = ("bar", "plain", "json", "openjd", "none")  # RunOptions.progress
 SEGMENT_MODES = ("auto", "copy", "lossless", "gop")  # FarmOptions.segments
 BENCH_MODES = ("both", "overlap", "serial")  # BenchOptions.mode
+OUTPUT_CODECS = ("h264", "hevc", "prores", "dnxhr", "ffv1", "png", "tiff", "exr", "dpx", "vp9",
+                 "av1")  # EncodeOptions.codec (gpen_video.media.codecs)
 
 
 def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> str:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
+from gpen_video.commands.run import configure_detector
 from gpen_video.options import (BACKEND_NAMES, BENCH_MODES, COMPILE_MODES, DETECT_MODES,
-                                DETECTOR_CHOICES, PRECISIONS, TACTIC_MODES, TEMPORAL_MODES,
+                                OUTPUT_CODECS, PRECISIONS, TACTIC_MODES, TEMPORAL_MODES,
                                 BenchOptions, DetectOptions, EncodeOptions, ModelOptions,
                                 RestoreOptions, RunOptions, TemporalOptions)
 
@@ -72,12 +73,7 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
                             "plain, or auto (timed when compiled or on CUDA)")
 
     faces = parser.add_argument_group("faces (as for gpen-video run)")
-    faces.add_argument("--detector", default="auto", choices=DETECTOR_CHOICES,
-                       help="RetinaFace backbone; auto: the one --detector-weights holds, "
-                            "resnet50 without that option")
-    faces.add_argument("--detector-weights", type=Path, default=None, metavar="PATH",
-                       help="local RetinaFace weights (default: the weights cache, downloaded "
-                            "on first use unless --no-download)")
+    configure_detector(faces)
     faces.add_argument("--detect", dest="detect_mode", default="tracked",
                        choices=DETECT_MODES,
                        help="face detection: tracked (default) or full (every frame whole)")
@@ -87,7 +83,7 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
                           help="temporal smoothing of the restorer's residual; off: none")
 
     encode = parser.add_argument_group("output and encoding")
-    encode.add_argument("--codec", default=None,
+    encode.add_argument("--codec", default=None, choices=OUTPUT_CODECS,
                         help="output codec (default: follow the source)")
     encode.add_argument("--preset", default=None,
                         help="h264/hevc encoder preset (default: the encoder's own, medium)")

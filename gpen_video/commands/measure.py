@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
-from gpen_video.options import DETECTOR_CHOICES
+from gpen_video.commands.run import configure_detector
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -24,12 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="measure only frames A to B of both videos (A-: from A to the end), "
                            "as a run's --frames; default: every frame")
     faces = parser.add_argument_group("faces (found on the source, as a run finds them)")
-    faces.add_argument("--detector", default="auto", choices=DETECTOR_CHOICES,
-                       help="RetinaFace backbone; auto: the one --detector-weights holds, "
-                            "resnet50 without that option")
-    faces.add_argument("--detector-weights", type=Path, default=None, metavar="PATH",
-                       help="local RetinaFace weights file (offline use); default: the weights "
-                            "cache, downloaded on first use")
+    configure_detector(faces)
     faces.add_argument("--device", default="cpu", help="detector device: cpu | cuda | cuda:N")
     out = parser.add_argument_group("output and reporting")
     out.add_argument("--json", action="store_true",

@@ -23,6 +23,7 @@ from gpen_video.options import (
     FACE_SELECTIONS,
     GEOMETRIES,
     ON_DAMAGE,
+    OUTPUT_CODECS,
     PRECISIONS,
     PROGRESS_MODES,
     SMOOTH_METHODS,
@@ -133,15 +134,20 @@ def configure_render(parser: argparse.ArgumentParser,
     _configure_machine(groups["machine"])
 
 
-def configure_faces(faces: Any, smooth: Any = None) -> None:
-    """The detection and tracking options (a run's and ``gpen-video analyse``'s); ``--smooth``
-    goes into ``smooth`` (the temporal group of a run) when given."""
+def configure_detector(faces: Any) -> None:
+    """``--detector`` and ``--detector-weights``, worded alike for every command that detects."""
     faces.add_argument("--detector", default="auto", choices=DETECTOR_CHOICES,
                        help="RetinaFace backbone; auto: the one --detector-weights holds, "
                             "resnet50 without that option")
     faces.add_argument("--detector-weights", type=Path, default=None, metavar="PATH",
                        help="local RetinaFace weights file (offline use); default: the weights "
                             "cache, downloaded on first use")
+
+
+def configure_faces(faces: Any, smooth: Any = None) -> None:
+    """The detection and tracking options (a run's and ``gpen-video analyse``'s); ``--smooth``
+    goes into ``smooth`` (the temporal group of a run) when given."""
+    configure_detector(faces)
     faces.add_argument("--detect", dest="detect_mode", default="tracked",
                        choices=DETECT_MODES,
                        help="tracked (default): each tracked face is re-detected in a window "
@@ -214,8 +220,7 @@ def _configure_restoration(restore: Any) -> None:
 
 def _configure_encoding(encode: Any) -> None:
     encode.add_argument("--codec", default=None,
-                        choices=["h264", "hevc", "prores", "dnxhr", "ffv1", "png", "tiff", "exr",
-                                 "dpx", "vp9", "av1"],
+                        choices=OUTPUT_CODECS,
                         help="output codec; default: follow the source (see the group's title); "
                              "vp9/av1 in .webm or .mkv")
     encode.add_argument("--crf", type=int, default=None, metavar="Q",

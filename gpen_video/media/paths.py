@@ -311,3 +311,49 @@ def remove_quietly(path: Path | None) -> None:
     except OSError:
         pass
     release(path)
+
+
+class PartialOutput:
+    """An output written under a temporary name and renamed by ``close`` (module docstring).
+
+    Gives its subclasses (the video and image-sequence sinks) the rest of the life cycle:
+    ``abort`` (stop, delete the partial), ``remove_partial`` (delete the partial only: for a
+    caller giving up while another thread may still be writing), use as a context manager
+    (closed on success, aborted on an exception) and removal when dropped unclosed. Subclasses
+    set ``_temp`` and ``_closed`` and free what they hold in ``_release``.
+    """
+
+    _temp: Path | None = None
+    _closed = True
+
+    def close(self) -> Path:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Stop without output: free what is held and delete the partial."""
+        self._discard()
+
+    def remove_partial(self) -> None:
+        remove_quietly(self._temp)
+
+    def _release(self) -> None:
+        """Free encoders and files before the partial is deleted (nothing here)."""
+
+    def _discard(self) -> None:
+        self._closed = True
+        self._release()
+        remove_quietly(self._temp)
+        self._temp = None
+
+    def __enter__(self):  # noqa: ANN204 - the subclass itself
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self._discard()

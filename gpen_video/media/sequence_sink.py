@@ -101,7 +101,7 @@ def _output_indices(source: Any) -> range:
     return range(rng.start, rng.end + 1) if rng is not None else range(source.frame_count)
 
 
-class ImageSequenceSink:
+class ImageSequenceSink(paths.PartialOutput):
     """Write the frames of an image-sequence source (module docstring). ``write(frame, image,
     layer=None)`` like :meth:`VideoSink.write`; ``layer`` is needed for EXR plates.
 
@@ -248,27 +248,3 @@ class ImageSequenceSink:
                 from None
         self._closed = True
         return self.path
-
-    def abort(self) -> None:
-        self._discard()
-
-    def remove_partial(self) -> None:
-        paths.remove_quietly(self._temp)
-
-    def _discard(self) -> None:
-        self._closed = True
-        paths.remove_quietly(self._temp)
-        self._temp = None
-
-    def __enter__(self) -> ImageSequenceSink:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            self._discard()

@@ -77,7 +77,7 @@ def check_sink(path: Path, source: VideoSource, options: EncodeOptions,
     return spec
 
 
-class VideoSink:
+class VideoSink(paths.PartialOutput):
     """Encode processed frames of ``source`` to ``path``, keeping everything else (module doc).
 
     Usage::
@@ -395,17 +395,7 @@ class VideoSink:
         self._closed = True
         return self.path
 
-    def abort(self) -> None:
-        """Stop without output: close everything and delete the temporary file."""
-        self._discard()
-
-    def remove_partial(self) -> None:
-        """Delete the temporary output only, leaving the encoder and files alone: for a caller
-        that must give up while another thread may still be inside :meth:`write`."""
-        paths.remove_quietly(self._temp)
-
-    def _discard(self) -> None:
-        self._closed = True
+    def _release(self) -> None:
         if self._copier is not None:
             self._copier.close()
             self._copier = None
@@ -415,18 +405,3 @@ class VideoSink:
             except Exception:  # noqa: BLE001 - the file is deleted next anyway
                 pass
             self._out = None
-        paths.remove_quietly(self._temp)
-        self._temp = None
-
-    def __enter__(self) -> VideoSink:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            self._discard()
