@@ -263,6 +263,7 @@ def console() -> None:
     design choices") when an interrupted job must be gone at once.
     """
     code = EXIT_FAILURE
+    _report_native_crashes()
     with SignalGuard() as signals:
         try:
             code = main(signals=signals)
@@ -270,3 +271,16 @@ def console() -> None:
             code = exc.exit_code if isinstance(exc, Terminated) else EXIT_INTERRUPTED
         signals.ignore_further()
         finish(code)
+
+
+def _report_native_crashes() -> None:
+    """A crash inside a native library (SIGSEGV, SIGABRT from the C allocator, SIGBUS, SIGFPE,
+    SIGILL) prints every thread's Python stack to stderr before the process dies: which stage was
+    where, for the bug report, instead of a lone line such as ``munmap_chunk(): invalid
+    pointer``. SIGINT, SIGTERM and SIGHUP stay :class:`SignalGuard`'s."""
+    import faulthandler
+
+    try:
+        faulthandler.enable(all_threads=True)
+    except (AttributeError, OSError, ValueError):  # stderr closed or not a file: no report
+        pass

@@ -162,6 +162,28 @@ def test_sigterm_with_a_thread_stuck_in_onnxruntime_exits_143(testdata, tmp_path
     assert list(out_dir.iterdir()) == []
 
 
+NATIVE_CRASH = """
+import os, threading, time
+import gpen_video.pipeline as pipeline
+def crash(*_args, **_kwargs):
+    threading.Thread(target=time.sleep, args=(60,), name="gpen-restore", daemon=True).start()
+    os.abort()  # as glibc does on a corrupted heap ("munmap_chunk(): invalid pointer")
+pipeline.run = crash
+"""
+
+
+def test_a_native_crash_prints_every_threads_stack(testdata, tmp_path, small_gpen):
+    """A crash inside a native library cannot exit cleanly; it must at least say where each
+    thread was (faulthandler), not end on a lone allocator line."""
+    proc = with_instrument(NATIVE_CRASH, run_args(
+        testdata, testdata / "videos" / CLIP, tmp_path / "restored.mp4", small_gpen,
+        "--progress", "none"))
+    assert proc.returncode == -signal.SIGABRT, proc.stderr
+    assert "Fatal Python error: Aborted" in proc.stderr
+    assert "most recent call first" in proc.stderr and "in crash" in proc.stderr
+    assert "Current thread 0x" in proc.stderr and "\nThread 0x" in proc.stderr  # both threads
+
+
 # ------------------------------------------------------------------ stale partial files
 
 
