@@ -14,7 +14,9 @@ Every way a run can end goes through the same three steps:
    not meet interpreter teardown, which aborts the process (``terminate called without an active
    exception``, exit 134) instead of exiting with the code a render-farm manager acts on.
 
-A signal also arms a watchdog: if the orderly path has not ended the process ``grace`` seconds
+While the main thread sets up a native object (the output container), a signal is held until
+that is done (:func:`deferred_signals`): an exception half-way through can leave a context that
+corrupts the heap when closed. A signal also arms a watchdog: if the orderly path has not ended the process ``grace`` seconds
 after the first signal (the main thread stuck in a long C call, a stage that ignores the stop
 flag), the watchdog removes the temporary files and exits with the signal's code itself. Later
 signals are ignored, so a second Ctrl-C cannot interrupt the cleanup half-way.
@@ -32,6 +34,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -175,6 +179,37 @@ def finish(code: int) -> NoReturn:
 # ------------------------------------------------------------------------------ signals
 
 
+class _Deferral:
+    """Signals held back in the main thread while a native resource is being set up."""
+
+    depth = 0
+    pending: BaseException | None = None
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold a signal that arrives inside the block until the block ends, then raise it.
+
+    For the main thread's setup of native objects: an exception raised between two steps of,
+    say, opening the output (container, stream, codec options, the copied tracks) leaves a
+    half-configured FFmpeg context, and closing that can corrupt the heap (seen once:
+    ``munmap_chunk(): invalid pointer``, SIGABRT, instead of exit 143). The watchdog is armed
+    when the signal arrives, as always, so a block that hangs still ends the process. Nested
+    blocks raise at the outermost end; other threads never receive these exceptions anyway.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _Deferral.depth += 1
+    try:
+        yield
+    finally:
+        _Deferral.depth -= 1
+        if _Deferral.depth == 0 and _Deferral.pending is not None:
+            exc, _Deferral.pending = _Deferral.pending, None
+            raise exc
+
+
 class SignalGuard:
     """Turns SIGINT/SIGTERM/SIGHUP into exceptions in the main thread and arms the watchdog.
 
@@ -217,4 +252,7 @@ class SignalGuard:
                                          (SIGNAL_EXIT[signum], stopped_message(exc)))
         self._watchdog.daemon = True
         self._watchdog.start()
+        if _Deferral.depth > 0:  # inside deferred_signals(): raised when the block ends
+            _Deferral.pending = exc
+            return
         raise exc

@@ -162,6 +162,30 @@ def test_sigterm_with_a_thread_stuck_in_onnxruntime_exits_143(testdata, tmp_path
     assert list(out_dir.iterdir()) == []
 
 
+SIGNAL_WHILE_OPENING_THE_OUTPUT = """
+import os, signal
+import gpen_video.media.sink as sink
+real = sink.tag_container
+def tag_then_signal(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)  # half-way through opening the output container
+    return real(*args, **kwargs)
+sink.tag_container = tag_then_signal
+"""
+
+
+def test_sigterm_while_the_output_is_being_opened_exits_143(testdata, tmp_path, small_gpen):
+    """Where the stuck-thread test's signal usually lands (its cue is the partial file): the
+    output is opened whole, then stopped and removed — exit 143, not a crash."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = with_instrument(SIGNAL_WHILE_OPENING_THE_OUTPUT, run_args(
+        testdata, testdata / "videos" / CLIP, out_dir / "restored.mp4", small_gpen,
+        "--progress", "none"))
+    assert proc.returncode == 143, proc.stderr
+    assert "SIGTERM" in _one_error_line(proc.stderr)
+    assert list(out_dir.iterdir()) == []
+
+
 NATIVE_CRASH = """
 import os, threading, time
 import gpen_video.pipeline as pipeline

@@ -37,6 +37,7 @@ import av
 import av.error
 import numpy as np
 
+from gpen_video import shutdown
 from gpen_video.errors import GpenVideoError, OutputError
 from gpen_video.media import paths
 from gpen_video.media.codecs import (CODEC_NAMES, SOURCE_FAMILIES, EncoderSpec, choose_encoder,
@@ -130,7 +131,8 @@ class VideoSink(paths.PartialOutput):
         self._last_pts: int | None = None
         self._closed = False
         try:
-            self._open(audio, subtitles)
+            with shutdown.deferred_signals():  # never a half-configured FFmpeg output
+                self._open(audio, subtitles)
         except BaseException:
             self._discard()
             raise
