@@ -16,7 +16,9 @@ Every way a run can end goes through the same three steps:
 
 While the main thread sets up a native object (the output container), a signal is held until
 that is done (:func:`deferred_signals`): an exception half-way through can leave a context that
-corrupts the heap when closed. A signal also arms a watchdog: if the orderly path has not ended the process ``grace`` seconds
+corrupts the heap when closed.
+
+A signal also arms a watchdog: if the orderly path has not ended the process ``grace`` seconds
 after the first signal (the main thread stuck in a long C call, a stage that ignores the stop
 flag), the watchdog removes the temporary files and exits with the signal's code itself. Later
 signals are ignored, so a second Ctrl-C cannot interrupt the cleanup half-way.

@@ -12,9 +12,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from gpen_video.commands.run import configure_detector
 from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
-from gpen_video.commands.run import configure_detector
 from gpen_video.options import (BACKEND_NAMES, BENCH_MODES, COMPILE_MODES, DETECT_MODES,
                                 OUTPUT_CODECS, PRECISIONS, TACTIC_MODES, TEMPORAL_MODES,
                                 BenchOptions, DetectOptions, EncodeOptions, ModelOptions,

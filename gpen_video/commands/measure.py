@@ -11,9 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
+from gpen_video.commands.run import configure_detector
 from gpen_video.environment import Environment
 from gpen_video.errors import UsageError
-from gpen_video.commands.run import configure_detector
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
