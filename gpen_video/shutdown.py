@@ -14,9 +14,10 @@ Every way a run can end goes through the same three steps:
    not meet interpreter teardown, which aborts the process (``terminate called without an active
    exception``, exit 134) instead of exiting with the code a render-farm manager acts on.
 
-While the main thread sets up a native object (the output container), a signal is held until
-that is done (:func:`deferred_signals`): an exception half-way through can leave a context that
-corrupts the heap when closed.
+A few steps must not be cut in two by a signal, so the signal is held until they are done
+(:func:`deferred_signals`): creating a partial output and registering it here (cut between them,
+the file is left behind), and opening the output container with its streams and copied tracks
+(a stop then always closes a complete output, never a half-configured one).
 
 A signal also arms a watchdog: if the orderly path has not ended the process ``grace`` seconds
 after the first signal (the main thread stuck in a long C call, a stage that ignores the stop
@@ -182,7 +183,7 @@ def finish(code: int) -> NoReturn:
 
 
 class _Deferral:
-    """Signals held back in the main thread while a native resource is being set up."""
+    """Signals held back in the main thread during steps that belong together."""
 
     depth = 0
     pending: BaseException | None = None
@@ -192,12 +193,10 @@ class _Deferral:
 def deferred_signals() -> Iterator[None]:
     """Hold a signal that arrives inside the block until the block ends, then raise it.
 
-    For the main thread's setup of native objects: an exception raised between two steps of,
-    say, opening the output (container, stream, codec options, the copied tracks) leaves a
-    half-configured FFmpeg context, and closing that can corrupt the heap (seen once:
-    ``munmap_chunk(): invalid pointer``, SIGABRT, instead of exit 143). The watchdog is armed
-    when the signal arrives, as always, so a block that hangs still ends the process. Nested
-    blocks raise at the outermost end; other threads never receive these exceptions anyway.
+    For the main thread's steps that belong together (module docstring): a partial output's
+    creation and registration, the opening of the output. The watchdog is armed when the
+    signal arrives, as always, so a block that hangs still ends the process. Nested blocks
+    raise at the outermost end; other threads never receive these exceptions anyway.
     """
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -203,7 +203,12 @@ def remove_stale_partials_in(folder: Path) -> list[Path]:
 
 
 def _hold(path: Path, fd: int) -> Path:
-    """Lock ``path`` through ``fd`` for its life and register it for removal on exit."""
+    """Lock ``path`` through ``fd`` for its life and register it for removal on exit.
+
+    Callers create the partial and hold it inside one :func:`gpen_video.shutdown.
+    deferred_signals` block: a Ctrl-C or SIGTERM between the two steps would leave an
+    unregistered partial that no exit path removes (until the next run to the same target).
+    """
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     shutdown.track_temp(path, fd)
     return path
@@ -221,15 +226,16 @@ def temp_file_for(output: Path) -> Path:
     for _ in range(100):
         name = folder / f".{output.stem}{TEMP_TAG}{os.getpid()}-{secrets.token_hex(4)}" \
                         f"{output.suffix}"
-        try:
-            # mode 0o666 minus the umask: the renamed output gets the usual permissions
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise write_error(exc, folder, f"cannot write in {folder}",
-                              "choose another output folder") from None
-        return _hold(name, fd)
+        with shutdown.deferred_signals():  # created ⇒ registered (see _hold)
+            try:
+                # mode 0o666 minus the umask: the renamed output gets the usual permissions
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise write_error(exc, folder, f"cannot write in {folder}",
+                                  "choose another output folder") from None
+            return _hold(name, fd)
     raise OutputError(f"cannot create a temporary file in {folder}")
 
 
@@ -242,14 +248,15 @@ def temp_dir_for(output: Path) -> Path:
     """
     folder = _folder_of(output)
     sweep_partials(output)
-    try:
-        name = Path(tempfile.mkdtemp(
-            prefix=f".{output.stem.replace('%', '')}{TEMP_TAG}{os.getpid()}-", dir=folder))
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise write_error(exc, folder, f"cannot write in {folder}",
+    with shutdown.deferred_signals():  # created ⇒ registered (see _hold)
+        try:
+            name = Path(tempfile.mkdtemp(
+                prefix=f".{output.stem.replace('%', '')}{TEMP_TAG}{os.getpid()}-", dir=folder))
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise write_error(exc, folder, f"cannot write in {folder}",
                               "choose another output folder") from None
-    return _hold(name, fd)
+        return _hold(name, fd)
 
 
 def release(path: Path | None) -> None:

@@ -131,7 +131,7 @@ class VideoSink(paths.PartialOutput):
         self._last_pts: int | None = None
         self._closed = False
         try:
-            with shutdown.deferred_signals():  # never a half-configured FFmpeg output
+            with shutdown.deferred_signals():  # a stop closes a complete output, or none
                 self._open(audio, subtitles)
         except BaseException:
             self._discard()
