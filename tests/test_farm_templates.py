@@ -19,6 +19,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gpen_video.cli import main
@@ -28,6 +29,9 @@ from tests.pipeline_helpers import read_frames
 
 SCRIPTS = REPO / "scripts"
 FRAMES, CHUNK = (0, 35), 12  # 3 chunks; the clip has 30 frames (0-29)
+# what every job below passes to gpen-video besides the template's own arguments
+TEMPLATE_OPTIONS = ("--backend", "identity", "--detector", "mobile0.25", "--device", "cpu",
+                    "--progress", "none")
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +39,28 @@ def clip(testdata, tmp_path_factory) -> Path:
     return face_clip(tmp_path_factory.mktemp("templates") / "clip.mov", testdata, n=30)
 
 
-@pytest.fixture
-def weights_home(testdata, tmp_path, monkeypatch) -> Path:
+@pytest.fixture(scope="module")
+def single(clip, testdata, tmp_path_factory) -> list:
+    """The clip rendered by one process with the templates' options, losslessly: the frames
+    every template's job must reproduce (its chunk borders at 12 and 24 cut a face's frames)."""
+    out = tmp_path_factory.mktemp("single") / "single.mov"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GPEN_VIDEO_HOME", str(_home_with_detector(out.parent / "home", testdata)))
+        assert main([str(clip), str(out), "--codec", "png", *TEMPLATE_OPTIONS]) == 0
+    return read_frames(out)
+
+
+def _home_with_detector(home: Path, testdata: Path) -> Path:
     """A gpen-video cache holding the MobileNet detector (as a farm node's would)."""
-    home = tmp_path / "gpen-video-home"
     (home / "weights").mkdir(parents=True)
     name = "detection_mobilenet0.25_Final.pth"
     (home / "weights" / name).symlink_to(testdata / "weights" / name)
+    return home
+
+
+@pytest.fixture
+def weights_home(testdata, tmp_path, monkeypatch) -> Path:
+    home = _home_with_detector(tmp_path / "gpen-video-home", testdata)
     monkeypatch.setenv("GPEN_VIDEO_HOME", str(home))
     return home
 
@@ -67,7 +86,10 @@ def _run(argv: list[str]) -> None:
         assert main(argv[1:]) == 0, argv
 
 
-def _check(out: Path, segdir: Path, clip: Path) -> None:
+def _check(out: Path, segdir: Path, clip: Path, single: list) -> None:
+    """Three segments with manifests, the delivery has every source frame and audio packet, and
+    the lossless segments hold exactly the single run's pictures (the delivery is H.264, which
+    is not bit-exact from run to run here: the segments are what the chunks rendered)."""
     segments = sorted(p.name for p in segdir.iterdir() if not p.name.startswith(".")
                       and not p.name.endswith(".json"))
     assert len(segments) == 3
@@ -75,6 +97,13 @@ def _check(out: Path, segdir: Path, clip: Path) -> None:
     frames = read_frames(out)
     assert [f.pts for f in frames] == list(source_timeline(clip).pts)  # 30 frames, clamped
     assert audio_packets(out) == audio_packets(clip)
+    first_frame = lambda name: int(re.search(r"seg-0*(\d+)", name).group(1))  # noqa: E731
+    rendered = [f.image for name in sorted(segments, key=first_frame)
+                for f in read_frames(segdir / name)]
+    assert len(rendered) == len(single) == 30
+    differing = [i for i, (a, b) in enumerate(zip(rendered, single)) if not np.array_equal(
+        a, b.image)]
+    assert differing == [], f"frames unlike a single run's: {differing}"
 
 
 # ------------------------------------------------------------------ OpenCue (PyOutline)
@@ -120,7 +149,7 @@ def _opencue_expand(command: list[str], start: int, end: int) -> list[str]:
             .replace("#IFRAME#", str(start)) for a in command]
 
 
-def test_opencue_outline(clip, tmp_path, weights_home, monkeypatch):
+def test_opencue_outline(clip, single, tmp_path, weights_home, monkeypatch):
     _FakeOutline.install(monkeypatch)
     _FakeOutline.launched.clear()
     job = _load(SCRIPTS / "opencue" / "gpen_video_job.py")
@@ -128,7 +157,7 @@ def test_opencue_outline(clip, tmp_path, weights_home, monkeypatch):
     segdir.mkdir()
     assert job.main([str(clip), str(out), "--segment-dir", str(segdir),
                      "--frames", f"{FRAMES[0]}-{FRAMES[1]}", "--chunk", str(CHUNK),
-                     "--overlap", "4", "--backend", "identity", "--detector", "mobile0.25",
+                     "--backend", "identity", "--detector", "mobile0.25",
                      "--", "--device", "cpu", "--progress", "none"]) == 0
     (ol, use_pycuerun), = _FakeOutline.launched
     assert use_pycuerun is False  # RQD runs the command itself, with the tokens replaced
@@ -139,7 +168,7 @@ def test_opencue_outline(clip, tmp_path, weights_home, monkeypatch):
         _run(_opencue_expand(restore.args["command"], start, end))
     assert (segdir / "seg-24-35.mkv").is_file()  # its #FRAME_END# was past the clip
     _run(stitch.args["command"])
-    _check(out, segdir, clip)
+    _check(out, segdir, clip, single)
 
 
 # ------------------------------------------------------------------ Deadline (CommandLine)
@@ -158,13 +187,13 @@ def _info(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def test_deadline_commandline_job(clip, tmp_path, weights_home):
+def test_deadline_commandline_job(clip, single, tmp_path, weights_home):
     submit = _load(SCRIPTS / "deadline" / "submit_deadline.py")
     out, segdir, files = tmp_path / "out.mov", tmp_path / "segments", tmp_path / "job"
     segdir.mkdir()
     args = submit.parse_args([str(clip), str(out), "--segment-dir", str(segdir),
                               "--frames", f"{FRAMES[0]}-{FRAMES[1]}", "--chunk", str(CHUNK),
-                              "--overlap", "4", "--backend", "identity",
+                              "--backend", "identity",
                               "--detector", "mobile0.25", "--out-dir", str(files),
                               "--", "--device", "cpu", "--progress", "none"])
     assert submit.main([str(clip), str(out), "--segment-dir", str(segdir), "--out-dir",
@@ -181,7 +210,7 @@ def test_deadline_commandline_job(clip, tmp_path, weights_home):
     stitch = _info(submit.fill(SCRIPTS / "deadline" / "stitch_plugin_info.txt", values))
     assert stitch_job["JobDependencies"] == "restore-job-id" and stitch_job["Frames"] == "0"
     _run(["gpen-video", *_deadline_expand(stitch["Arguments"], 0, 0)])
-    _check(out, segdir, clip)
+    _check(out, segdir, clip, single)
     assert sorted(p.name for p in files.iterdir()) == sorted(submit.TEMPLATES)
 
 
@@ -200,7 +229,7 @@ def _openjd_format(text: str, params: dict[str, str], task: str | None = None) -
     return re.sub(r"\{\{\s*([^}]+?)\s*\}\}", value, text)
 
 
-def test_openjd_job_template(clip, tmp_path, weights_home):
+def test_openjd_job_template(clip, single, tmp_path, weights_home):
     yaml = pytest.importorskip("yaml", reason="PyYAML reads the OpenJD template")
     template = yaml.safe_load((SCRIPTS / "openjd" / "gpen_video_job.yaml").read_text())
     assert template["specificationVersion"] == "jobtemplate-2023-09"
@@ -209,7 +238,7 @@ def test_openjd_job_template(clip, tmp_path, weights_home):
     segdir.mkdir()
     params = {p["name"]: str(p.get("default", "")) for p in template["parameterDefinitions"]}
     params.update(InputFile=str(clip), OutputFile=str(out), SegmentDir=str(segdir),
-                  Frames=f"{FRAMES[0]}-{FRAMES[1]}", ChunkSize=str(CHUNK), Overlap="4",
+                  Frames=f"{FRAMES[0]}-{FRAMES[1]}", ChunkSize=str(CHUNK),
                   Backend="identity", Detector="mobile0.25")
     restore, stitch = template["steps"]
     assert stitch["dependencies"] == [{"dependsOn": restore["name"]}]
@@ -225,4 +254,4 @@ def test_openjd_job_template(clip, tmp_path, weights_home):
     assert (segdir / "seg-24-35.mkv").is_file()
     action = stitch["script"]["actions"]["onRun"]
     _run([action["command"], *(_openjd_format(a, params) for a in action["args"])])
-    _check(out, segdir, clip)
+    _check(out, segdir, clip, single)

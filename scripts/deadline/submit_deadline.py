@@ -2,7 +2,7 @@
 """Submit a gpen-video job to Deadline: a CommandLine job over frame chunks, then a stitch job.
 
     python submit_deadline.py IN.mov OUT.mov --segment-dir //server/job/segments \\
-        --frames 0-1199 --chunk 100 [--overlap 30] [--model GPEN-BFR-512] [-- EXTRA ARGS]
+        --frames 0-1199 --chunk 100 [--overlap auto] [--model GPEN-BFR-512] [-- EXTRA ARGS]
 
 The four ``*_info.txt`` files beside this script are the templates (``${NAME}`` placeholders are
 filled here; ``<STARTFRAME>``, ``<ENDFRAME>`` and ``<QUOTE>`` are Deadline's own tokens, replaced
@@ -44,22 +44,44 @@ def values_from(args: argparse.Namespace, restore_job_id: str = "") -> dict[str,
             "GPEN_VIDEO": args.gpen_video, "RESTORE_JOB_ID": restore_job_id}
 
 
+def overlap(text: str) -> str:
+    """``auto`` or a frame count (gpen-video's ``--overlap``)."""
+    if text != "auto" and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: give auto or a number of frames")
+    return text
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("input")
-    parser.add_argument("output")
-    parser.add_argument("--segment-dir", required=True)
-    parser.add_argument("--frames", default=None, help="A-B (default: the whole clip)")
-    parser.add_argument("--chunk", type=int, default=100)
-    parser.add_argument("--overlap", type=int, default=30)
-    parser.add_argument("--model", default="GPEN-BFR-512")
-    parser.add_argument("--backend", default="auto")
-    parser.add_argument("--detector", default="resnet50")
-    parser.add_argument("--name", default="gpen-video")
-    parser.add_argument("--gpen-video", default="gpen-video", help="the executable on the nodes")
-    parser.add_argument("--deadlinecommand", default="deadlinecommand")
-    parser.add_argument("--out-dir", default=None, help="where the filled files go")
-    parser.add_argument("--dry-run", action="store_true")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="Arguments after -- go to gpen-video unchanged.")
+    parser.add_argument("input", help="the clip to restore (on storage every render node sees)")
+    parser.add_argument("output", help="the finished movie the stitch job writes")
+    parser.add_argument("--segment-dir", required=True,
+                        help="shared folder for the chunks' segments (stitch reads them there)")
+    parser.add_argument("--frames", default=None,
+                        help="A-B, 0-based in display order (default: the whole clip, counted "
+                        "here with gpen-video)")
+    parser.add_argument("--chunk", type=int, default=100,
+                        help="frames per render task (default: %(default)s)")
+    parser.add_argument("--overlap", type=overlap, default="auto", metavar="auto|N",
+                        help="gpen-video --overlap: auto decodes the frames before and after "
+                        "each chunk that make the job render what one run of the clip renders; "
+                        "N only N frames before it (default: %(default)s)")
+    parser.add_argument("--model", default="GPEN-BFR-512",
+                        help="gpen-video --model (default: %(default)s)")
+    parser.add_argument("--backend", default="auto",
+                        help="gpen-video --backend (default: %(default)s)")
+    parser.add_argument("--detector", default="resnet50",
+                        help="gpen-video --detector (default: %(default)s)")
+    parser.add_argument("--name", default="gpen-video", help="job name (default: %(default)s)")
+    parser.add_argument("--gpen-video", default="gpen-video",
+                        help="the executable on the nodes (default: %(default)s)")
+    parser.add_argument("--deadlinecommand", default="deadlinecommand",
+                        help="Deadline's command-line client (default: %(default)s)")
+    parser.add_argument("--out-dir", default=None,
+                        help="where the filled job files go (default: a new temporary folder)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="write the filled files, submit nothing")
     extra: list[str] = []
     if "--" in argv:
         cut = argv.index("--")

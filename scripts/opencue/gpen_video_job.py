@@ -2,10 +2,10 @@
 """Submit a gpen-video job to OpenCue with PyOutline: a chunked restore layer, then a stitch.
 
     python gpen_video_job.py IN.mov OUT.mov --segment-dir /shared/job/segments \\
-        --frames 0-1199 --chunk 100 [--overlap 30] [--model GPEN-BFR-512] [-- EXTRA ARGS]
+        --frames 0-1199 --chunk 100 [--overlap auto] [--model GPEN-BFR-512] [-- EXTRA ARGS]
 
 The restore layer runs, once per chunk, ``gpen-video IN SEGDIR/seg-#FRAME_START#-#FRAME_END#.mkv
---frames #FRAME_START#-#FRAME_END# --overlap N --segment`` (RQD replaces the tokens). The last
+--frames #FRAME_START#-#FRAME_END# --overlap auto --segment`` (RQD replaces the tokens). The last
 chunk's ``#FRAME_END#`` may lie past the clip: gpen-video clamps it. The stitch layer depends on
 the whole restore layer and runs ``gpen-video stitch SEGDIR --audio-from IN OUT --reencode``.
 Input, output and segment folder must be on storage every render node sees.
@@ -25,11 +25,11 @@ import sys
 GPEN_VIDEO = "gpen-video"  # the executable on the render nodes
 
 
-def restore_command(input: str, segment_dir: str, overlap: int, model: str, backend: str,
+def restore_command(input: str, segment_dir: str, overlap: str, model: str, backend: str,
                     detector: str, extra: list[str]) -> list[str]:
     """The restore layer's command, with OpenCue's chunk tokens."""
     return [GPEN_VIDEO, input, f"{segment_dir}/seg-#FRAME_START#-#FRAME_END#.mkv",
-            "--frames", "#FRAME_START#-#FRAME_END#", "--overlap", str(overlap), "--segment",
+            "--frames", "#FRAME_START#-#FRAME_END#", "--overlap", overlap, "--segment",
             "--model", model, "--backend", backend, "--detector", detector,
             "--progress", "plain", "-y", *extra]
 
@@ -47,21 +47,41 @@ def clip_frames(path: str) -> str:
     return f"0-{source_timeline(path).count - 1}"
 
 
+def overlap(text: str) -> str:
+    """``auto`` or a frame count (gpen-video's ``--overlap``)."""
+    if text != "auto" and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: give auto or a number of frames")
+    return text
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("input")
-    parser.add_argument("output")
-    parser.add_argument("--segment-dir", required=True)
-    parser.add_argument("--frames", default=None, help="A-B (default: the whole clip)")
-    parser.add_argument("--chunk", type=int, default=100)
-    parser.add_argument("--overlap", type=int, default=30)
-    parser.add_argument("--model", default="GPEN-BFR-512")
-    parser.add_argument("--backend", default="auto")
-    parser.add_argument("--detector", default="resnet50")
-    parser.add_argument("--name", default="gpen-video")
-    parser.add_argument("--show", default="testing")
-    parser.add_argument("--shot", default="shot01")
-    parser.add_argument("--dry-run", action="store_true")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="Arguments after -- go to gpen-video unchanged.")
+    parser.add_argument("input", help="the clip to restore (on storage every render node sees)")
+    parser.add_argument("output", help="the finished movie the stitch job writes")
+    parser.add_argument("--segment-dir", required=True,
+                        help="shared folder for the chunks' segments (stitch reads them there)")
+    parser.add_argument("--frames", default=None,
+                        help="A-B, 0-based in display order (default: the whole clip, counted "
+                        "here with gpen-video)")
+    parser.add_argument("--chunk", type=int, default=100,
+                        help="frames per render task (default: %(default)s)")
+    parser.add_argument("--overlap", type=overlap, default="auto", metavar="auto|N",
+                        help="gpen-video --overlap: auto decodes the frames before and after "
+                        "each chunk that make the job render what one run of the clip renders; "
+                        "N only N frames before it (default: %(default)s)")
+    parser.add_argument("--model", default="GPEN-BFR-512",
+                        help="gpen-video --model (default: %(default)s)")
+    parser.add_argument("--backend", default="auto",
+                        help="gpen-video --backend (default: %(default)s)")
+    parser.add_argument("--detector", default="resnet50",
+                        help="gpen-video --detector (default: %(default)s)")
+    parser.add_argument("--name", default="gpen-video", help="job name (default: %(default)s)")
+    parser.add_argument("--show", default="testing", help="OpenCue show (default: %(default)s)")
+    parser.add_argument("--shot", default="shot01", help="OpenCue shot (default: %(default)s)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the two layers' command lines, submit nothing (no PyOutline "
+                        "needed)")
     extra: list[str] = []
     if "--" in argv:  # everything after -- goes to gpen-video unchanged
         cut = argv.index("--")
