@@ -4,7 +4,7 @@ progress.
 Three ways to render a clip in pieces, all through the same pipeline:
 
 * **A farm manager** (OpenCue, Deadline, Deadline Cloud/OpenJD — templates in ``scripts/``) runs
-  ``gpen-video IN SEGDIR/seg-A-B.mkv --frames A-B --overlap 30 --segment`` per chunk and one
+  ``gpen-video IN SEGDIR/seg-A-B.mkv --frames A-B --overlap auto --segment`` per chunk and one
   ``gpen-video stitch SEGDIR --audio-from IN OUT --reencode`` at the end. An end past the
   clip is clamped, so the last chunk may be planned long.
 * **Ray**: ``gpen-video farm IN OUT --chunk 300`` plans the chunks, renders them on Ray actors
