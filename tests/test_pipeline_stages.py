@@ -7,7 +7,10 @@ plumbing only), the sink a real lossless file.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -22,6 +25,7 @@ from gpen_video.pipeline.clock import StageClock
 from gpen_video.pipeline.jobs import FrameJob
 from gpen_video.pipeline.stages import AnalyseFaces, ComposeFaces, Decode, Encode, RestoreFaces
 from gpen_video.pipeline.wiring import SerialRun, ThreadedRun
+from gpen_video.shutdown import SignalGuard, Terminated
 from tests.geometry import face_photo, psnr
 from tests.pipeline_helpers import face_scene, read_frames, write_clip
 
@@ -211,3 +215,36 @@ def test_a_failing_stage_stops_the_run_and_aborts_the_others(wiring):
         run.run()
     assert stages[0].aborted.is_set()
     assert run.stragglers == []
+
+
+def _slow_source(n: int, seconds: float):
+    for i in range(n):
+        time.sleep(seconds)  # a decoder inside a long call
+        yield i
+
+
+def test_a_signal_while_the_threads_start_leaves_no_thread_unaccounted(monkeypatch):
+    """SIGTERM right after the first stage thread (the decoder) has started, before the run has
+    recorded it: every thread the run started must be joined or named a straggler when the stop
+    reaches the caller, who otherwise closes the source and sink under a running thread (the
+    decoder freeing frames of a closed container: a corrupted heap)."""
+    real_start, started = threading.Thread.start, []
+
+    def start_then_signal(thread):
+        real_start(thread)
+        started.append(thread)
+        if len(started) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler runs here, in the main thread
+
+    run = ThreadedRun(_slow_source(50, 0.2), [Doubler(), Collect()], (2, 2), join_timeout=5.0)
+    with SignalGuard(grace=60.0):
+        monkeypatch.setattr(threading.Thread, "start", start_then_signal)
+        with pytest.raises(Terminated):
+            run.run()
+        monkeypatch.undo()
+    stage_threads = [t for t in started if t.name.startswith("gpen-")]  # not the watchdog
+    assert [t.name for t in stage_threads] == ["gpen-decode", "gpen-doubler", "gpen-collect"]
+    unaccounted = [t.name for t in stage_threads if t.is_alive() and t.name not in run.stragglers]
+    assert unaccounted == []
+    assert run.stragglers == []  # each left at its next poll, within the join timeout

@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from gpen_video import shutdown
+
 _POLL = 0.05  # seconds between checks of the stop flag while a queue is full/empty
 _END = object()  # end-of-stream marker on the queues
 
@@ -86,10 +88,14 @@ class ThreadedRun:
         """Run to the end; re-raises the first stage error (or the caller's interruption)."""
         threads: list[threading.Thread] = []
         try:
-            threads.append(self._thread("decode", self._feed))
-            for i, stage in enumerate(self.stages):
-                out = self.queues[i + 1] if i + 1 < len(self.stages) else None
-                threads.append(self._thread(stage.name, self._drive, stage, self.queues[i], out))
+            # started and recorded as one step: a signal between a thread's start and its
+            # recording would leave it running unjoined while the caller closes its objects
+            with shutdown.deferred_signals():
+                threads.append(self._thread("decode", self._feed))
+                for i, stage in enumerate(self.stages):
+                    out = self.queues[i + 1] if i + 1 < len(self.stages) else None
+                    threads.append(self._thread(stage.name, self._drive, stage, self.queues[i],
+                                                out))
             last = threads[-1]
             while last.is_alive():
                 last.join(timeout=0.1)
