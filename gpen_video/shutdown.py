@@ -16,8 +16,10 @@ Every way a run can end goes through the same three steps:
 
 A few steps must not be cut in two by a signal, so the signal is held until they are done
 (:func:`deferred_signals`): creating a partial output and registering it here (cut between them,
-the file is left behind), and opening the output container with its streams and copied tracks
-(a stop then always closes a complete output, never a half-configured one).
+the file is left behind); opening the output container with its streams and copied tracks (a
+stop then always closes a complete output, never a half-configured one); starting the
+pipeline's threads (cut between a thread's start and its recording, the thread would run on,
+unjoined, while the caller closes the source and sink it uses).
 
 A signal also arms a watchdog: if the orderly path has not ended the process ``grace`` seconds
 after the first signal (the main thread stuck in a long C call, a stage that ignores the stop
@@ -194,9 +196,10 @@ def deferred_signals() -> Iterator[None]:
     """Hold a signal that arrives inside the block until the block ends, then raise it.
 
     For the main thread's steps that belong together (module docstring): a partial output's
-    creation and registration, the opening of the output. The watchdog is armed when the
-    signal arrives, as always, so a block that hangs still ends the process. Nested blocks
-    raise at the outermost end; other threads never receive these exceptions anyway.
+    creation and registration, the opening of the output, the start of the stage threads. The
+    watchdog is armed when the signal arrives, as always, so a block that hangs still ends the
+    process. Nested blocks raise at the outermost end; other threads never receive these
+    exceptions anyway.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
