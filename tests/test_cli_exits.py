@@ -174,8 +174,8 @@ sink.tag_container = tag_then_signal
 
 
 def test_sigterm_while_the_output_is_being_opened_exits_143(testdata, tmp_path, small_gpen):
-    """Where the stuck-thread test's signal usually lands (its cue is the partial file): the
-    output is opened whole, then stopped and removed — exit 143, not a crash."""
+    """A signal half-way through opening the output (the partial file already exists): the
+    output is opened whole, then stopped and removed — exit 143, nothing left."""
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     proc = with_instrument(SIGNAL_WHILE_OPENING_THE_OUTPUT, run_args(

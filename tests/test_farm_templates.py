@@ -29,7 +29,8 @@ from tests.pipeline_helpers import read_frames
 
 SCRIPTS = REPO / "scripts"
 FRAMES, CHUNK = (0, 35), 12  # 3 chunks; the clip has 30 frames (0-29)
-# what every job below passes to gpen-video besides the template's own arguments
+# the options every job below ends up giving gpen-video (backend and detector through the
+# template's own parameters, the rest after --): the single-run reference gets the same
 TEMPLATE_OPTIONS = ("--backend", "identity", "--detector", "mobile0.25", "--device", "cpu",
                     "--progress", "none")
 
